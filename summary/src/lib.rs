@@ -1,0 +1,1 @@
+//! Run-summary wire types (being written).
