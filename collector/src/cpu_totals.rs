@@ -1,0 +1,278 @@
+//! Pure bookkeeping for the eBPF CPU maps: turns raw per-CPU map snapshots into exact,
+//! monotonic per-cgroup totals, decides when a removed cgroup's entry may be deleted, and
+//! aggregates exited threads into processes. No I/O; the loader (`ebpf.rs`) feeds it.
+
+use std::collections::{HashMap, HashSet};
+
+use collector_common::{COMM_LEN, CpuState};
+
+/// How many consecutive reads a cgroup must be gone from cgroupfs before its map entry is
+/// deleted. A task's very last slices can still be charged to a cgroup that was removed
+/// moments before (cgroup_exit precedes the final switch), so one read is not enough.
+pub const RETIRE_AFTER_READS: u32 = 3;
+
+/// Combines one consistent read of the maps into per-cgroup totals.
+///
+/// `before` and `after` are the per-CPU `CpuState` slots read around the hash read. A CPU
+/// whose `flush_seq` moved (or is odd) flushed while we read, so its cached `pending_ns` may
+/// already be in `hash`; for such CPUs the pending part is left out (counted next time) rather
+/// than risk counting it twice. Returns the totals and how many CPUs were torn.
+pub fn combine(
+    before: &[CpuState],
+    hash: &[(u64, Vec<u64>)],
+    after: &[CpuState],
+) -> (HashMap<u64, u64>, usize) {
+    let mut totals: HashMap<u64, u64> = HashMap::with_capacity(hash.len() + after.len());
+    for (cgroup, per_cpu) in hash {
+        *totals.entry(*cgroup).or_default() += per_cpu.iter().sum::<u64>();
+    }
+    let mut torn = 0;
+    for (cpu, now) in after.iter().enumerate() {
+        let stable = before
+            .get(cpu)
+            .is_some_and(|b| b.flush_seq == now.flush_seq)
+            && now.flush_seq % 2 == 0;
+        if !stable {
+            torn += 1;
+            continue;
+        }
+        if now.cached_cgroup != 0 && now.pending_ns != 0 {
+            *totals.entry(now.cached_cgroup).or_default() += now.pending_ns;
+        }
+    }
+    (totals, torn)
+}
+
+/// Per-cgroup CPU nanoseconds over the collector's life, including cgroups whose map entries
+/// were already deleted. Totals never go backwards.
+#[derive(Debug, Default)]
+pub struct CgroupTotals {
+    /// Nanoseconds of entries already deleted from the map, by cgroup id.
+    retired: HashMap<u64, u64>,
+    /// Last reported total by cgroup id (the monotonic floor).
+    last: HashMap<u64, u64>,
+    /// Consecutive reads for which each mapped cgroup was absent from cgroupfs.
+    absent_reads: HashMap<u64, u32>,
+}
+
+impl CgroupTotals {
+    /// Folds a fresh `combine` result in and returns the current totals.
+    pub fn update(&mut self, observed: &HashMap<u64, u64>) -> &HashMap<u64, u64> {
+        for (cgroup, ns) in observed {
+            let total = ns + self.retired.get(cgroup).copied().unwrap_or(0);
+            let slot = self.last.entry(*cgroup).or_default();
+            *slot = (*slot).max(total);
+        }
+        &self.last
+    }
+
+    /// Current totals by cgroup id.
+    pub fn totals(&self) -> &HashMap<u64, u64> {
+        &self.last
+    }
+
+    /// Map entries that may be deleted now: cgroups absent from cgroupfs for
+    /// `RETIRE_AFTER_READS` reads and not cached on any CPU (so no flush can recreate them).
+    pub fn retirable(
+        &mut self,
+        in_map: &HashMap<u64, u64>,
+        cached: &HashSet<u64>,
+        is_live: impl Fn(u64) -> bool,
+    ) -> Vec<u64> {
+        let mut out = Vec::new();
+        self.absent_reads
+            .retain(|cgroup, _| in_map.contains_key(cgroup));
+        for cgroup in in_map.keys() {
+            if is_live(*cgroup) {
+                self.absent_reads.remove(cgroup);
+                continue;
+            }
+            let reads = self.absent_reads.entry(*cgroup).or_default();
+            *reads += 1;
+            if *reads >= RETIRE_AFTER_READS && !cached.contains(cgroup) {
+                out.push(*cgroup);
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Records that the map entry of `cgroup`, last read as `map_ns`, was deleted.
+    pub fn retired(&mut self, cgroup: u64, map_ns: u64) {
+        *self.retired.entry(cgroup).or_default() += map_ns;
+        self.absent_reads.remove(&cgroup);
+        let total = self.retired[&cgroup];
+        let slot = self.last.entry(cgroup).or_default();
+        *slot = (*slot).max(total);
+    }
+
+    /// Drops what is kept about cgroups the caller has finished with (e.g. after a job's
+    /// summary), so memory does not grow with the number of cgroups over time.
+    pub fn forget(&mut self, cgroups: &[u64]) {
+        for cgroup in cgroups {
+            self.retired.remove(cgroup);
+            self.last.remove(cgroup);
+            self.absent_reads.remove(cgroup);
+        }
+    }
+}
+
+/// One exited thread, as read from the exit ring buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExitedThread {
+    pub tgid: u32,
+    pub pid: u32,
+    pub cgroup_id: u64,
+    pub runtime_ns: u64,
+    pub exit_ns: u64,
+    pub comm: String,
+}
+
+impl ExitedThread {
+    pub fn from_record(r: &collector_common::ExitRecord) -> Self {
+        Self {
+            tgid: r.tgid,
+            pid: r.pid,
+            cgroup_id: r.cgroup_id,
+            runtime_ns: r.runtime_ns,
+            exit_ns: r.exit_ns,
+            comm: comm_to_string(&r.comm),
+        }
+    }
+}
+
+/// Kernel command names are up to 16 bytes, NUL-padded, and not necessarily UTF-8.
+pub fn comm_to_string(comm: &[u8; COMM_LEN]) -> String {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
+    String::from_utf8_lossy(&comm[..end]).into_owned()
+}
+
+/// CPU of an exited process: the sum of its threads' runtimes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExitedProcess {
+    pub tgid: u32,
+    /// Name of the thread-group leader if seen, else of the last thread to exit.
+    pub comm: String,
+    pub cgroup_id: u64,
+    pub runtime_ns: u64,
+    pub threads: u32,
+}
+
+/// Groups exited threads by process id.
+pub fn aggregate_exits(threads: &[ExitedThread]) -> Vec<ExitedProcess> {
+    let mut by_tgid: HashMap<u32, ExitedProcess> = HashMap::new();
+    for t in threads {
+        let p = by_tgid.entry(t.tgid).or_insert_with(|| ExitedProcess {
+            tgid: t.tgid,
+            comm: t.comm.clone(),
+            cgroup_id: t.cgroup_id,
+            ..Default::default()
+        });
+        p.runtime_ns += t.runtime_ns;
+        p.threads += 1;
+        if t.pid == t.tgid {
+            p.comm = t.comm.clone();
+            p.cgroup_id = t.cgroup_id;
+        }
+    }
+    let mut out: Vec<_> = by_tgid.into_values().collect();
+    out.sort_by(|a, b| b.runtime_ns.cmp(&a.runtime_ns).then(a.tgid.cmp(&b.tgid)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(cached: u64, pending: u64, seq: u64) -> CpuState {
+        CpuState {
+            last_switch_ns: 1,
+            cached_cgroup: cached,
+            pending_ns: pending,
+            flush_seq: seq,
+        }
+    }
+
+    #[test]
+    fn combine_adds_hash_and_pending_of_stable_cpus() {
+        let before = [st(7, 10, 2), st(9, 5, 4)];
+        let after = [st(7, 15, 2), st(9, 6, 4)];
+        let hash = vec![(7, vec![100, 1]), (8, vec![0, 50])];
+        let (t, torn) = combine(&before, &hash, &after);
+        assert_eq!(torn, 0);
+        assert_eq!(t[&7], 116);
+        assert_eq!(t[&8], 50);
+        assert_eq!(t[&9], 6);
+    }
+
+    #[test]
+    fn combine_skips_pending_of_torn_cpus() {
+        // CPU 1 flushed during the read (seq moved) and another is mid-flush (odd).
+        let before = [st(7, 10, 2), st(9, 5, 4), st(3, 1, 5)];
+        let after = [st(7, 15, 2), st(4, 6, 6), st(3, 1, 5)];
+        let hash = vec![(9, vec![0, 5, 0])];
+        let (t, torn) = combine(&before, &hash, &after);
+        assert_eq!(torn, 2);
+        assert_eq!(t[&9], 5);
+        assert!(!t.contains_key(&4));
+        assert!(!t.contains_key(&3));
+    }
+
+    #[test]
+    fn totals_are_monotonic_and_survive_retirement() {
+        let mut c = CgroupTotals::default();
+        c.update(&HashMap::from([(5, 100)]));
+        // A torn read under-counts: the reported total does not go back.
+        assert_eq!(c.update(&HashMap::from([(5, 90)]))[&5], 100);
+        assert_eq!(c.update(&HashMap::from([(5, 130)]))[&5], 130);
+        c.retired(5, 130);
+        // The entry is gone from the map; a late flush recreates it with a small value.
+        assert_eq!(c.update(&HashMap::from([(5, 7)]))[&5], 137);
+        c.forget(&[5]);
+        assert!(c.totals().is_empty());
+    }
+
+    #[test]
+    fn retirable_needs_grace_and_no_cached_cpu() {
+        let mut c = CgroupTotals::default();
+        let in_map = HashMap::from([(1, 10), (2, 20), (3, 30)]);
+        let live = |id| id == 1;
+        let cached = HashSet::from([3]);
+        for _ in 1..RETIRE_AFTER_READS {
+            assert!(c.retirable(&in_map, &cached, live).is_empty());
+        }
+        assert_eq!(c.retirable(&in_map, &cached, live), vec![2]);
+        // Reappearing (e.g. an id seen live again) resets the grace.
+        assert!(c.retirable(&in_map, &cached, |_| true).is_empty());
+    }
+
+    #[test]
+    fn exits_group_by_process_and_prefer_leader_name() {
+        let t = |tgid, pid, ns, comm: &str| ExitedThread {
+            tgid,
+            pid,
+            cgroup_id: 42,
+            runtime_ns: ns,
+            exit_ns: 0,
+            comm: comm.into(),
+        };
+        let procs = aggregate_exits(&[
+            t(10, 11, 5, "worker"),
+            t(10, 10, 7, "make"),
+            t(20, 20, 3, "cc1"),
+        ]);
+        assert_eq!(procs[0].tgid, 10);
+        assert_eq!(procs[0].runtime_ns, 12);
+        assert_eq!(procs[0].threads, 2);
+        assert_eq!(procs[0].comm, "make");
+        assert_eq!(procs[1].comm, "cc1");
+    }
+
+    #[test]
+    fn comm_handles_full_length_and_invalid_utf8() {
+        assert_eq!(comm_to_string(b"0123456789abcdef"), "0123456789abcdef");
+        let mut c = [0u8; COMM_LEN];
+        c[..3].copy_from_slice(&[b'a', 0xff, b'b']);
+        assert_eq!(comm_to_string(&c), "a\u{fffd}b");
+    }
+}
