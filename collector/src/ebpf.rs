@@ -354,8 +354,12 @@ fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(e) = source {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
+        // aya's messages often repeat their source's text; keep each part once.
+        let text = e.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         source = e.source();
     }
     out
