@@ -1,0 +1,283 @@
+//! Command line and environment: the seed's flags plus the additions, and their checks.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::auth::MIN_SECRET_BYTES;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The receiver's command line.
+#[derive(Parser, Clone)]
+#[command(
+    name = "receiver",
+    version,
+    about = "Stores CI run summaries and answers queries"
+)]
+pub struct Cli {
+    /// HTTP listen address; `:PORT` means every interface.
+    #[arg(long, default_value = ":8080")]
+    pub addr: String,
+    /// redb database file.
+    #[arg(long, default_value = "metrics.db")]
+    pub db: PathBuf,
+    /// Pre-shared token for the read and admin endpoints (required, at least 16 bytes).
+    #[arg(long, env = "RECEIVER_READ_TOKEN", hide_env_values = true)]
+    pub read_token: Option<String>,
+    /// Secret key for push-token generation and validation (required, at least 16 bytes).
+    #[arg(long, env = "RECEIVER_HMAC_KEY", hide_env_values = true)]
+    pub hmac_key: Option<String>,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Delete runs received more than this many days ago (kept forever if unset).
+    #[arg(long)]
+    pub retention_days: Option<u32>,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// How long a client may take to send a request's headers.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's body.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+    /// Log level or tracing filter (`info`, `debug`, `receiver=debug,hyper=info`, ...).
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Commit every push in a transaction of its own (the seed's design; a benchmark
+    /// baseline, much slower under concurrency).
+    #[arg(long)]
+    pub no_group_commit: bool,
+}
+
+impl std::fmt::Debug for Cli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cli")
+            .field("addr", &self.addr)
+            .field("db", &self.db)
+            .field(
+                "read_token",
+                &self.read_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("hmac_key", &self.hmac_key.as_ref().map(|_| "<redacted>"))
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("retention_days", &self.retention_days)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses `500ms`, `10s`, `2m`, `1h` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let secs = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("invalid duration {s:?}"))
+}
+
+/// Resolves `--addr`: `:8080` is every interface (`0.0.0.0:8080`), anything else is a
+/// `host:port`.
+pub fn resolve_addr(addr: &str) -> Result<SocketAddr, String> {
+    let full = if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.to_string()
+    };
+    full.to_socket_addrs()
+        .map_err(|e| format!("invalid --addr {addr:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--addr {addr:?} resolves to no address"))
+}
+
+/// A secret that never prints.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret's bytes.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Everything the server needs, checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// redb database file.
+    pub db: PathBuf,
+    /// Read/admin token.
+    pub read_token: Secret,
+    /// HMAC key for push tokens.
+    pub hmac_key: Secret,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Runs older than this are pruned.
+    pub retention: Option<Duration>,
+    /// Deadline for in-flight requests at shutdown.
+    pub shutdown_timeout: Duration,
+    /// Deadline for a request's headers.
+    pub header_timeout: Duration,
+    /// Deadline for a request's body.
+    pub body_timeout: Duration,
+    /// Whether concurrent pushes share write transactions.
+    pub group_commit: bool,
+}
+
+fn secret(value: Option<&String>, flag: &str, env: &str) -> Result<Secret, String> {
+    match value {
+        None => Err(format!("{flag} (or {env}) is required")),
+        Some(v) if v.len() < MIN_SECRET_BYTES => Err(format!(
+            "{flag} (or {env}) is too weak: it must be at least {MIN_SECRET_BYTES} bytes long"
+        )),
+        Some(v) => Ok(Secret(v.clone())),
+    }
+}
+
+impl Config {
+    /// Checks the command line; the error says which flag is wrong and why, and never
+    /// contains a secret.
+    pub fn from_cli(cli: &Cli) -> Result<Self, String> {
+        let read_token = secret(
+            cli.read_token.as_ref(),
+            "--read-token",
+            "RECEIVER_READ_TOKEN",
+        )?;
+        let hmac_key = secret(cli.hmac_key.as_ref(), "--hmac-key", "RECEIVER_HMAC_KEY")?;
+        if read_token.expose() == hmac_key.expose() {
+            return Err("--read-token and --hmac-key must be different secrets".into());
+        }
+        if cli.max_body_bytes == 0 {
+            return Err("--max-body-bytes must be positive".into());
+        }
+        Ok(Self {
+            db: cli.db.clone(),
+            read_token,
+            hmac_key,
+            max_body_bytes: cli.max_body_bytes,
+            retention: cli
+                .retention_days
+                .map(|d| Duration::from_secs(u64::from(d) * 86_400)),
+            shutdown_timeout: cli.shutdown_timeout,
+            header_timeout: cli.header_timeout,
+            body_timeout: cli.body_timeout,
+            group_commit: !cli.no_group_commit,
+        })
+    }
+
+    /// A configuration for tests and the benchmark: the given database and secrets,
+    /// defaults otherwise.
+    pub fn new(db: PathBuf, read_token: &str, hmac_key: &str) -> Self {
+        Self {
+            db,
+            read_token: Secret(read_token.into()),
+            hmac_key: Secret(hmac_key.into()),
+            max_body_bytes: 1024 * 1024,
+            retention: None,
+            shutdown_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            group_commit: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("receiver").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("3d").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn addr_forms() {
+        assert_eq!(resolve_addr(":8080").unwrap().to_string(), "0.0.0.0:8080");
+        assert_eq!(
+            resolve_addr("127.0.0.1:0").unwrap().to_string(),
+            "127.0.0.1:0"
+        );
+        assert!(resolve_addr("nonsense").is_err());
+    }
+
+    #[test]
+    fn secrets_are_required_strong_and_unprinted() {
+        let strong_read = "read-token-0123456789";
+        let strong_key = "hmac-key-0123456789";
+        let err = Config::from_cli(&cli(&["--hmac-key", strong_key])).unwrap_err();
+        assert!(
+            err.contains("--read-token") && err.contains("RECEIVER_READ_TOKEN"),
+            "{err}"
+        );
+        let err = Config::from_cli(&cli(&[
+            "--read-token",
+            strong_read,
+            "--hmac-key",
+            "short-secret",
+        ]))
+        .unwrap_err();
+        assert!(
+            err.contains("--hmac-key") && !err.contains("short-secret"),
+            "{err}"
+        );
+        let err = Config::from_cli(&cli(&[
+            "--read-token",
+            strong_read,
+            "--hmac-key",
+            strong_read,
+        ]))
+        .unwrap_err();
+        assert!(!err.contains(strong_read), "{err}");
+        let c = cli(&["--read-token", strong_read, "--hmac-key", strong_key]);
+        let config = Config::from_cli(&c).unwrap();
+        let printed = format!("{config:?} {c:?}");
+        assert!(
+            !printed.contains(strong_read) && !printed.contains(strong_key),
+            "{printed}"
+        );
+        assert_eq!(config.max_body_bytes, 1 << 20);
+        assert!(config.group_commit);
+    }
+}
