@@ -111,19 +111,22 @@ fn spawn(db: &Path) -> Proc {
             }
         }
     });
-    let addr: SocketAddr = rx
+    let addr = rx
         .recv_timeout(Duration::from_secs(30))
-        .expect("receiver did not start")
-        .parse()
-        .unwrap();
-    // Wait until the store is open.
-    for _ in 0..300 {
-        if request(addr, "GET", "/healthz", &[], None).is_ok_and(|r| r.status == 200) {
-            return Proc { child, addr };
+        .ok()
+        .and_then(|a| a.parse::<SocketAddr>().ok());
+    if let Some(addr) = addr {
+        // Wait until the store is open.
+        for _ in 0..300 {
+            if request(addr, "GET", "/healthz", &[], None).is_ok_and(|r| r.status == 200) {
+                return Proc { child, addr };
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
-        std::thread::sleep(Duration::from_millis(10));
     }
-    panic!("receiver not healthy");
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("receiver did not start");
 }
 
 fn token(addr: SocketAddr) -> String {

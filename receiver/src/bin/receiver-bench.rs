@@ -1,0 +1,532 @@
+//! Benchmark driver for the receiver (`cargo xtask bench receiver`, or
+//! `cargo run --release -p receiver --bin receiver-bench`).
+//!
+//! Starts real receivers on 127.0.0.1:0 with temporary redb files (loopback only, bounded
+//! run time) and measures, in one run:
+//! - durable pushes per second of realistic summaries with 1, 16 and 64 concurrent
+//!   keep-alive clients, with group commit and with the one-commit-per-request baseline;
+//! - query latency (p50, p99) on a job with 10,000 stored runs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use receiver::config::Config;
+use summary::{
+    Accumulator, CollectorInfo, ContainerSummary, Execution, Limits, MetricsPush, ProcessSummary,
+    RunSummary, SCALE_BYTES, SCALE_CORES, SCALE_PERCENT, Source,
+};
+use tokio::net::TcpStream;
+
+const READ_TOKEN: &str = "bench-read-token-0123456789";
+const HMAC_KEY: &str = "bench-hmac-key-0123456789";
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Receiver benchmark: durable pushes/s (group commit vs one commit per request) and query latency"
+)]
+struct Args {
+    /// Seconds measured per push scenario (after a 0.5 s warm-up).
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Concurrent clients of the push scenarios.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    clients: Vec<usize>,
+    /// Runs stored in the job the queries read.
+    #[arg(long, default_value_t = 10_000)]
+    query_runs: usize,
+    /// Number of timed queries.
+    #[arg(long, default_value_t = 2_000)]
+    queries: usize,
+    /// Page size of the timed queries.
+    #[arg(long, default_value_t = 50)]
+    query_limit: usize,
+    /// Skip the one-commit-per-request baseline.
+    #[arg(long)]
+    no_baseline: bool,
+}
+
+/// A receiver running on this runtime with a temporary database.
+struct Server {
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    db: PathBuf,
+}
+
+impl Server {
+    async fn start(group_commit: bool) -> anyhow::Result<Self> {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
+        let db = std::env::temp_dir().join(format!(
+            "receiver-bench-{}-{nanos}.redb",
+            std::process::id()
+        ));
+        let mut config = Config::new(db.clone(), READ_TOKEN, HMAC_KEY);
+        config.group_commit = group_commit;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(receiver::server::run(config, listener, async {
+            let _ = rx.await;
+        }));
+        let server = Self {
+            addr,
+            stop: Some(tx),
+            task,
+            db,
+        };
+        for _ in 0..500 {
+            if let Ok(mut c) = Client::connect(addr).await {
+                if c.send("GET", "/healthz", None, None).await.map(|(s, _)| s) == Ok(StatusCode::OK)
+                {
+                    return Ok(server);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        bail!("receiver did not start")
+    }
+
+    async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.task).await??;
+        let _ = std::fs::remove_file(&self.db);
+        Ok(())
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Client {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Client {
+    async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Self { sender })
+    }
+
+    async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<Bytes>,
+    ) -> Result<(StatusCode, Bytes), String> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "bench");
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .body(Full::new(body.unwrap_or_default()))
+            .map_err(|e| e.to_string())?;
+        self.sender.ready().await.map_err(|e| e.to_string())?;
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, body))
+    }
+}
+
+/// A realistic summary: 3 containers with serialized histograms, 10 top processes each.
+fn realistic_push(run_id: &str) -> MetricsPush {
+    let mut cpu = Accumulator::new(SCALE_CORES);
+    let mut mem = Accumulator::new(SCALE_BYTES);
+    let mut total = Accumulator::new(SCALE_PERCENT);
+    for i in 0..600u32 {
+        cpu.record(f64::from(i % 97) * 0.021);
+        mem.record(f64::from(200_000_000 + (i % 89) * 1_000_003));
+        total.record(f64::from(i % 101) * 0.99);
+    }
+    let container = |name: &str| ContainerSummary {
+        name: name.into(),
+        cpu_cores: cpu.stats(),
+        memory_bytes: mem.stats(),
+        cpu_seconds: 123.4,
+        cpu_source: Source::Ebpf,
+        memory_source: Source::Cgroup,
+        memory_peak_bytes: Some(300_000_000),
+        oom_kills: 0,
+        network: None,
+        limits: Some(Limits {
+            cpu_cores: Some(2.0),
+            memory_bytes: Some(1 << 30),
+        }),
+        cpu_to_limit: Some(cpu.stats()),
+        memory_to_limit: Some(mem.stats()),
+        histograms: Some(
+            [
+                ("cpu_cores".into(), cpu.encode()),
+                ("memory_bytes".into(), mem.encode()),
+            ]
+            .into(),
+        ),
+    };
+    let procs = |base: u64| -> Vec<ProcessSummary> {
+        (0..10)
+            .map(|i| ProcessSummary {
+                pid: 1000 + i,
+                name: format!("proc-{i}"),
+                peak_cpu_percent: 150.0 - f64::from(i),
+                peak_mem_rss_bytes: base + i as u64 * 1_000_000,
+                cpu_seconds: 10.0 + f64::from(i),
+                container: Some("runner".into()),
+                exited: i % 3 == 0,
+            })
+            .collect()
+    };
+    MetricsPush {
+        execution: Execution {
+            organization: "bench-org".into(),
+            repository: "bench-org/bench-repo".into(),
+            workflow: "ci.yml".into(),
+            job: "build".into(),
+            run_id: run_id.into(),
+        },
+        summary: RunSummary {
+            start_time: "2026-02-06T14:30:02.185Z".into(),
+            end_time: "2026-02-06T14:40:02.185Z".into(),
+            duration_seconds: 600.0,
+            sample_count: 600,
+            cpu_total_percent: total.stats(),
+            mem_used_bytes: mem.stats(),
+            cpu_source: Source::Ebpf,
+            containers: vec![container("runner"), container("sidecar"), container("db")],
+            top_cpu_processes: procs(50_000_000),
+            top_mem_processes: procs(400_000_000),
+            histograms: Some([("cpu_total_percent".into(), total.encode())].into()),
+            collector: Some(CollectorInfo {
+                version: "0.1.0".into(),
+                mode: "sidecar".into(),
+                ebpf: true,
+            }),
+            ..Default::default()
+        },
+    }
+}
+
+async fn push_token(addr: std::net::SocketAddr) -> anyhow::Result<String> {
+    let mut c = Client::connect(addr).await?;
+    let body = serde_json::json!({"organization":"bench-org","repository":"bench-repo","workflow":"ci.yml","job":"build"});
+    let (status, body) = c
+        .send(
+            "POST",
+            "/api/v1/token",
+            Some(&format!("Bearer {READ_TOKEN}")),
+            Some(Bytes::from(body.to_string())),
+        )
+        .await
+        .map_err(anyhow::Error::msg)?;
+    if status != StatusCode::OK {
+        bail!("token request failed: {status}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body)?;
+    Ok(v["token"].as_str().context("no token")?.to_string())
+}
+
+struct PushResult {
+    per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// `clients` keep-alive clients push for `seconds` (after a warm-up); counts 201s.
+async fn push_load(
+    addr: std::net::SocketAddr,
+    token: &str,
+    clients: usize,
+    seconds: f64,
+) -> anyhow::Result<PushResult> {
+    let body = Bytes::from(serde_json::to_vec(&realistic_push("bench"))?);
+    let auth: Arc<str> = Arc::from(format!("Bearer {token}"));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (body, auth, measuring, done, count) = (
+            body.clone(),
+            auth.clone(),
+            measuring.clone(),
+            done.clone(),
+            count.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut client = Client::connect(addr).await.map_err(|e| e.to_string())?;
+            while !done.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let (status, text) = client
+                    .send("POST", "/api/v1/metrics", Some(&auth), Some(body.clone()))
+                    .await?;
+                if status != StatusCode::CREATED {
+                    return Err(format!(
+                        "push answered {status}: {}",
+                        String::from_utf8_lossy(&text)
+                    ));
+                }
+                if measuring.load(Ordering::Relaxed) {
+                    count.fetch_add(1, Ordering::Relaxed);
+                    latencies.push(started.elapsed());
+                }
+            }
+            Ok::<_, String>(latencies)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    let n = count.load(Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    done.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await?.map_err(anyhow::Error::msg)?);
+    }
+    latencies.sort_unstable();
+    Ok(PushResult {
+        per_sec: n as f64 / elapsed.as_secs_f64(),
+        p50_ms: percentile_ms(&latencies, 0.50),
+        p99_ms: percentile_ms(&latencies, 0.99),
+    })
+}
+
+fn percentile_ms(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1].as_secs_f64() * 1000.0
+}
+
+async fn fill(addr: std::net::SocketAddr, token: &str, runs: usize) -> anyhow::Result<()> {
+    let auth: Arc<str> = Arc::from(format!("Bearer {token}"));
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (auth, next) = (auth.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client = Client::connect(addr).await.map_err(|e| e.to_string())?;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= runs as u64 {
+                    return Ok::<_, String>(());
+                }
+                let body = serde_json::to_vec(&realistic_push(&format!("run-{i}")))
+                    .map_err(|e| e.to_string())?;
+                let (status, _) = client
+                    .send(
+                        "POST",
+                        "/api/v1/metrics",
+                        Some(&auth),
+                        Some(Bytes::from(body)),
+                    )
+                    .await?;
+                if status != StatusCode::CREATED {
+                    return Err(format!("fill push answered {status}"));
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?.map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
+}
+
+async fn query_latency(
+    addr: std::net::SocketAddr,
+    queries: usize,
+    limit: usize,
+) -> anyhow::Result<(f64, f64, f64, f64)> {
+    let auth = format!("Bearer {READ_TOKEN}");
+    let mut client = Client::connect(addr).await?;
+    let base = "/api/v1/metrics/repo/bench-org/bench-org%2Fbench-repo/ci.yml/build";
+    let mut first = Vec::with_capacity(queries);
+    let mut deep = Vec::with_capacity(queries);
+    // Newest page, and a page 5,000 runs deep (cursor), alternately.
+    let (_, body) = client
+        .send("GET", &format!("{base}?limit=1000"), Some(&auth), None)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let page: Vec<serde_json::Value> = serde_json::from_slice(&body)?;
+    let newest = page.first().and_then(|v| v["id"].as_u64()).unwrap_or(0);
+    let cursor = hex_u64(newest.saturating_sub(5000));
+    for i in 0..queries {
+        let path = if i % 2 == 0 {
+            format!("{base}?limit={limit}")
+        } else {
+            format!("{base}?limit={limit}&cursor={cursor}")
+        };
+        let started = Instant::now();
+        let (status, body) = client
+            .send("GET", &path, Some(&auth), None)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let elapsed = started.elapsed();
+        if status != StatusCode::OK || body.len() < 100 {
+            bail!("query answered {status} with {} bytes", body.len());
+        }
+        if i % 2 == 0 {
+            first.push(elapsed)
+        } else {
+            deep.push(elapsed)
+        }
+    }
+    first.sort_unstable();
+    deep.sort_unstable();
+    Ok((
+        percentile_ms(&first, 0.5),
+        percentile_ms(&first, 0.99),
+        percentile_ms(&deep, 0.5),
+        percentile_ms(&deep, 0.99),
+    ))
+}
+
+fn hex_u64(v: u64) -> String {
+    format!("{v:016x}")
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(bench(args))
+}
+
+async fn bench(args: Args) -> anyhow::Result<()> {
+    let size = serde_json::to_vec(&realistic_push("bench"))?.len();
+    println!(
+        "receiver benchmark: loopback, {} CPU(s), summary body {size} bytes, {:.1} s per scenario",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        args.seconds
+    );
+    println!();
+    let mut group = Vec::new();
+    let mut baseline = Vec::new();
+    for (mode, results) in [(true, &mut group), (false, &mut baseline)] {
+        if !mode && args.no_baseline {
+            continue;
+        }
+        for &clients in &args.clients {
+            // A fresh database per scenario, so no scenario benefits from another's file.
+            let server = Server::start(mode).await?;
+            let token = push_token(server.addr).await?;
+            let r = push_load(server.addr, &token, clients, args.seconds).await?;
+            server.stop().await?;
+            results.push((clients, r));
+        }
+    }
+    println!("durable pushes (2xx only after an fsync'd commit)");
+    println!(
+        "{:>8} | {:>14} {:>8} {:>8} | {:>14} {:>8} {:>8} | {:>7}",
+        "clients",
+        "group pushes/s",
+        "p50 ms",
+        "p99 ms",
+        "1-txn pushes/s",
+        "p50 ms",
+        "p99 ms",
+        "ratio"
+    );
+    println!("{}", "-".repeat(98));
+    for (i, (clients, g)) in group.iter().enumerate() {
+        match baseline.get(i) {
+            Some((_, b)) => println!(
+                "{clients:>8} | {:>14.0} {:>8.2} {:>8.2} | {:>14.0} {:>8.2} {:>8.2} | {:>6.1}x",
+                g.per_sec,
+                g.p50_ms,
+                g.p99_ms,
+                b.per_sec,
+                b.p50_ms,
+                b.p99_ms,
+                g.per_sec / b.per_sec.max(1e-9)
+            ),
+            None => println!(
+                "{clients:>8} | {:>14.0} {:>8.2} {:>8.2} |",
+                g.per_sec, g.p50_ms, g.p99_ms
+            ),
+        }
+    }
+    println!();
+
+    let server = Server::start(true).await?;
+    let token = push_token(server.addr).await?;
+    let started = Instant::now();
+    fill(server.addr, &token, args.query_runs).await?;
+    println!(
+        "stored {} runs in one job in {:.2} s",
+        args.query_runs,
+        started.elapsed().as_secs_f64()
+    );
+    let (p50, p99, deep50, deep99) =
+        query_latency(server.addr, args.queries, args.query_limit).await?;
+    server.stop().await?;
+    println!(
+        "query latency, limit={} ({} queries, 1 client, keep-alive):",
+        args.query_limit, args.queries
+    );
+    println!("  newest page:            p50 {p50:.3} ms   p99 {p99:.3} ms");
+    println!("  page 5,000 runs deep:   p50 {deep50:.3} ms   p99 {deep99:.3} ms");
+    println!();
+
+    let at64 = group.iter().find(|(c, _)| *c == 64).map(|(_, r)| r.per_sec);
+    let base64 = baseline
+        .iter()
+        .find(|(c, _)| *c == 64)
+        .map(|(_, r)| r.per_sec);
+    let check = |ok: bool| if ok { "PASS" } else { "FAIL" };
+    if let Some(g) = at64 {
+        println!(
+            "target: >= 5,000 durable pushes/s at 64 clients ........ {:.0}/s  {}",
+            g,
+            check(g >= 5000.0)
+        );
+        if let Some(b) = base64 {
+            println!(
+                "target: >= 10x the one-commit-per-request baseline ..... {:.1}x  {}",
+                g / b.max(1e-9),
+                check(g >= 10.0 * b)
+            );
+        }
+    }
+    let worst = p99.max(deep99);
+    println!(
+        "target: query p99 <= 5 ms ............................... {worst:.3} ms  {}",
+        check(worst <= 5.0)
+    );
+    Ok(())
+}
