@@ -257,6 +257,32 @@ struct PushResult {
     per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// Average operations per write transaction (from the receiver's /metrics).
+    avg_batch: f64,
+    /// Average time to build and commit one write transaction, fsync included.
+    avg_commit_ms: f64,
+}
+
+/// Reads `name`'s value from a Prometheus/OpenMetrics text exposition.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Average batch size and commit time over the receiver's lifetime.
+async fn commit_stats(addr: std::net::SocketAddr) -> anyhow::Result<(f64, f64)> {
+    let mut c = Client::connect(addr).await?;
+    let (_, body) = c
+        .send("GET", "/metrics", None, None)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let text = String::from_utf8_lossy(&body);
+    let count = metric(&text, "receiver_store_commit_batch_size_count").max(1.0);
+    let batch = metric(&text, "receiver_store_commit_batch_size_sum") / count;
+    let commit = metric(&text, "receiver_store_commit_duration_seconds_sum") / count * 1000.0;
+    Ok((batch, commit))
 }
 
 /// `clients` keep-alive clients push for `seconds` (after a warm-up); counts 201s.
@@ -314,10 +340,13 @@ async fn push_load(
         latencies.extend(t.await?.map_err(anyhow::Error::msg)?);
     }
     latencies.sort_unstable();
+    let (avg_batch, avg_commit_ms) = commit_stats(addr).await?;
     Ok(PushResult {
         per_sec: n as f64 / elapsed.as_secs_f64(),
         p50_ms: percentile_ms(&latencies, 0.50),
         p99_ms: percentile_ms(&latencies, 0.99),
+        avg_batch,
+        avg_commit_ms,
     })
 }
 
@@ -480,6 +509,23 @@ async fn bench(args: Args) -> anyhow::Result<()> {
                 g.per_sec, g.p50_ms, g.p99_ms
             ),
         }
+    }
+    println!();
+    println!("write transactions (averages over each scenario's server, warm-up included)");
+    println!(
+        "{:>8} | {:>12} {:>14} | {:>12} {:>14}",
+        "clients", "group batch", "group commit", "1-txn batch", "1-txn commit"
+    );
+    println!("{}", "-".repeat(70));
+    for (i, (clients, g)) in group.iter().enumerate() {
+        let (bb, bc) = baseline
+            .get(i)
+            .map(|(_, b)| (b.avg_batch, b.avg_commit_ms))
+            .unwrap_or_default();
+        println!(
+            "{clients:>8} | {:>12.1} {:>11.3} ms | {:>12.1} {:>11.3} ms",
+            g.avg_batch, g.avg_commit_ms, bb, bc
+        );
     }
     println!();
 
