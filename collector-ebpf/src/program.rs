@@ -1,8 +1,5 @@
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_ktime_get_ns, bpf_probe_read_kernel,
-    },
+    helpers::{bpf_get_current_comm, bpf_ktime_get_ns},
     macros::{btf_tracepoint, map},
     maps::{PerCpuArray, PerCpuHashMap, RingBuf},
     programs::BtfTracePointContext,
@@ -17,9 +14,27 @@ const TASK_DEAD: u32 = 0x80;
 /// `BPF_NOEXIST`: insert only if absent.
 const BPF_NOEXIST: u64 = 1;
 
-/// Set by the loader from the kernel's BTF before loading; 0 disables exit records.
+// Member offsets, set by the loader from the kernel's BTF (see `collector_common::globals`).
+// Read-only data: the verifier sees their values as constants, so the loads below are
+// checked against BTF like any `task->field` access in C.
 #[unsafe(no_mangle)]
-static TASK_SUM_EXEC_RUNTIME_OFFSET: u64 = 0;
+static OFF_TASK_RUNTIME: u64 = 0;
+#[unsafe(no_mangle)]
+static OFF_TASK_PICK_RUNTIME: u64 = 0;
+#[unsafe(no_mangle)]
+static OFF_TASK_POLICY: u64 = 0;
+#[unsafe(no_mangle)]
+static OFF_TASK_PID: u64 = 0;
+#[unsafe(no_mangle)]
+static OFF_TASK_TGID: u64 = 0;
+#[unsafe(no_mangle)]
+static OFF_TASK_CGROUPS: u64 = 0;
+#[unsafe(no_mangle)]
+static OFF_CSS_SET_DFL_CGRP: u64 = 0;
+#[unsafe(no_mangle)]
+static OFF_CGROUP_KN: u64 = 0;
+#[unsafe(no_mangle)]
+static OFF_KERNFS_NODE_ID: u64 = 0;
 
 /// Per-CPU switch state and one-cgroup cache. Index 0 only.
 #[map]
@@ -41,7 +56,9 @@ static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
 
 #[btf_tracepoint(function = "sched_switch")]
 pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
-    try_sched_switch(&ctx);
+    // SAFETY: the pointers are the tracepoint's `prev` and `next` tasks; every read goes
+    // through offsets the verifier checks against the kernel's BTF.
+    unsafe { try_sched_switch(&ctx) };
     0
 }
 
@@ -52,35 +69,75 @@ pub fn sched_switch_empty(_ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// Reads a field of a kernel object at a loader-provided offset.
 #[inline(always)]
-fn try_sched_switch(ctx: &BtfTracePointContext) {
-    let now = unsafe { bpf_ktime_get_ns() };
+unsafe fn field<T: Copy>(base: *const u8, offset: &'static u64) -> T {
+    unsafe { *(base.add(core::ptr::read_volatile(offset) as usize) as *const T) }
+}
+
+#[inline(always)]
+unsafe fn try_sched_switch(ctx: &BtfTracePointContext) {
     let Some(state) = CPU_STATE.get_ptr_mut(0) else {
         return;
     };
-    // SAFETY: a per-CPU array slot is only touched by programs on this CPU, and a
-    // tracing program is not re-entered on the same CPU.
+    // SAFETY: a per-CPU slot is only touched by programs on this CPU, and a tracing program
+    // is not re-entered on the same CPU.
     let state = unsafe { &mut *state };
-    let last = state.last_switch_ns;
-    state.last_switch_ns = now;
-    let pid_tgid = bpf_get_current_pid_tgid();
-    // The first slice after attaching has no start; the idle task (pid 0) is not usage.
-    if last == 0 || pid_tgid as u32 == 0 {
-        return;
-    }
-    let delta = now.wrapping_sub(last);
-    let cgroup = unsafe { bpf_get_current_cgroup_id() };
-    if cgroup == state.cached_cgroup {
-        state.pending_ns += delta;
+    let prev: *const u8 = ctx.arg(1);
+    let next: *const u8 = ctx.arg(2);
+    let prev_runtime: u64 = unsafe { field(prev, &OFF_TASK_RUNTIME) };
+    let pid: i32 = unsafe { field(prev, &OFF_TASK_PID) };
+    // The slice is what the kernel added to prev's runtime since it switched in here.
+    let slice = if state.in_task == prev as u64 {
+        prev_runtime.wrapping_sub(state.in_runtime_ns)
+    } else if state.in_task == 0 || pid == 0 {
+        // The first switch seen on this CPU has no start; idle is not usage.
+        0
     } else {
-        flush(ctx, state);
-        state.cached_cgroup = cgroup;
-        state.pending_ns = delta;
-    }
+        unsafe { unseen_switch_in(prev, prev_runtime) }
+    };
+    state.in_task = next as u64;
+    state.in_runtime_ns = unsafe { field(next, &OFF_TASK_RUNTIME) };
 
     let prev_state: u32 = ctx.arg(3);
+    // The idle task (pid 0) is not usage; an empty slice changes nothing.
+    if pid == 0 || (slice == 0 && prev_state & TASK_DEAD == 0) {
+        return;
+    }
+    let cgroup: u64 = unsafe {
+        let css_set: *const u8 = field(prev, &OFF_TASK_CGROUPS);
+        let cgrp: *const u8 = field(css_set, &OFF_CSS_SET_DFL_CGRP);
+        let kn: *const u8 = field(cgrp, &OFF_CGROUP_KN);
+        field(kn, &OFF_KERNFS_NODE_ID)
+    };
+    if cgroup == state.cached_cgroup {
+        state.pending_ns += slice;
+    } else if slice != 0 {
+        flush(ctx, state);
+        state.cached_cgroup = cgroup;
+        state.pending_ns = slice;
+    }
+
+    // A task's final runtime is exact whatever was seen of its slices.
     if prev_state & TASK_DEAD != 0 {
-        record_exit(ctx, pid_tgid, cgroup, now);
+        record_exit(prev, pid, cgroup, prev_runtime);
+    }
+}
+
+/// Rare: `prev` started running here without this program seeing it switch in (observed
+/// on 6.18 for a few switches a second under fork/exec churn). For fair-class tasks the
+/// scheduler's own pick-time snapshot gives the slice; for others it is counted as lost.
+#[inline(never)]
+unsafe fn unseen_switch_in(prev: *const u8, prev_runtime: u64) -> u64 {
+    bump(Stat::UnseenSwitchIn, 1);
+    // SCHED_NORMAL, SCHED_BATCH and SCHED_IDLE are the fair class.
+    let policy: u32 = unsafe { field(prev, &OFF_TASK_POLICY) };
+    if matches!(policy, 0 | 3 | 5) {
+        let picked_at: u64 = unsafe { field(prev, &OFF_TASK_PICK_RUNTIME) };
+        prev_runtime.saturating_sub(picked_at)
+    } else {
+        bump(Stat::SliceLost, 1);
+        0
     }
 }
 
@@ -107,7 +164,7 @@ fn flush(ctx: &BtfTracePointContext, state: &mut CpuState) {
             if hits & (hits - 1) == 0 {
                 warn!(
                     ctx,
-                    "cgroup CPU map full ({} entries): {} ns of cgroup {} not attributed, {} times on this CPU",
+                    "cgroup CPU map full ({} entries): {} ns of cgroup {} not attributed ({} times on this CPU)",
                     CGROUP_MAP_ENTRIES,
                     pending,
                     cgroup,
@@ -120,36 +177,23 @@ fn flush(ctx: &BtfTracePointContext, state: &mut CpuState) {
     state.flush_seq += 1;
 }
 
+/// A task's last switch: its runtime is final, so record it for per-process totals. Rare
+/// (once per thread), so helper calls are fine here.
 #[inline(always)]
-fn record_exit(ctx: &BtfTracePointContext, pid_tgid: u64, cgroup: u64, now: u64) {
-    let offset = unsafe { core::ptr::read_volatile(&TASK_SUM_EXEC_RUNTIME_OFFSET) };
-    if offset == 0 {
-        return;
-    }
-    let prev: *const u8 = ctx.arg(1);
-    let runtime_ns = match unsafe { bpf_probe_read_kernel(prev.add(offset as usize) as *const u64) }
-    {
-        Ok(ns) => ns,
-        Err(err) => {
-            bump(Stat::ReadFailures, 1);
-            warn!(
-                ctx,
-                "reading sum_exec_runtime of exiting task failed: {}", err
-            );
-            return;
-        }
-    };
+fn record_exit(prev: *const u8, pid: i32, cgroup: u64, runtime_ns: u64) {
     let Some(mut entry) = EXITS.reserve::<ExitRecord>(0) else {
         bump(Stat::ExitRingFull, 1);
         return;
     };
+    let tgid: i32 = unsafe { field(prev, &OFF_TASK_TGID) };
+    // `prev` is still `current` at this tracepoint, so this is its name.
     let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
     entry.write(ExitRecord {
-        tgid: (pid_tgid >> 32) as u32,
-        pid: pid_tgid as u32,
+        tgid: tgid as u32,
+        pid: pid as u32,
         cgroup_id: cgroup,
         runtime_ns,
-        exit_ns: now,
+        exit_ns: unsafe { bpf_ktime_get_ns() },
         comm,
     });
     entry.submit(0);

@@ -83,8 +83,10 @@ pub struct EbpfStats {
     pub exit_ring_full: u64,
     /// Exit records written.
     pub exit_records: u64,
-    /// Unexpected failures reading an exiting task's runtime.
-    pub read_failures: u64,
+    /// Switches whose task was not seen switching in (slice recovered or lost, see below).
+    pub unseen_switch_in: u64,
+    /// Slices that could not be recovered (non-fair scheduling classes).
+    pub slices_lost: u64,
     /// Entries currently in the cgroup map, and its capacity.
     pub cgroup_map_len: u64,
     pub cgroup_map_capacity: u64,
@@ -126,19 +128,18 @@ impl EbpfCpu {
         raise_memlock_limit();
         let btf = Btf::from_sys_fs().map_err(|e| EbpfUnavailable::NoBtf(chain(&e)))?;
         let raw = std::fs::read(VMLINUX_BTF).map_err(|e| EbpfUnavailable::NoBtf(e.to_string()))?;
-        let runtime_offset = btf::Btf::parse(&raw)
-            .and_then(|b| b.member_offset("task_struct", &["se", "sum_exec_runtime"]))
-            .map(u64::from)
-            .map_err(|e| EbpfUnavailable::NoBtf(format!("looking up task_struct layout: {e}")))?;
+        let offsets = kernel_offsets(&raw).map_err(EbpfUnavailable::NoBtf)?;
         drop(raw);
 
         let map_capacity = options.cgroup_map_entries.unwrap_or(CGROUP_MAP_ENTRIES);
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .btf(Some(&btf))
-            .override_global(globals::TASK_SUM_EXEC_RUNTIME_OFFSET, &runtime_offset, true)
-            .map_max_entries("CGROUP_CPU_NS", map_capacity)
-            .load(OBJECT)
-            .map_err(|e| classify(&e))?;
+            .map_max_entries("CGROUP_CPU_NS", map_capacity);
+        for ((name, _, _), offset) in globals::ALL.iter().zip(&offsets) {
+            loader.override_global(name, offset, true);
+        }
+        let mut ebpf = loader.load(OBJECT).map_err(|e| classify(&e))?;
 
         // Diagnostics from the kernel side (map full, helper failures) go to our log.
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -165,7 +166,7 @@ impl EbpfCpu {
         let cgroup_ns = take_map(&mut ebpf, "CGROUP_CPU_NS")?;
         let exits = take_map(&mut ebpf, "EXITS")?;
         let stats = take_map(&mut ebpf, "STATS")?;
-        tracing::debug!(program_name, runtime_offset, map_capacity, "eBPF attached");
+        tracing::debug!(program_name, ?offsets, map_capacity, "eBPF attached");
         Ok(Self {
             ebpf,
             probe: options.probe,
@@ -241,13 +242,14 @@ impl EbpfCpu {
                 .map(|v| v.iter().sum())
                 .unwrap_or(0)
         };
-        debug_assert!((Stat::ReadFailures as u32) < STAT_COUNT);
+        debug_assert!((Stat::SliceLost as u32) < STAT_COUNT);
         EbpfStats {
             cgroup_map_full: sum(Stat::CgroupMapFull),
             cgroup_ns_dropped: sum(Stat::CgroupNsDropped),
             exit_ring_full: sum(Stat::ExitRingFull),
             exit_records: sum(Stat::ExitRecords),
-            read_failures: sum(Stat::ReadFailures),
+            unseen_switch_in: sum(Stat::UnseenSwitchIn),
+            slices_lost: sum(Stat::SliceLost),
             cgroup_map_len: self.cgroup_ns.keys().filter(Result::is_ok).count() as u64,
             cgroup_map_capacity: u64::from(self.map_capacity),
         }
@@ -322,6 +324,20 @@ impl EbpfCpu {
             .map_err(io::Error::other)?
             .to_vec())
     }
+}
+
+/// The member offsets the program needs, from the running kernel's BTF.
+fn kernel_offsets(raw: &[u8]) -> Result<Vec<u64>, String> {
+    let parsed = btf::Btf::parse(raw).map_err(|e| format!("parsing {VMLINUX_BTF}: {e}"))?;
+    globals::ALL
+        .iter()
+        .map(|(_, ty, path)| {
+            parsed
+                .member_offset(ty, path)
+                .map(u64::from)
+                .map_err(|e| format!("looking up {ty}.{}: {e}", path.join(".")))
+        })
+        .collect()
 }
 
 fn take_map<T>(ebpf: &mut Ebpf, name: &str) -> Result<T, EbpfUnavailable>

@@ -290,10 +290,9 @@ fn short_processes_match_and_are_named(env: &Env) {
     );
     assert!(within(ebpf, rusage, 0.02), "ebpf {ebpf} vs rusage {rusage}");
 
-    let ours: Vec<_> = aggregate_exits(&exits)
-        .into_iter()
-        .filter(|p| p.cgroup_id == cg.id)
-        .collect();
+    let all = aggregate_exits(&exits);
+    println!("  eBPF health: {:?}", cpu.stats());
+    let ours: Vec<_> = all.into_iter().filter(|p| p.cgroup_id == cg.id).collect();
     let named = ours.iter().filter(|p| p.comm == BURNER_NAME).count();
     let per_process: u64 = ours.iter().map(|p| p.runtime_ns).sum();
     println!(

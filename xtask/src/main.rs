@@ -1,0 +1,160 @@
+//! `cargo xtask`: the project's automation.
+//!
+//! - `build-ebpf`: provisions the BPF toolchain if needed and builds `collector-ebpf`.
+//! - `test`: everything CI runs: provisioning, the eBPF build, fmt, clippy and every test.
+//! - `bench ebpf|collector|receiver`: benchmarks that print figures and ratios.
+
+mod toolchain;
+mod util;
+
+use std::{path::PathBuf, time::Instant};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::{
+    toolchain::Route,
+    util::{run, step},
+};
+
+#[derive(Parser)]
+#[command(about = "Project automation for the CI resource collector", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the eBPF object (target/ebpf/bpfel-unknown-none/release/collector-ebpf),
+    /// provisioning the toolchain first if it is missing.
+    BuildEbpf {
+        /// How to get a compiler for bpfel-unknown-none: auto picks rustup nightly with
+        /// rust-src if present, else Debian's rustc-web with its prebuilt BPF core.
+        #[arg(long, value_enum, default_value = "auto")]
+        route: Route,
+    },
+    /// Provision everything, build the eBPF object, then run fmt --check, clippy -D warnings
+    /// and every test. This is what CI runs (.ci/run).
+    Test {
+        #[arg(long, value_enum, default_value = "auto")]
+        route: Route,
+    },
+    /// Run a benchmark; it prints its figures and targets.
+    Bench {
+        #[command(subcommand)]
+        which: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Cost per sched_switch (bpf_stats) of the collector's program and of an empty one, and
+    /// a pinned pipe ping-pong attached vs detached.
+    Ebpf {
+        /// Ping-pong round trips per run.
+        #[arg(long, default_value_t = 200_000)]
+        round_trips: u64,
+        /// Alternating attached/detached run pairs.
+        #[arg(long, default_value_t = 7)]
+        pairs: u32,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let started = Instant::now();
+    let result = match cli.command {
+        Cmd::BuildEbpf { route } => build_ebpf(route).map(|_| ()),
+        Cmd::Test { route } => test(route),
+        Cmd::Bench { which } => bench(which),
+    };
+    match result {
+        Ok(()) => step(format!("done in {:.1?}", started.elapsed())),
+        Err(e) => {
+            eprintln!("\x1b[1;31m[xtask] error:\x1b[0m {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Path of the built object; the collector's build.rs embeds it from there.
+fn ebpf_object() -> PathBuf {
+    util::root().join("target/ebpf/bpfel-unknown-none/release/collector-ebpf")
+}
+
+fn build_ebpf(route: Route) -> Result<PathBuf> {
+    let tc = toolchain::ensure(route)?;
+    step(format!(
+        "eBPF route: {:?} (rustc {}, LLVM {}), bpf-linker {} at {}",
+        tc.route,
+        tc.rustc_release,
+        tc.llvm_major,
+        toolchain::BPF_LINKER_VERSION,
+        tc.bpf_linker.display()
+    ));
+    run(tc.cargo_build().args([
+        "-p",
+        "collector-ebpf",
+        "--target",
+        "bpfel-unknown-none",
+        "--release",
+        "--target-dir",
+        "target/ebpf",
+    ]))?;
+    let object = ebpf_object();
+    let size = std::fs::metadata(&object)?.len();
+    step(format!(
+        "eBPF object: {} ({} KiB)",
+        object.display(),
+        size / 1024
+    ));
+    Ok(object)
+}
+
+fn test(route: Route) -> Result<()> {
+    let object = build_ebpf(route)?;
+    step("cargo fmt --check");
+    run(util::cargo().args(["fmt", "--all", "--check"]))?;
+    step("cargo clippy --workspace --all-targets -- -D warnings");
+    run(util::cargo()
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .env("COLLECTOR_EBPF_OBJECT", &object))?;
+    step("cargo test (every test, eBPF ones included)");
+    run(util::cargo()
+        .args(["test", "--workspace", "--exclude", "collector-ebpf"])
+        .env("COLLECTOR_EBPF_OBJECT", &object))?;
+    Ok(())
+}
+
+fn bench(which: Bench) -> Result<()> {
+    match which {
+        Bench::Ebpf { round_trips, pairs } => {
+            let object = build_ebpf(Route::Auto)?;
+            run(util::cargo()
+                .args([
+                    "run",
+                    "--release",
+                    "-p",
+                    "collector",
+                    "--example",
+                    "ebpf_bench",
+                    "--",
+                ])
+                .args([
+                    "--round-trips",
+                    &round_trips.to_string(),
+                    "--pairs",
+                    &pairs.to_string(),
+                ])
+                .env("COLLECTOR_EBPF_OBJECT", &object))
+        }
+    }
+}
