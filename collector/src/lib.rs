@@ -7,9 +7,19 @@
 //! - [`btf`]: a minimal BTF reader that finds kernel struct member offsets for the program.
 //! - [`cgroupfs`]: cgroup v2 mount discovery and cgroup ids.
 //! - [`source`]: picks the CPU source (eBPF, cgroup counters, /proc) and says why.
+//! - [`procfs`]: /proc parsers (stat, status, cgroup, net/dev, system stat, meminfo) and
+//!   readers that tolerate vanishing processes and malformed lines.
+//! - [`containers`]: grouping processes into containers (`CGROUP_PROCESS_MAP`, automatic
+//!   names from Kubernetes/containerd/CRI-O/Docker/systemd cgroup paths).
+//! - [`limits`]: `CGROUP_LIMITS` in Kubernetes quantity notation.
+//! - [`rates`]: pure delta maths: CPU percent and cores from counters, byte rates.
 
 pub mod btf;
 pub mod cgroupfs;
+pub mod containers;
 pub mod cpu_totals;
 pub mod ebpf;
+pub mod limits;
+pub mod procfs;
+pub mod rates;
 pub mod source;
