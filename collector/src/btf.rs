@@ -162,7 +162,7 @@ impl<'a> Btf<'a> {
             id = self.resolve(member_type);
             ty_name = (*member).to_owned();
         }
-        if bits % 8 != 0 {
+        if !bits.is_multiple_of(8) {
             return Err(BtfError::Unaligned(path.join(".")));
         }
         Ok(bits / 8)
@@ -327,6 +327,6 @@ pub(crate) mod tests {
         let off = btf
             .member_offset("task_struct", &["se", "sum_exec_runtime"])
             .unwrap();
-        assert!(off > 0 && off % 8 == 0, "offset {off}");
+        assert!(off > 0 && off.is_multiple_of(8), "offset {off}");
     }
 }

@@ -31,7 +31,7 @@ pub fn combine(
         let stable = before
             .get(cpu)
             .is_some_and(|b| b.flush_seq == now.flush_seq)
-            && now.flush_seq % 2 == 0;
+            && now.flush_seq.is_multiple_of(2);
         if !stable {
             torn += 1;
             continue;
@@ -186,7 +186,8 @@ mod tests {
 
     fn st(cached: u64, pending: u64, seq: u64) -> CpuState {
         CpuState {
-            last_switch_ns: 1,
+            in_task: 1,
+            in_runtime_ns: 1,
             cached_cgroup: cached,
             pending_ns: pending,
             flush_seq: seq,

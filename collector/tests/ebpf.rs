@@ -33,7 +33,7 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let tests: &[(&str, fn(&Env))] = &[
+    let tests: &[(&str, Test)] = &[
         (
             "burner_2s_matches_cpu_stat_and_rusage",
             burner_2s_matches_cpu_stat_and_rusage,
@@ -85,6 +85,8 @@ fn main() {
         std::process::exit(101);
     }
 }
+
+type Test = fn(&Env);
 
 /// What every test needs: the cgroup v2 mount and a scratch directory.
 struct Env {

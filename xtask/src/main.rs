@@ -59,6 +59,12 @@ enum Bench {
         #[arg(long, default_value_t = 7)]
         pairs: u32,
     },
+    /// Durable pushes/s at 1, 16 and 64 clients against a one-commit-per-request baseline,
+    /// and query latency on a job with 10,000 runs. Extra arguments go to receiver-bench.
+    Receiver {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() {
@@ -156,5 +162,16 @@ fn bench(which: Bench) -> Result<()> {
                 ])
                 .env("COLLECTOR_EBPF_OBJECT", &object))
         }
+        Bench::Receiver { args } => run(util::cargo()
+            .args([
+                "run",
+                "--release",
+                "-p",
+                "receiver",
+                "--bin",
+                "receiver-bench",
+                "--",
+            ])
+            .args(args)),
     }
 }
