@@ -134,9 +134,18 @@ fn test(route: Route) -> Result<()> {
         ])
         .env("COLLECTOR_EBPF_OBJECT", &object))?;
     step("cargo test (every test, eBPF ones included)");
-    run(util::cargo()
-        .args(["test", "--workspace", "--exclude", "collector-ebpf"])
-        .env("COLLECTOR_EBPF_OBJECT", &object))?;
+    let totals = util::run_counting_tests(
+        util::cargo()
+            .args(["test", "--workspace", "--exclude", "collector-ebpf"])
+            .env("COLLECTOR_EBPF_OBJECT", &object),
+    )?;
+    // One closing line for the whole run (cargo's own last line is often a doc-test "0 passed").
+    println!(
+        "\n{} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
+    anyhow::ensure!(totals.failed == 0, "{} tests failed", totals.failed);
+    anyhow::ensure!(totals.passed > 0, "no test ran");
     Ok(())
 }
 

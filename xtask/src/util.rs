@@ -46,6 +46,69 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Test counts added up over every `test result:` line of a cargo test run.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TestTotals {
+    pub passed: u64,
+    pub failed: u64,
+    pub ignored: u64,
+}
+
+impl TestTotals {
+    /// Adds one libtest summary line, e.g. `test result: ok. 12 passed; 0 failed; 1 ignored`.
+    pub fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result:") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let words: Vec<&str> = part.split_whitespace().collect();
+            let Some(pos) = words
+                .iter()
+                .position(|w| ["passed", "failed", "ignored"].contains(w))
+            else {
+                continue;
+            };
+            let Some(n) = pos
+                .checked_sub(1)
+                .and_then(|i| words[i].parse::<u64>().ok())
+            else {
+                continue;
+            };
+            match words[pos] {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                _ => self.ignored += n,
+            }
+        }
+    }
+}
+
+/// Runs `cargo test ...`, streaming its output, and adds up the test counts. Fails when
+/// the command fails.
+pub fn run_counting_tests(cmd: &mut Command) -> Result<TestTotals> {
+    use std::io::{BufRead, BufReader};
+    let line = describe(cmd);
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start `{line}`"))?;
+    let mut totals = TestTotals::default();
+    for l in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let l = l?;
+        println!("{l}");
+        totals.add_line(&l);
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!(
+            "`{line}` failed ({status}): {} passed, {} failed",
+            totals.passed,
+            totals.failed
+        );
+    }
+    Ok(totals)
+}
+
 /// Runs a command and returns its trimmed stdout; `None` if it cannot run or fails.
 pub fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.stderr(Stdio::null()).output().ok()?;
@@ -114,4 +177,25 @@ pub fn ensure_debs(packages: &[&str]) -> Result<()> {
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adds_up_libtest_summaries() {
+        let mut t = TestTotals::default();
+        t.add_line("test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out");
+        t.add_line("test result: FAILED. 3 passed; 2 failed; 0 ignored");
+        t.add_line("random line with 5 passed");
+        assert_eq!(
+            t,
+            TestTotals {
+                passed: 15,
+                failed: 2,
+                ignored: 1
+            }
+        );
+    }
 }
