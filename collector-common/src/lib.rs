@@ -79,6 +79,8 @@ pub struct ExitRecord {
     pub runtime_ns: u64,
     /// `bpf_ktime_get_ns()` at exit.
     pub exit_ns: u64,
+    /// `task_struct.start_time` (same monotonic clock): the thread's life is `exit_ns - start_ns`.
+    pub start_ns: u64,
     /// Command name, NUL-padded.
     pub comm: [u8; COMM_LEN],
 }
@@ -98,6 +100,8 @@ pub mod globals {
     pub const TASK_PID: &str = "OFF_TASK_PID";
     /// `task_struct.tgid`
     pub const TASK_TGID: &str = "OFF_TASK_TGID";
+    /// `task_struct.start_time`
+    pub const TASK_START_TIME: &str = "OFF_TASK_START_TIME";
     /// `task_struct.cgroups`
     pub const TASK_CGROUPS: &str = "OFF_TASK_CGROUPS";
     /// `css_set.dfl_cgrp`
@@ -108,7 +112,7 @@ pub mod globals {
     pub const KERNFS_NODE_ID: &str = "OFF_KERNFS_NODE_ID";
 
     /// (global, struct, member path) for each offset.
-    pub const ALL: [(&str, &str, &[&str]); 9] = [
+    pub const ALL: [(&str, &str, &[&str]); 10] = [
         (TASK_RUNTIME, "task_struct", &["se", "sum_exec_runtime"]),
         (
             TASK_PICK_RUNTIME,
@@ -118,6 +122,7 @@ pub mod globals {
         (TASK_POLICY, "task_struct", &["policy"]),
         (TASK_PID, "task_struct", &["pid"]),
         (TASK_TGID, "task_struct", &["tgid"]),
+        (TASK_START_TIME, "task_struct", &["start_time"]),
         (TASK_CGROUPS, "task_struct", &["cgroups"]),
         (CSS_SET_DFL_CGRP, "css_set", &["dfl_cgrp"]),
         (CGROUP_KN, "cgroup", &["kn"]),

@@ -28,6 +28,8 @@ static OFF_TASK_PID: u64 = 0;
 #[unsafe(no_mangle)]
 static OFF_TASK_TGID: u64 = 0;
 #[unsafe(no_mangle)]
+static OFF_TASK_START_TIME: u64 = 0;
+#[unsafe(no_mangle)]
 static OFF_TASK_CGROUPS: u64 = 0;
 #[unsafe(no_mangle)]
 static OFF_CSS_SET_DFL_CGRP: u64 = 0;
@@ -194,6 +196,7 @@ fn record_exit(prev: *const u8, pid: i32, cgroup: u64, runtime_ns: u64) {
         cgroup_id: cgroup,
         runtime_ns,
         exit_ns: unsafe { bpf_ktime_get_ns() },
+        start_ns: unsafe { field(prev, &OFF_TASK_START_TIME) },
         comm,
     });
     entry.submit(0);

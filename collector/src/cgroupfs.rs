@@ -1,11 +1,12 @@
-//! cgroup v2 discovery: where the unified hierarchy is mounted, and cgroup ids.
+//! cgroup discovery and counters: where the hierarchies are mounted, cgroup ids, and the
+//! memory and CPU counters of a cgroup (v2 files, v1 equivalents where v2 lacks them).
 //!
 //! A cgroup v2 id (what `bpf_get_current_cgroup_id()` returns) is the inode number of the
 //! cgroup's directory. The mount point is read from `/proc/self/mountinfo`, never assumed:
 //! it is `/sys/fs/cgroup` on pure v2 hosts and e.g. `/sys/fs/cgroup/unified` on hybrid ones.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
@@ -46,6 +47,162 @@ fn unescape_octal(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The v1 controllers (mount options such as `xattr` or `name=systemd` are not).
+const V1_CONTROLLERS: [&str; 13] = [
+    "cpu",
+    "cpuacct",
+    "memory",
+    "cpuset",
+    "blkio",
+    "pids",
+    "devices",
+    "freezer",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "hugetlb",
+    "misc",
+];
+
+/// Mount points of the cgroup hierarchies: the v2 one and each v1 controller's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mounts {
+    pub v2: Option<PathBuf>,
+    /// v1 controller name (`memory`, `cpuacct`, ...) -> mount point.
+    pub v1: HashMap<String, PathBuf>,
+}
+
+impl Mounts {
+    pub fn parse(mountinfo: &str) -> Self {
+        let mut mounts = Self {
+            v2: cgroup2_mount_point(mountinfo),
+            v1: HashMap::new(),
+        };
+        for line in mountinfo.lines() {
+            let Some((pre, post)) = line.split_once(" - ") else {
+                continue;
+            };
+            let mut post = post.split_whitespace();
+            if post.next() != Some("cgroup") {
+                continue;
+            }
+            let (Some(mount_point), Some(options)) = (pre.split_whitespace().nth(4), post.nth(1))
+            else {
+                continue;
+            };
+            for option in options.split(',') {
+                if V1_CONTROLLERS.contains(&option) {
+                    mounts
+                        .v1
+                        .entry(option.to_owned())
+                        .or_insert_with(|| unescape_octal(mount_point).into());
+                }
+            }
+        }
+        mounts
+    }
+
+    /// The mounts of this process's mount namespace.
+    pub fn discover() -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string("/proc/self/mountinfo")
+            .context("reading /proc/self/mountinfo")?;
+        Ok(Self::parse(&text))
+    }
+
+    /// Directory of a v2 cgroup path (as found in /proc/PID/cgroup), if v2 is mounted.
+    pub fn v2_dir(&self, cgroup_path: &str) -> Option<PathBuf> {
+        Some(join_cgroup(self.v2.as_ref()?, cgroup_path))
+    }
+
+    /// Directory of a v1 cgroup path in the hierarchy of `controller`.
+    pub fn v1_dir(&self, controller: &str, cgroup_path: &str) -> Option<PathBuf> {
+        Some(join_cgroup(self.v1.get(controller)?, cgroup_path))
+    }
+}
+
+/// Joins a mount point and a cgroup path, refusing paths that climb out of the mount
+/// (cgroup namespaces show foreign cgroups as `/../..`).
+fn join_cgroup(mount: &Path, cgroup_path: &str) -> PathBuf {
+    let rel = cgroup_path.trim_start_matches('/');
+    if rel.split('/').any(|c| c == "..") {
+        return mount.join("\0-outside-this-cgroup-namespace");
+    }
+    mount.join(rel)
+}
+
+/// Memory of one cgroup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryReading {
+    /// `memory.current` (v2) or `memory.usage_in_bytes` (v1).
+    pub current: u64,
+    /// `memory.peak` (v2, 5.19+) or `memory.max_usage_in_bytes` (v1): the true peak, including
+    /// spikes between two samples.
+    pub peak: Option<u64>,
+    /// `oom_kill` from `memory.events` (v2) or `memory.oom_control` (v1, 4.13+).
+    pub oom_kills: Option<u64>,
+    /// Anonymous memory (`anon` in memory.stat v2, `rss` in v1), when known.
+    pub anon: Option<u64>,
+}
+
+/// Reads the memory counters of a cgroup: v2 first, then the v1 memory hierarchy.
+pub fn read_memory(
+    mounts: &Mounts,
+    v2_path: Option<&str>,
+    v1_path: Option<&str>,
+) -> Option<MemoryReading> {
+    if let Some(dir) = v2_path.and_then(|p| mounts.v2_dir(p))
+        && let Some(current) = read_u64(&dir.join("memory.current"))
+    {
+        return Some(MemoryReading {
+            current,
+            peak: read_u64(&dir.join("memory.peak")),
+            oom_kills: read_keyed(&dir.join("memory.events"), "oom_kill"),
+            anon: read_keyed(&dir.join("memory.stat"), "anon"),
+        });
+    }
+    let dir = mounts.v1_dir("memory", v1_path?)?;
+    Some(MemoryReading {
+        current: read_u64(&dir.join("memory.usage_in_bytes"))?,
+        peak: read_u64(&dir.join("memory.max_usage_in_bytes")),
+        oom_kills: read_keyed(&dir.join("memory.oom_control"), "oom_kill"),
+        anon: read_keyed(&dir.join("memory.stat"), "rss"),
+    })
+}
+
+/// Cumulative CPU nanoseconds of a cgroup: v2 `cpu.stat` `usage_usec`, else v1
+/// `cpuacct.usage`.
+pub fn read_cpu_usage_ns(
+    mounts: &Mounts,
+    v2_path: Option<&str>,
+    v1_path: Option<&str>,
+) -> Option<u64> {
+    if let Some(dir) = v2_path.and_then(|p| mounts.v2_dir(p))
+        && let Some(usec) = read_keyed(&dir.join("cpu.stat"), "usage_usec")
+    {
+        return Some(usec.saturating_mul(1000));
+    }
+    let dir = mounts.v1_dir("cpuacct", v1_path?)?;
+    read_u64(&dir.join("cpuacct.usage"))
+}
+
+/// A file holding one integer (`max` counts as absent).
+fn read_u64(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The value of `key` in a flat-keyed file (`key value` per line).
+fn read_keyed(path: &Path, key: &str) -> Option<u64> {
+    parse_keyed(&std::fs::read_to_string(path).ok()?, key)
+}
+
+/// The value of `key` in `key value` lines.
+pub fn parse_keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
 }
 
 /// The cgroup v2 mount of this process's mount namespace.
@@ -105,6 +262,57 @@ mod tests {
             Some(PathBuf::from("/sys/fs/cgroup"))
         );
         assert_eq!(cgroup2_mount_point("garbage line\n\n"), None);
+    }
+
+    #[test]
+    fn finds_v1_controllers_and_joins_paths_safely() {
+        let text = "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct\n\
+                    35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
+                    40 31 0:37 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n\
+                    41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+        let m = Mounts::parse(text);
+        assert_eq!(m.v2, Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(m.v1["memory"], PathBuf::from("/sys/fs/cgroup/memory"));
+        assert_eq!(m.v1["cpuacct"], PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
+        assert!(!m.v1.contains_key("xattr"));
+        assert_eq!(
+            m.v2_dir("/a/b"),
+            Some(PathBuf::from("/sys/fs/cgroup/unified/a/b"))
+        );
+        assert!(
+            !m.v2_dir("/../other")
+                .unwrap()
+                .starts_with("/sys/fs/cgroup/other")
+        );
+        assert_eq!(
+            m.v1_dir("memory", "/"),
+            Some(PathBuf::from("/sys/fs/cgroup/memory/"))
+        );
+    }
+
+    #[test]
+    fn parses_keyed_files() {
+        let events = "low 0\nhigh 0\nmax 3\noom 1\noom_kill 2\n";
+        assert_eq!(parse_keyed(events, "oom_kill"), Some(2));
+        assert_eq!(parse_keyed(events, "oom"), Some(1));
+        assert_eq!(
+            parse_keyed("usage_usec 12\nuser_usec 5\n", "usage_usec"),
+            Some(12)
+        );
+        assert_eq!(parse_keyed("garbage", "x"), None);
+    }
+
+    #[test]
+    fn reads_this_process_cgroup_counters() {
+        let Ok(m) = Mounts::discover() else { return };
+        let Ok(text) = std::fs::read_to_string("/proc/self/cgroup") else {
+            return;
+        };
+        let v2 = text.lines().find_map(|l| l.strip_prefix("0::"));
+        // Either source may be missing in a container; when present the values are sane.
+        if let Some(ns) = read_cpu_usage_ns(&m, v2, None) {
+            assert!(ns > 0);
+        }
     }
 
     #[test]

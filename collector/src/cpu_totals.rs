@@ -125,6 +125,7 @@ pub struct ExitedThread {
     pub cgroup_id: u64,
     pub runtime_ns: u64,
     pub exit_ns: u64,
+    pub start_ns: u64,
     pub comm: String,
 }
 
@@ -136,6 +137,7 @@ impl ExitedThread {
             cgroup_id: r.cgroup_id,
             runtime_ns: r.runtime_ns,
             exit_ns: r.exit_ns,
+            start_ns: r.start_ns,
             comm: comm_to_string(&r.comm),
         }
     }
@@ -156,6 +158,8 @@ pub struct ExitedProcess {
     pub cgroup_id: u64,
     pub runtime_ns: u64,
     pub threads: u32,
+    /// Life of the process (leader's start to the last thread's exit), for its average CPU.
+    pub lifetime_ns: u64,
 }
 
 /// Groups exited threads by process id.
@@ -170,6 +174,7 @@ pub fn aggregate_exits(threads: &[ExitedThread]) -> Vec<ExitedProcess> {
         });
         p.runtime_ns += t.runtime_ns;
         p.threads += 1;
+        p.lifetime_ns = p.lifetime_ns.max(t.exit_ns.saturating_sub(t.start_ns));
         if t.pid == t.tgid {
             p.comm = t.comm.clone();
             p.cgroup_id = t.cgroup_id;
@@ -254,7 +259,8 @@ mod tests {
             pid,
             cgroup_id: 42,
             runtime_ns: ns,
-            exit_ns: 0,
+            exit_ns: 100,
+            start_ns: 40,
             comm: comm.into(),
         };
         let procs = aggregate_exits(&[
@@ -266,6 +272,7 @@ mod tests {
         assert_eq!(procs[0].runtime_ns, 12);
         assert_eq!(procs[0].threads, 2);
         assert_eq!(procs[0].comm, "make");
+        assert_eq!(procs[0].lifetime_ns, 60);
         assert_eq!(procs[1].comm, "cc1");
     }
 
