@@ -174,6 +174,9 @@ impl Quantity {
     }
 
     fn to_f64(self) -> f64 {
+        if self.digits == 0 {
+            return 0.0; // not 0 * inf = NaN for "0e400"
+        }
         self.digits as f64 * 2f64.powi(self.binary_exp as i32) * 10f64.powi(self.decimal_exp)
     }
 
@@ -337,6 +340,7 @@ mod tests {
             assert_eq!(parse_memory(text).as_ref(), Err(want), "{text:?}");
         }
         assert_eq!(parse_cpu("1e400"), Err(TooLarge));
+        assert_eq!(parse_cpu("0e400"), Ok(0.0));
         assert_eq!(parse_cpu("-1"), Err(Negative));
         assert_eq!(parse_cpu("2 cores"), Err(unknown(" cores")));
     }
