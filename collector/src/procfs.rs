@@ -622,10 +622,12 @@ pub fn read_process(proc_root: &Path, pid: i32) -> anyhow::Result<Option<Process
         return Ok(None);
     };
     let status = parse_pid_status(&status_text);
-    let Some(cgroup_text) = read_pid_file(proc_root, pid, "cgroup")? else {
-        return Ok(None);
+    let cgroups = match read_pid_file(proc_root, pid, "cgroup")? {
+        Some(text) => parse_pid_cgroup(&text),
+        // A kernel without cgroups has no such file: only a missing directory means gone.
+        None if proc_root.join(pid.to_string()).is_dir() => Vec::new(),
+        None => return Ok(None),
     };
-    let cgroups = parse_pid_cgroup(&cgroup_text);
     let rss_bytes = status
         .vm_rss_bytes
         .unwrap_or_else(|| stat.rss_pages.saturating_mul(page_size()));
