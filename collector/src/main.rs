@@ -1,38 +1,39 @@
-use clap::{Parser, Subcommand};
-use collector::{ebpf, source::CpuSource};
+use std::process::ExitCode;
 
-/// Resource collector for CI jobs.
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
+use clap::Parser;
+use collector::{
+    app,
+    cli::{Cli, Command},
+};
 
-#[derive(Subcommand)]
-enum Command {
-    /// Report which CPU source this machine allows (eBPF, cgroup counters or /proc) and why.
-    Check,
-}
-
-fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Check) | None => {
-            if !ebpf::object_embedded() {
-                tracing::warn!("built without the eBPF object: running without eBPF");
-            }
-            let source = CpuSource::pick();
-            println!("cpu source: {}", source.name());
-            Ok(())
+    if let Err(e) = app::init_logging(&cli.common) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            None => app::sidecar(cli.common).await,
+            Some(Command::Run(args)) => app::run(cli.common, args).await,
+            Some(Command::Check) => Ok(app::check(&cli.common)),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::from(2)
         }
     }
 }
