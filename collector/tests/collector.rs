@@ -1,0 +1,416 @@
+//! The collector binary end to end: real processes in real cgroups, a real receiver on
+//! 127.0.0.1:0 with a real redb file.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use summary::{MetricsPush, RunSummary, Source, StoredRun};
+
+const COLLECTOR: &str = env!("CARGO_BIN_EXE_collector");
+const READ_TOKEN: &str = "collector-test-read-token";
+const HMAC_KEY: &str = "collector-test-hmac-key-0123";
+
+fn ebpf_required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+        || std::env::var("REQUIRE_EBPF").is_ok_and(|v| v == "1")
+}
+
+/// 150 short-lived subshells that each burn a few ms, then bash's own account of its and its
+/// children's CPU (`times`) on stderr: the getrusage ground truth.
+const SHORT_CHILDREN: &str =
+    "for i in $(seq 150); do (i=0; while ((i<3000)); do ((i++)); done); done; times >&2";
+
+/// Seconds from bash's `times` output: two lines like `0m0.010s 0m0.002s` (the shell's
+/// user and system time, then its children's).
+fn rusage_from_times(stderr: &str) -> f64 {
+    let secs = |field: &str| -> Option<f64> {
+        let (m, s) = field.strip_suffix('s')?.split_once('m')?;
+        Some(m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+    };
+    let rows: Vec<f64> = stderr
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 2)
+                .then(|| Some(secs(f[0])? + secs(f[1])?))
+                .flatten()
+        })
+        .collect();
+    assert!(rows.len() >= 2, "no `times` output in: {stderr}");
+    rows[rows.len() - 2..].iter().sum()
+}
+
+fn run_collector(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    Command::new(COLLECTOR)
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn run_agrees_with_getrusage_for_many_short_children() {
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(!ebpf_required(), "needs root");
+        eprintln!("skipping: needs root to create cgroups");
+        return;
+    }
+    for no_ebpf in [false, true] {
+        let mut args = vec!["run", "--json"];
+        if no_ebpf {
+            args.push("--no-ebpf");
+        }
+        args.extend(["--", "bash", "-c", SHORT_CHILDREN]);
+        let out = run_collector(&args, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let summary: RunSummary = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        let truth = rusage_from_times(&stderr);
+        let measured = summary.containers[0].cpu_seconds;
+        println!(
+            "{:?}: collector {measured:.4} s, rusage {truth:.4} s, ratio {:.4}",
+            summary.cpu_source,
+            measured / truth
+        );
+        assert!(
+            (measured / truth - 1.0).abs() <= 0.03,
+            "{measured} vs {truth}"
+        );
+        match (no_ebpf, summary.cpu_source) {
+            (false, Source::Ebpf) => {
+                // Short-lived processes appear by name, with exact CPU.
+                let short = summary
+                    .top_cpu_processes
+                    .iter()
+                    .filter(|p| p.exited && p.name == "bash")
+                    .count();
+                assert!(short >= 3, "{:?}", summary.top_cpu_processes);
+            }
+            (false, other) => assert!(!ebpf_required(), "eBPF required but source is {other:?}"),
+            (true, s) => assert_ne!(s, Source::Ebpf),
+        }
+        assert_eq!(summary.containers[0].name, "bash");
+        summary.validate().unwrap();
+    }
+}
+
+#[test]
+fn run_exits_with_the_command_status() {
+    let out = run_collector(&["run", "--", "sh", "-c", "exit 7"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("exited with status 7"), "{stdout}");
+    let out = run_collector(&["run", "--", "sh", "-c", "kill -TERM $$"], &[]);
+    assert_eq!(out.status.code(), Some(128 + 15));
+    let out = run_collector(&["run", "--", "/nonexistent/program"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("starting"));
+}
+
+#[test]
+fn bad_environment_is_a_clear_error() {
+    let out = run_collector(
+        &["run", "--", "true"],
+        &[("CGROUP_LIMITS", r#"{"runner":{"memory":"12Qi"}}"#)],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#"container "runner""#) && stderr.contains("12Qi"),
+        "{stderr}"
+    );
+    let out = run_collector(
+        &["run", "--", "true"],
+        &[("CGROUP_PROCESS_MAP", "{not json")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CGROUP_PROCESS_MAP"));
+    let out = run_collector(&["--interval", "0s"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// A receiver running in-process on 127.0.0.1:0 with a redb file in a temp dir.
+struct Receiver {
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Receiver {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config =
+            receiver::config::Config::new(dir.path().join("metrics.db"), READ_TOKEN, HMAC_KEY);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                receiver::server::run(config, listener, async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        let r = Self {
+            addr,
+            _dir: dir,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while r.http("GET", "/healthz", None, None).map(|(s, _)| s) != Some(200) {
+            assert!(Instant::now() < deadline, "receiver did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        r
+    }
+
+    /// A minimal HTTP/1.1 exchange; `None` if the connection fails.
+    fn http(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Option<(u16, String)> {
+        let mut s = TcpStream::connect(self.addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        let body = body.unwrap_or("");
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).ok()?;
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).ok()?;
+        let status = raw.split_whitespace().nth(1)?.parse().ok()?;
+        let body = raw
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Some((status, body))
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}/api/v1/metrics", self.addr)
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+const IDENTITY: [(&str, &str); 5] = [
+    ("GITHUB_REPOSITORY_OWNER", "my-org"),
+    ("GITHUB_REPOSITORY", "my-org/my-repo"),
+    ("GITHUB_WORKFLOW", "ci.yml"),
+    ("GITHUB_JOB", "build"),
+    ("GITHUB_RUN_ID", "run-123"),
+];
+
+#[test]
+fn pushed_summary_is_accepted_and_queryable() {
+    let receiver = Receiver::start();
+    let (status, body) = receiver
+        .http("POST", "/api/v1/token", Some(READ_TOKEN), Some(r#"{"organization":"my-org","repository":"my-repo","workflow":"ci.yml","job":"build"}"#))
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+
+    let endpoint = receiver.endpoint();
+    let out = run_collector(
+        &[
+            "run",
+            "--push-endpoint",
+            &endpoint,
+            "--push-token",
+            &token,
+            "--interval",
+            "200ms",
+            "--",
+            "bash",
+            "-c",
+            "i=0; while ((i<200000)); do ((i++)); done",
+        ],
+        &IDENTITY,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("summary pushed"), "{stderr}");
+
+    let (status, body) = receiver
+        .http(
+            "GET",
+            "/api/v1/metrics/repo/my-org/my-repo/ci.yml/build",
+            Some(READ_TOKEN),
+            None,
+        )
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let runs: Vec<StoredRun> = serde_json::from_str(&body).unwrap();
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    assert_eq!(
+        (
+            run.organization.as_str(),
+            run.repository.as_str(),
+            run.run_id.as_str()
+        ),
+        ("my-org", "my-org/my-repo", "run-123")
+    );
+    run.payload.validate().unwrap();
+    let c = &run.payload.containers[0];
+    assert_eq!(c.name, "bash");
+    assert!(c.cpu_seconds > 0.05, "{c:?}");
+    assert!(c.memory_bytes.peak > 0.0);
+    assert!(run.payload.sample_count >= 1);
+    assert!(
+        run.payload
+            .collector
+            .as_ref()
+            .is_some_and(|i| i.mode == "run")
+    );
+
+    // A token for another job cannot push this identity: the summary goes to a file instead.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("summary.json");
+    let wrong = receiver
+        .http("POST", "/api/v1/token", Some(READ_TOKEN), Some(r#"{"organization":"my-org","repository":"my-repo","workflow":"ci.yml","job":"test"}"#))
+        .unwrap()
+        .1;
+    let wrong: serde_json::Value = serde_json::from_str(&wrong).unwrap();
+    let out = run_collector(
+        &[
+            "run",
+            "--push-endpoint",
+            &endpoint,
+            "--push-token",
+            wrong["token"].as_str().unwrap(),
+            "--summary-file",
+            file.to_str().unwrap(),
+            "--",
+            "true",
+        ],
+        &IDENTITY,
+    );
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("403"), "{stderr}");
+    let saved: MetricsPush = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(saved.execution.job, "build");
+}
+
+/// Sends a signal to a child.
+fn signal(child: &std::process::Child, sig: i32) {
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
+fn wait_with_deadline(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("collector did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sidecar_writes_the_summary_when_the_receiver_is_down_and_second_signal_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.json");
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}/api/v1/metrics");
+    let spawn = |timeout: &str| {
+        Command::new(COLLECTOR)
+            .args([
+                "--interval",
+                "200ms",
+                "--push-endpoint",
+                &endpoint,
+                "--push-timeout",
+                timeout,
+                "--summary-file",
+            ])
+            .arg(&file)
+            .envs(IDENTITY)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // First: one signal, a short push deadline, then the file.
+    let mut child = spawn("1s");
+    std::thread::sleep(Duration::from_millis(900));
+    signal(&child, libc::SIGTERM);
+    let status = wait_with_deadline(&mut child, Duration::from_secs(10));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("summary written to"), "{stderr}");
+    let saved: MetricsPush = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert!(
+        saved.summary.sample_count >= 3,
+        "{:?}",
+        saved.summary.sample_count
+    );
+    assert!(!saved.summary.containers.is_empty());
+    assert_eq!(saved.execution.run_id, "run-123");
+    saved.summary.validate().unwrap();
+
+    // Then: a long push deadline, interrupted by a second signal.
+    std::fs::remove_file(&file).unwrap();
+    let mut child = spawn("60s");
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&child, libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(700));
+    let started = Instant::now();
+    signal(&child, libc::SIGINT);
+    let status = wait_with_deadline(&mut child, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(130));
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
