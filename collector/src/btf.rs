@@ -26,31 +26,24 @@ pub enum BtfError {
     Unaligned(String),
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Member {
-    name_off: u32,
-    type_id: u32,
-    bit_offset: u32,
-}
-
-#[derive(Clone, Debug)]
-enum Type {
-    /// STRUCT or UNION: named members with bit offsets.
-    Composite {
-        members: Vec<Member>,
-    },
-    /// TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG: look through to `type_id`.
-    Alias {
-        type_id: u32,
-    },
-    Other,
-}
-
-/// A parsed BTF blob: types by id (index = id; id 0 is `void`) and the string section.
+/// A parsed BTF blob, indexed lazily: for each type id only the byte offset of its record
+/// is kept (members are decoded when asked for), so the 6 MB of vmlinux BTF cost little more
+/// than the file itself.
 pub struct Btf<'a> {
-    types: Vec<Type>,
+    /// Byte offset of each type's record in `types` (index = id; id 0 is `void`).
+    offsets: Vec<u32>,
+    types: &'a [u8],
     strings: &'a [u8],
     structs_by_name: HashMap<&'a str, u32>,
+}
+
+const STRUCT: u32 = 4;
+const UNION: u32 = 5;
+
+/// Whether a kind only qualifies or renames another type (TYPEDEF, VOLATILE, CONST,
+/// RESTRICT, TYPE_TAG).
+fn is_alias(kind: u32) -> bool {
+    matches!(kind, 8 | 9 | 10 | 11 | 18)
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
@@ -77,69 +70,60 @@ impl<'a> Btf<'a> {
         let type_data = section(type_off, type_len)?;
         let strings = section(str_off, str_len)?;
 
-        let mut types = vec![Type::Other];
+        let mut offsets = vec![0];
         let mut structs_by_name = HashMap::new();
         let mut at = 0;
         while at < type_data.len() {
-            let id = types.len() as u32;
+            let id = offsets.len() as u32;
             let truncated = BtfError::Truncated(id);
             let name_off = u32_at(type_data, at).ok_or(truncated.clone())?;
             let info = u32_at(type_data, at + 4).ok_or(truncated.clone())?;
-            let size_or_type = u32_at(type_data, at + 8).ok_or(truncated.clone())?;
-            at += 12;
+            u32_at(type_data, at + 8).ok_or(truncated.clone())?;
+            offsets.push(at as u32);
             let kind = (info >> 24) & 0x1f;
             let vlen = (info & 0xffff) as usize;
-            let kind_flag = info >> 31 == 1;
-            let (ty, extra) = match kind {
-                4 | 5 => {
-                    let mut members = Vec::with_capacity(vlen);
-                    for i in 0..vlen {
-                        let m = at + i * 12;
-                        let offset = u32_at(type_data, m + 8).ok_or(truncated.clone())?;
-                        members.push(Member {
-                            name_off: u32_at(type_data, m).ok_or(truncated.clone())?,
-                            type_id: u32_at(type_data, m + 4).ok_or(truncated.clone())?,
-                            // With kind_flag the top 8 bits hold a bitfield size.
-                            bit_offset: if kind_flag {
-                                offset & 0xff_ffff
-                            } else {
-                                offset
-                            },
-                        });
-                    }
-                    if kind == 4
-                        && let Some(name) = str_at(strings, name_off)
-                        && !name.is_empty()
-                    {
-                        // Keep the first definition of a name, as the kernel's own lookups do.
-                        structs_by_name.entry(name).or_insert(id);
-                    }
-                    (Type::Composite { members }, vlen * 12)
-                }
-                8 | 9 | 10 | 11 | 18 => (
-                    Type::Alias {
-                        type_id: size_or_type,
-                    },
-                    0,
-                ),
-                1 | 14 | 17 => (Type::Other, 4),
-                3 => (Type::Other, 12),
-                6 | 13 => (Type::Other, vlen * 8),
-                15 | 19 => (Type::Other, vlen * 12),
-                2 | 7 | 12 | 16 => (Type::Other, 0),
+            let extra = match kind {
+                STRUCT | UNION => vlen * 12,
+                k if is_alias(k) => 0,
+                1 | 14 | 17 => 4,
+                3 => 12,
+                6 | 13 => vlen * 8,
+                15 | 19 => vlen * 12,
+                2 | 7 | 12 | 16 => 0,
                 kind => return Err(BtfError::UnknownKind { id, kind }),
             };
-            at += extra;
+            if kind == STRUCT
+                && let Some(name) = str_at(strings, name_off)
+                && !name.is_empty()
+            {
+                // Keep the first definition of a name, as the kernel's own lookups do.
+                structs_by_name.entry(name).or_insert(id);
+            }
+            at += 12 + extra;
             if at > type_data.len() {
                 return Err(truncated);
             }
-            types.push(ty);
         }
         Ok(Self {
-            types,
+            offsets,
+            types: type_data,
             strings,
             structs_by_name,
         })
+    }
+
+    /// (kind, vlen, kind_flag, size_or_type, offset of the trailing data) of type `id`.
+    fn header(&self, id: u32) -> Option<(u32, usize, bool, u32, usize)> {
+        let at = *self.offsets.get(id as usize)? as usize;
+        let info = u32_at(self.types, at + 4)?;
+        let size_or_type = u32_at(self.types, at + 8)?;
+        Some((
+            (info >> 24) & 0x1f,
+            (info & 0xffff) as usize,
+            info >> 31 == 1,
+            size_or_type,
+            at + 12,
+        ))
     }
 
     /// Byte offset of `path` (e.g. `["se", "sum_exec_runtime"]`) inside struct `name`.
@@ -170,18 +154,28 @@ impl<'a> Btf<'a> {
 
     /// (bit offset, type id) of `member` in composite `id`, searching anonymous members.
     fn find_member(&self, id: u32, member: &str) -> Option<(u32, u32)> {
-        let Type::Composite { members, .. } = self.types.get(id as usize)? else {
+        let (kind, vlen, kind_flag, _, data) = self.header(id)?;
+        if kind != STRUCT && kind != UNION {
             return None;
-        };
-        for m in members {
-            let name = str_at(self.strings, m.name_off).unwrap_or("");
+        }
+        for i in 0..vlen {
+            let m = data + i * 12;
+            let name = str_at(self.strings, u32_at(self.types, m)?).unwrap_or("");
+            let type_id = u32_at(self.types, m + 4)?;
+            let offset = u32_at(self.types, m + 8)?;
+            // With kind_flag the top 8 bits hold a bitfield size.
+            let bit_offset = if kind_flag {
+                offset & 0xff_ffff
+            } else {
+                offset
+            };
             if name == member {
-                return Some((m.bit_offset, m.type_id));
+                return Some((bit_offset, type_id));
             }
             if name.is_empty()
-                && let Some((inner, ty)) = self.find_member(self.resolve(m.type_id), member)
+                && let Some((inner, ty)) = self.find_member(self.resolve(type_id), member)
             {
-                return Some((m.bit_offset + inner, ty));
+                return Some((bit_offset + inner, ty));
             }
         }
         None
@@ -190,8 +184,8 @@ impl<'a> Btf<'a> {
     /// Follows typedefs and qualifiers to the underlying type id (bounded against cycles).
     fn resolve(&self, mut id: u32) -> u32 {
         for _ in 0..32 {
-            match self.types.get(id as usize) {
-                Some(Type::Alias { type_id }) => id = *type_id,
+            match self.header(id) {
+                Some((kind, _, _, target, _)) if is_alias(kind) => id = target,
                 _ => break,
             }
         }

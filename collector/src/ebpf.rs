@@ -126,10 +126,13 @@ impl EbpfCpu {
             return Err(EbpfUnavailable::NotEmbedded);
         }
         raise_memlock_limit();
+        // Our offsets first, then aya's own parse, so the two are never in memory together.
+        let offsets = {
+            let raw =
+                std::fs::read(VMLINUX_BTF).map_err(|e| EbpfUnavailable::NoBtf(e.to_string()))?;
+            kernel_offsets(&raw).map_err(EbpfUnavailable::NoBtf)?
+        };
         let btf = Btf::from_sys_fs().map_err(|e| EbpfUnavailable::NoBtf(chain(&e)))?;
-        let raw = std::fs::read(VMLINUX_BTF).map_err(|e| EbpfUnavailable::NoBtf(e.to_string()))?;
-        let offsets = kernel_offsets(&raw).map_err(EbpfUnavailable::NoBtf)?;
-        drop(raw);
 
         let map_capacity = options.cgroup_map_entries.unwrap_or(CGROUP_MAP_ENTRIES);
         let mut loader = EbpfLoader::new();
@@ -167,6 +170,8 @@ impl EbpfCpu {
         let exits = take_map(&mut ebpf, "EXITS")?;
         let stats = take_map(&mut ebpf, "STATS")?;
         tracing::debug!(program_name, ?offsets, map_capacity, "eBPF attached");
+        drop(btf);
+        release_freed_memory();
         Ok(Self {
             ebpf,
             probe: options.probe,
@@ -348,6 +353,16 @@ where
         .take_map(name)
         .ok_or_else(|| EbpfUnavailable::Kernel(format!("object has no map `{name}`")))?;
     T::try_from(map).map_err(|e| EbpfUnavailable::Kernel(format!("map `{name}`: {e}")))
+}
+
+/// Parsing the kernel's BTF (6 MB, twice) leaves tens of MB of freed heap that glibc keeps;
+/// hand it back so the collector's resident memory reflects what it uses.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; raising it is harmless after.

@@ -14,7 +14,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     os::unix::fs::MetadataExt,
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::{Duration, Instant, SystemTime},
 };
 
@@ -197,6 +197,8 @@ pub struct Sampler {
     oom_baseline: HashMap<String, u64>,
     /// Errors reading /proc or cgroupfs (skipped and logged at debug level).
     pub read_errors: u64,
+    /// Reused buffer for the per-process files.
+    reader: procfs::FileReader,
     /// Latest system figures, for per-interval output.
     last_cpu_percent: Option<f64>,
     last_mem_used: Option<u64>,
@@ -242,6 +244,7 @@ impl Sampler {
             cgroup_cpu_last: HashMap::new(),
             oom_baseline: HashMap::new(),
             read_errors: 0,
+            reader: procfs::FileReader::default(),
             last_cpu_percent: None,
             last_mem_used: None,
         })
@@ -405,8 +408,15 @@ impl Sampler {
         let tick = self.slow_ticks;
         let mut new_pids = Vec::new();
         for pid in pids {
-            let stat = match read_stat(&self.cfg.proc_root, pid) {
-                Ok(Some(s)) => s,
+            let stat = match self.reader.read_pid(&self.cfg.proc_root, pid, "stat") {
+                Ok(Some(text)) => match procfs::parse_pid_stat(&text) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.read_errors += 1;
+                        tracing::debug!("skipping pid {pid}: unparsable stat: {e}");
+                        continue;
+                    }
+                },
                 Ok(None) => continue,
                 Err(e) => {
                     self.read_errors += 1;
@@ -431,11 +441,10 @@ impl Sampler {
                 }
                 _ => {
                     // New process (or a reused pid): learn its cgroup and network namespace.
-                    let Ok(Some(cgroup_text)) = read_pid_file(&self.cfg.proc_root, pid, "cgroup")
-                    else {
-                        continue;
+                    let lines = match self.reader.read_pid(&self.cfg.proc_root, pid, "cgroup") {
+                        Ok(Some(text)) => procfs::parse_pid_cgroup(&text),
+                        _ => continue,
                     };
-                    let lines = procfs::parse_pid_cgroup(&cgroup_text);
                     let netns = std::fs::metadata(self.cfg.proc_root.join(format!("{pid}/ns/net")))
                         .ok()
                         .map(|m| m.ino());
@@ -922,20 +931,4 @@ pub fn is_within(path: &str, root: &str) -> bool {
         || path
             .strip_prefix(root)
             .is_some_and(|rest| rest.starts_with('/'))
-}
-
-fn read_pid_file(proc_root: &Path, pid: i32, name: &str) -> anyhow::Result<Option<String>> {
-    let path = proc_root.join(pid.to_string()).join(name);
-    match std::fs::read(&path) {
-        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) => Ok(None),
-        Err(e) => Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
-    }
-}
-
-fn read_stat(proc_root: &Path, pid: i32) -> anyhow::Result<Option<procfs::PidStat>> {
-    let Some(text) = read_pid_file(proc_root, pid, "stat")? else {
-        return Ok(None);
-    };
-    Ok(Some(procfs::parse_pid_stat(&text)?))
 }
