@@ -21,7 +21,6 @@ use hyper::body::{Body, Bytes};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use summary::MetricsPush;
 use tracing::instrument;
 
@@ -356,22 +355,15 @@ where
     })?;
     push.validate()
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
-    let payload = serde_json::to_string(&push.summary)
-        .ok()
-        .and_then(|s| RawValue::from_string(s).ok())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "could not encode the summary",
-            )
-        })?;
-    let inserted = state
-        .store
-        .insert(NewRun {
-            execution: push.execution,
-            payload,
-        })
-        .await?;
+    // Encoded once, here: the writer thread only copies these bytes into the transaction.
+    let run = NewRun::new(&push.execution, &push.summary).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "could not encode the summary",
+        )
+    })?;
+    drop(push);
+    let inserted = state.store.insert(run).await?;
     let body = serde_json::json!({ "id": inserted.id, "received_at": inserted.received_at });
     Ok(json_response(StatusCode::CREATED, body.to_string()))
 }

@@ -16,7 +16,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::Serialize;
-use serde_json::value::RawValue;
 use summary::Execution;
 use tokio::sync::{mpsc, oneshot};
 
@@ -117,13 +116,78 @@ fn run_key(job_key: &[u8], id: u64) -> Vec<u8> {
     key
 }
 
-/// A run to store.
+/// A run to store, encoded by the request task so the writer thread only copies bytes.
+///
+/// The stored value is the JSON of a [`summary::StoredRun`] with the fields in the order
+/// the query returns them: `{"id":ID` + [`NewRun::head`] + `,"received_at":"TIME","payload":`
+/// + [`NewRun::payload`] + `}`. The id and the receive time are the writer's to assign.
 #[derive(Debug)]
 pub struct NewRun {
-    /// Who ran (as pushed).
-    pub execution: Execution,
-    /// The validated summary, already serialized (by the request task, not the writer).
-    pub payload: Box<RawValue>,
+    /// [`job_key`] of the run's identity (the [`RUNS`] key prefix).
+    job_key: Vec<u8>,
+    /// `,"organization":...,"repository":...,"workflow":...,"job":...,"run_id":...`.
+    head: Vec<u8>,
+    /// The summary's JSON.
+    payload: Vec<u8>,
+}
+
+/// The identity fields of a stored run, in [`summary::StoredRun`]'s order.
+#[derive(Serialize)]
+struct Identity<'a> {
+    organization: &'a str,
+    repository: &'a str,
+    workflow: &'a str,
+    job: &'a str,
+    run_id: &'a str,
+}
+
+impl NewRun {
+    /// Encodes a run: `execution` is who ran (as pushed), `summary` the validated summary.
+    pub fn new(execution: &Execution, summary: &impl Serialize) -> Result<Self, StoreError> {
+        let e = execution;
+        let mut head = Vec::with_capacity(
+            96 + e.organization.len()
+                + e.repository.len()
+                + e.workflow.len()
+                + e.job.len()
+                + e.run_id.len(),
+        );
+        serde_json::to_writer(
+            &mut head,
+            &Identity {
+                organization: &e.organization,
+                repository: &e.repository,
+                workflow: &e.workflow,
+                job: &e.job,
+                run_id: &e.run_id,
+            },
+        )?;
+        // `{"organization":...}` -> `,"organization":...`: the object's braces go.
+        head[0] = b',';
+        head.pop();
+        let mut payload = Vec::with_capacity(8 * 1024);
+        serde_json::to_writer(&mut payload, summary)?;
+        Ok(Self {
+            job_key: job_key(&e.organization, &e.repository, &e.workflow, &e.job),
+            head,
+            payload,
+        })
+    }
+
+    /// Appends the stored value for `id` received at `received_at` to `out`.
+    fn encode_into(&self, id: u64, received_at: &str, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        out.reserve(self.head.len() + self.payload.len() + received_at.len() + 64);
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "{{\"id\":{id}");
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(b",\"received_at\":\"");
+        // RFC 3339 from `format_unix_millis`: digits, '-', ':', '.', 'T', 'Z'; no escaping.
+        out.extend_from_slice(received_at.as_bytes());
+        out.extend_from_slice(b"\",\"payload\":");
+        out.extend_from_slice(&self.payload);
+        out.push(b'}');
+    }
 }
 
 /// What the store assigned to a stored run.
@@ -324,20 +388,6 @@ impl Store {
     }
 }
 
-/// The JSON written for a stored run: `summary::StoredRun` with the payload spliced in
-/// from its already-serialized form.
-#[derive(Serialize)]
-struct StoredRunRef<'a> {
-    id: u64,
-    organization: &'a str,
-    repository: &'a str,
-    workflow: &'a str,
-    job: &'a str,
-    run_id: &'a str,
-    received_at: &'a str,
-    payload: &'a RawValue,
-}
-
 fn writer_loop(
     db: &Database,
     mut rx: mpsc::Receiver<WriteOp>,
@@ -415,31 +465,18 @@ fn commit_batch(db: &Database, batch: &[WriteOp]) -> Result<Vec<Outcome>, StoreE
         let mut next_id = meta.get(META_NEXT_ID)?.map(|v| v.value()).unwrap_or(1);
         let received_ms = now_ms();
         let received_at = summary::time::format_unix_millis(received_ms as i64);
+        let mut key = Vec::new();
         let mut value = Vec::new();
         for op in batch {
             match op {
                 WriteOp::Insert(run, _) => {
                     let id = next_id;
                     next_id += 1;
-                    let e = &run.execution;
-                    let key = run_key(
-                        &job_key(&e.organization, &e.repository, &e.workflow, &e.job),
-                        id,
-                    );
+                    key.clear();
+                    key.extend_from_slice(&run.job_key);
+                    key.extend_from_slice(&(u64::MAX - id).to_be_bytes());
                     value.clear();
-                    serde_json::to_writer(
-                        &mut value,
-                        &StoredRunRef {
-                            id,
-                            organization: &e.organization,
-                            repository: &e.repository,
-                            workflow: &e.workflow,
-                            job: &e.job,
-                            run_id: &e.run_id,
-                            received_at: &received_at,
-                            payload: &run.payload,
-                        },
-                    )?;
+                    run.encode_into(id, &received_at, &mut value);
                     runs.insert(key.as_slice(), value.as_slice())?;
                     by_time.insert((received_ms, id), key.as_slice())?;
                     outcomes.push(Outcome::Inserted(Inserted {
@@ -475,16 +512,14 @@ mod tests {
     use super::*;
 
     fn run(org: &str, repo: &str, n: u32) -> NewRun {
-        NewRun {
-            execution: Execution {
-                organization: org.into(),
-                repository: repo.into(),
-                workflow: "w".into(),
-                job: "j".into(),
-                run_id: n.to_string(),
-            },
-            payload: RawValue::from_string(format!("{{\"n\":{n}}}")).unwrap(),
-        }
+        let execution = Execution {
+            organization: org.into(),
+            repository: repo.into(),
+            workflow: "w".into(),
+            job: "j".into(),
+            run_id: n.to_string(),
+        };
+        NewRun::new(&execution, &serde_json::json!({ "n": n })).unwrap()
     }
 
     fn ids(page: &Page) -> Vec<u64> {
