@@ -364,8 +364,12 @@ where
     })?;
     drop(push);
     let inserted = state.store.insert(run).await?;
-    let body = serde_json::json!({ "id": inserted.id, "received_at": inserted.received_at });
-    Ok(json_response(StatusCode::CREATED, body.to_string()))
+    // `received_at` is RFC 3339 (digits, `-`, `:`, `.`, `T`, `Z`): nothing to escape.
+    let body = format!(
+        r#"{{"id":{},"received_at":"{}"}}"#,
+        inserted.id, inserted.received_at
+    );
+    Ok(json_response(StatusCode::CREATED, body))
 }
 
 /// Decodes `%XX` escapes of one path segment; `None` if malformed or not UTF-8.

@@ -174,20 +174,32 @@ impl NewRun {
         })
     }
 
-    /// Appends the stored value for `id` received at `received_at` to `out`.
-    fn encode_into(&self, id: u64, received_at: &str, out: &mut Vec<u8>) {
-        use std::io::Write as _;
-        out.reserve(self.head.len() + self.payload.len() + received_at.len() + 64);
-        // Writing into a Vec cannot fail.
-        let _ = write!(out, "{{\"id\":{id}");
-        out.extend_from_slice(&self.head);
-        out.extend_from_slice(b",\"received_at\":\"");
-        // RFC 3339 from `format_unix_millis`: digits, '-', ':', '.', 'T', 'Z'; no escaping.
-        out.extend_from_slice(received_at.as_bytes());
-        out.extend_from_slice(b"\",\"payload\":");
-        out.extend_from_slice(&self.payload);
-        out.push(b'}');
+    /// The stored value's pieces for `id` received at `received_at`, in order. Their
+    /// concatenation is the JSON of the stored run (`received_at` comes from
+    /// [`summary::time::format_unix_millis`]: digits, `-`, `:`, `.`, `T`, `Z`, nothing
+    /// to escape).
+    fn value_parts<'a>(&'a self, id: &'a [u8], received_at: &'a str) -> [&'a [u8]; 7] {
+        [
+            b"{\"id\":",
+            id,
+            &self.head,
+            b",\"received_at\":\"",
+            received_at.as_bytes(),
+            b"\",\"payload\":",
+            &self.payload,
+        ]
     }
+}
+
+/// Writes `parts` one after the other into `out`, which is exactly as long as all of them
+/// plus a closing `}`.
+fn write_value(parts: &[&[u8]], out: &mut [u8]) {
+    let mut at = 0;
+    for part in parts {
+        out[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    out[at] = b'}';
 }
 
 /// What the store assigned to a stored run.
@@ -466,7 +478,6 @@ fn commit_batch(db: &Database, batch: &[WriteOp]) -> Result<Vec<Outcome>, StoreE
         let received_ms = now_ms();
         let received_at = summary::time::format_unix_millis(received_ms as i64);
         let mut key = Vec::new();
-        let mut value = Vec::new();
         for op in batch {
             match op {
                 WriteOp::Insert(run, _) => {
@@ -475,9 +486,14 @@ fn commit_batch(db: &Database, batch: &[WriteOp]) -> Result<Vec<Outcome>, StoreE
                     key.clear();
                     key.extend_from_slice(&run.job_key);
                     key.extend_from_slice(&(u64::MAX - id).to_be_bytes());
-                    value.clear();
-                    run.encode_into(id, &received_at, &mut value);
-                    runs.insert(key.as_slice(), value.as_slice())?;
+                    // The value goes straight into the page redb reserves for it.
+                    let id_text = id.to_string();
+                    let parts = run.value_parts(id_text.as_bytes(), &received_at);
+                    let len = parts.iter().map(|p| p.len()).sum::<usize>() + 1;
+                    let len = u32::try_from(len).map_err(|_| {
+                        StoreError::Db(Box::new(redb::StorageError::ValueTooLarge(len).into()))
+                    })?;
+                    write_value(&parts, runs.insert_reserve(key.as_slice(), len)?.as_mut());
                     by_time.insert((received_ms, id), key.as_slice())?;
                     outcomes.push(Outcome::Inserted(Inserted {
                         id,

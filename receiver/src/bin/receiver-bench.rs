@@ -51,6 +51,17 @@ struct Args {
     /// Skip the one-commit-per-request baseline.
     #[arg(long)]
     no_baseline: bool,
+    /// Worker threads of the receivers' runtime (0: one per CPU, like the receiver binary).
+    #[arg(long, default_value_t = 0)]
+    server_threads: usize,
+    /// Worker threads of the benchmark clients' runtime, separate from the receivers' so
+    /// that the load generator does not steal the receivers' workers (0: run the clients on
+    /// the receivers' runtime).
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+    /// Tracing filter of the receivers (as `--log-level`); log lines are discarded.
+    #[arg(long, default_value = "info")]
+    log_level: String,
 }
 
 /// A receiver running on this runtime with a temporary database.
@@ -62,7 +73,7 @@ struct Server {
 }
 
 impl Server {
-    async fn start(group_commit: bool) -> anyhow::Result<Self> {
+    async fn start(rt: &tokio::runtime::Handle, group_commit: bool) -> anyhow::Result<Self> {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
         let db = std::env::temp_dir().join(format!(
             "receiver-bench-{}-{nanos}.redb",
@@ -73,7 +84,7 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(receiver::server::run(config, listener, async {
+        let task = rt.spawn(receiver::server::run(config, listener, async {
             let _ = rx.await;
         }));
         let server = Self {
@@ -448,13 +459,30 @@ fn hex_u64(v: u64) -> String {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // The receiver binary always runs with a subscriber at `--log-level info`: pay the
+    // same per-request tracing cost here (formatted, then discarded instead of printed).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
+        .with_writer(std::io::sink)
+        .init();
+    let mut server = tokio::runtime::Builder::new_multi_thread();
+    if args.server_threads > 0 {
+        server.worker_threads(args.server_threads);
+    }
+    let server = server.thread_name("receiver-rt").enable_all().build()?;
+    if args.client_threads == 0 {
+        let rt = server.handle().clone();
+        return server.block_on(bench(args, rt));
+    }
+    let clients = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.client_threads)
+        .thread_name("bench-client")
         .enable_all()
         .build()?;
-    runtime.block_on(bench(args))
+    clients.block_on(bench(args, server.handle().clone()))
 }
 
-async fn bench(args: Args) -> anyhow::Result<()> {
+async fn bench(args: Args, rt: tokio::runtime::Handle) -> anyhow::Result<()> {
     let size = serde_json::to_vec(&realistic_push("bench"))?.len();
     println!(
         "receiver benchmark: loopback, {} CPU(s), summary body {size} bytes, {:.1} s per scenario",
@@ -472,7 +500,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         }
         for &clients in &args.clients {
             // A fresh database per scenario, so no scenario benefits from another's file.
-            let server = Server::start(mode).await?;
+            let server = Server::start(&rt, mode).await?;
             let token = push_token(server.addr).await?;
             let r = push_load(server.addr, &token, clients, args.seconds).await?;
             server.stop().await?;
@@ -529,7 +557,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     }
     println!();
 
-    let server = Server::start(true).await?;
+    let server = Server::start(&rt, true).await?;
     let token = push_token(server.addr).await?;
     let started = Instant::now();
     fill(server.addr, &token, args.query_runs).await?;
