@@ -2,7 +2,7 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::{Parser, ValueEnum};
 
@@ -154,6 +154,9 @@ pub struct Config {
     pub body_timeout: Duration,
     /// Whether concurrent pushes share write transactions.
     pub group_commit: bool,
+    /// The wall clock: receive times and retention cutoffs. Always [`SystemTime::now`]
+    /// from the command line; tests inject a shifted one to age runs without waiting.
+    pub clock: fn() -> SystemTime,
 }
 
 fn secret(value: Option<&String>, flag: &str, env: &str) -> Result<Secret, String> {
@@ -194,6 +197,7 @@ impl Config {
             header_timeout: cli.header_timeout,
             body_timeout: cli.body_timeout,
             group_commit: !cli.no_group_commit,
+            clock: SystemTime::now,
         })
     }
 
@@ -210,6 +214,7 @@ impl Config {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             group_commit: true,
+            clock: SystemTime::now,
         }
     }
 }

@@ -37,6 +37,7 @@ pub async fn run(
     let metrics = Arc::new(Metrics::default());
     let options = StoreOptions {
         group_commit: config.group_commit,
+        clock: config.clock,
     };
     let db_path = config.db.clone();
     let store_metrics = metrics.clone();
@@ -49,13 +50,14 @@ pub async fn run(
     tracing::info!(db = %config.db.display(), group_commit = config.group_commit, "store open");
 
     let (closing_tx, closing_rx) = watch::channel(false);
+    let clock = config.clock;
     let retention = config.retention.map(|keep| {
         let store = store.clone();
         let metrics = metrics.clone();
         let mut closing = closing_rx.clone();
         tokio::spawn(async move {
             loop {
-                prune(&store, &metrics, keep).await;
+                prune(&store, &metrics, keep, clock).await;
                 tokio::select! {
                     _ = tokio::time::sleep(RETENTION_PERIOD) => {}
                     () = closed(&mut closing) => break,
@@ -153,10 +155,8 @@ async fn serve_connection(
     }
 }
 
-async fn prune(store: &Store, metrics: &Metrics, keep: Duration) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+async fn prune(store: &Store, metrics: &Metrics, keep: Duration, clock: fn() -> SystemTime) {
+    let now = clock().duration_since(UNIX_EPOCH).unwrap_or_default();
     let cutoff = now.saturating_sub(keep).as_millis() as u64;
     let mut total = 0;
     loop {

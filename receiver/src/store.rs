@@ -235,11 +235,16 @@ pub struct StoreOptions {
     /// Share one write transaction between everything queued (on by default). Off, every
     /// push commits alone: the seed's design, kept as the benchmark baseline.
     pub group_commit: bool,
+    /// The wall clock that stamps `received_at` ([`SystemTime::now`] unless a test shifts it).
+    pub clock: fn() -> SystemTime,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { group_commit: true }
+        Self {
+            group_commit: true,
+            clock: SystemTime::now,
+        }
     }
 }
 
@@ -259,8 +264,9 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
+/// `clock()` in Unix milliseconds.
+fn unix_ms(clock: fn() -> SystemTime) -> u64 {
+    clock()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
@@ -418,7 +424,7 @@ fn writer_loop(
         }
         let started = Instant::now();
         let size = batch.len();
-        match commit_batch(db, &batch) {
+        match commit_batch(db, &batch, unix_ms(options.clock)) {
             Ok(results) => {
                 metrics.observe_commit(size, started.elapsed());
                 for (op, result) in batch.drain(..).zip(results) {
@@ -466,7 +472,11 @@ enum Outcome {
 /// Most runs deleted by one prune operation; the retention task repeats until done.
 const PRUNE_CHUNK: usize = 10_000;
 
-fn commit_batch(db: &Database, batch: &[WriteOp]) -> Result<Vec<Outcome>, StoreError> {
+fn commit_batch(
+    db: &Database,
+    batch: &[WriteOp],
+    received_ms: u64,
+) -> Result<Vec<Outcome>, StoreError> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate);
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -475,7 +485,6 @@ fn commit_batch(db: &Database, batch: &[WriteOp]) -> Result<Vec<Outcome>, StoreE
         let mut runs = txn.open_table(RUNS)?;
         let mut by_time = txn.open_table(RUNS_BY_TIME)?;
         let mut next_id = meta.get(META_NEXT_ID)?.map(|v| v.value()).unwrap_or(1);
-        let received_ms = now_ms();
         let received_at = summary::time::format_unix_millis(received_ms as i64);
         let mut key = Vec::new();
         for op in batch {

@@ -519,3 +519,84 @@ fn healthz() {
     let r = server.request("GET", "/healthz", &[], None);
     assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("ok")));
 }
+
+/// Days the receivers of `retention_days_flag_prunes_old_runs` see the wall clock ahead by.
+static DAYS_AHEAD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn shifted_clock() -> std::time::SystemTime {
+    let days = DAYS_AHEAD.load(std::sync::atomic::Ordering::SeqCst);
+    std::time::SystemTime::now() + Duration::from_secs(days * 86_400)
+}
+
+/// A config from the real command line (`--retention-days` as given), on the shifted clock.
+fn cli_config(db: &std::path::Path, retention_days: Option<u32>) -> receiver::config::Config {
+    use clap::Parser as _;
+    let mut args = vec![
+        "receiver".to_string(),
+        format!("--db={}", db.display()),
+        format!("--read-token={READ_TOKEN}"),
+        format!("--hmac-key={HMAC_KEY}"),
+    ];
+    if let Some(days) = retention_days {
+        args.push(format!("--retention-days={days}"));
+    }
+    let cli = receiver::config::Cli::try_parse_from(args).unwrap();
+    let mut config = receiver::config::Config::from_cli(&cli).unwrap();
+    config.clock = shifted_clock;
+    config
+}
+
+fn run_ids(server: &TestServer) -> Vec<String> {
+    let r = server.get("/api/v1/metrics/repo/my-org/my-repo/ci.yml/build");
+    assert_eq!(r.status, 200);
+    let runs = r.json();
+    runs.as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["run_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn retention_days_flag_prunes_old_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("metrics.db");
+    let body = |run_id: &str| push_body("my-org", "my-repo", "ci.yml", "build", run_id);
+
+    // Day 0, no retention: one run.
+    let server = TestServer::start(cli_config(&db, None));
+    let token = server.token(&seed_scope());
+    assert_eq!(server.push(&token, &body("day-0")).status, 201);
+    server.stop();
+
+    // Day 3, --retention-days=5: the 3-day-old run stays; a new one joins it.
+    DAYS_AHEAD.store(3, std::sync::atomic::Ordering::SeqCst);
+    let server = TestServer::start(cli_config(&db, Some(5)));
+    assert_eq!(server.push(&token, &body("day-3")).status, 201);
+    // Retention ran at startup (before the server answered /healthz or soon after).
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(run_ids(&server), ["day-3", "day-0"]);
+    server.stop();
+
+    // Day 6, --retention-days=2: the day-0 run is 6 days old and goes at startup, the
+    // day-3 run (3 days old) too; a run pushed now stays.
+    DAYS_AHEAD.store(6, std::sync::atomic::Ordering::SeqCst);
+    let server = TestServer::start(cli_config(&db, Some(2)));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !run_ids(&server).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "retention did not prune: {:?}",
+            run_ids(&server)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let metrics = server.request("GET", "/metrics", &[], None).text();
+    assert!(
+        metrics.contains("receiver_store_runs_pruned_total 2"),
+        "{metrics}"
+    );
+    assert_eq!(server.push(&token, &body("day-6")).status, 201);
+    assert_eq!(run_ids(&server), ["day-6"]);
+    server.stop();
+}
