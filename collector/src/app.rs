@@ -95,7 +95,7 @@ pub async fn sidecar(common: Common) -> anyhow::Result<ExitCode> {
         );
     }
     let mounts = Mounts::discover().unwrap_or_default();
-    let cpu = CpuSource::pick(!common.no_ebpf, &mounts);
+    let cpu = CpuSource::pick(common.cpu_choice(), &mounts)?;
     let mut sampler = Sampler::new(
         SamplerConfig {
             proc_root: common.proc_path.clone(),
@@ -227,7 +227,7 @@ pub async fn run(common: Common, args: RunArgs) -> anyhow::Result<ExitCode> {
             None
         }
     };
-    let cpu = CpuSource::pick(!common.no_ebpf, &mounts);
+    let cpu = CpuSource::pick(common.cpu_choice(), &mounts)?;
 
     let mut command = tokio::process::Command::new(&args.command[0]);
     command.args(&args.command[1..]);
@@ -304,17 +304,13 @@ pub async fn run(common: Common, args: RunArgs) -> anyhow::Result<ExitCode> {
     tokio::time::sleep(Duration::from_millis(50)).await;
     sampler.slow_tick();
     sampler.cpu_tick();
-    if let Some(cg) = cgroup {
-        cg.remove();
-    }
+    drop(cgroup);
     let summary = sampler.summary(collector_info("run", sampler.cpu_source()));
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        print!(
-            "{}",
-            report::table(&display_command(&args.command), status, &summary)
-        );
+        let headline = report::run_headline(&display_command(&args.command), status, &summary);
+        print!("{}", report::table(&headline, &summary));
     }
     if target.is_some() {
         let execution = Execution::from_env(|k| std::env::var(k).ok());
@@ -385,8 +381,11 @@ impl RunCgroup {
         tracing::debug!(cgroup = %dir.display(), id = cgroupfs::cgroup_id(&dir).unwrap_or(0), "command cgroup created");
         Ok(Self { path, dir })
     }
+}
 
-    fn remove(self) {
+/// Removed when done (also on early errors); one left busy by daemons of the command stays.
+impl Drop for RunCgroup {
+    fn drop(&mut self) {
         if let Err(e) = std::fs::remove_dir(&self.dir) {
             tracing::warn!(
                 "leaving {} in place: {e} (processes of the command are still running in it)",
@@ -396,13 +395,77 @@ impl RunCgroup {
     }
 }
 
+/// `collector show`: a summary as a table. Accepts what the collector and the receiver
+/// produce: a summary, a summary file (`{execution, summary}`), or a query answer (a list of
+/// stored runs, or one).
+pub fn show(file: Option<&Path>) -> anyhow::Result<ExitCode> {
+    use std::io::Read;
+    let mut text = String::new();
+    match file {
+        Some(path) if path != Path::new("-") => {
+            text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?
+        }
+        _ => {
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading standard input")?;
+        }
+    }
+    let value: serde_json::Value = serde_json::from_str(&text).context("the input is not JSON")?;
+    let runs: Vec<serde_json::Value> = match value {
+        serde_json::Value::Array(items) => items,
+        other => vec![other],
+    };
+    if runs.is_empty() {
+        println!("no runs");
+    }
+    for run in runs {
+        let (headline, summary) = if run.get("payload").is_some() {
+            let stored: summary::StoredRun =
+                serde_json::from_value(run).context("not a stored run")?;
+            let headline = format!(
+                "run {} #{} of {}/{} {} (received {})",
+                stored.run_id,
+                stored.id,
+                stored.repository,
+                stored.workflow,
+                stored.job,
+                stored.received_at
+            );
+            (headline, stored.payload)
+        } else if run.get("summary").is_some() {
+            let push: MetricsPush = serde_json::from_value(run).context("not a summary file")?;
+            let e = &push.execution;
+            (
+                format!(
+                    "run {} of {} {} {}",
+                    e.run_id, e.repository, e.workflow, e.job
+                ),
+                push.summary,
+            )
+        } else {
+            let summary: RunSummary = serde_json::from_value(run).context("not a run summary")?;
+            ("run summary".to_owned(), summary)
+        };
+        print!("{}", report::table(&headline, &summary));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `collector check`.
 pub fn check(common: &Common) -> ExitCode {
     if !ebpf::object_embedded() {
         tracing::warn!("built without the eBPF object: running without eBPF");
     }
     let mounts = Mounts::discover().unwrap_or_default();
-    let source = CpuSource::pick(!common.no_ebpf, &mounts);
+    let source = match CpuSource::pick(common.cpu_choice(), &mounts) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            return ExitCode::from(2);
+        }
+    };
     println!("cpu source: {}", source.name());
     match &mounts.v2 {
         Some(m) => println!("cgroup v2: {}", m.display()),

@@ -14,6 +14,7 @@ Modes:
                                       (or --json), push if --push-endpoint is set, exit with
                                       CMD's status
   collector check                     say which CPU source (eBPF, cgroup, /proc) works here
+  collector show [FILE]               print a summary (file, run --json, or query answer) as a table
 
 Environment:
   GITHUB_REPOSITORY_OWNER, GITHUB_REPOSITORY, GITHUB_WORKFLOW, GITHUB_JOB, GITHUB_RUN_ID
@@ -42,6 +43,12 @@ pub enum Command {
     Run(RunArgs),
     /// Report which CPU source this machine allows (eBPF, cgroup counters or /proc) and why.
     Check,
+    /// Print a summary as a table: a summary file, `run --json` output, or a receiver query
+    /// answer (`curl .../api/v1/metrics/repo/... | collector show`).
+    Show {
+        /// JSON file to read; `-` or nothing reads standard input.
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -102,9 +109,31 @@ pub struct Common {
     /// one is not writable).
     #[arg(long, global = true)]
     pub summary_file: Option<PathBuf>,
-    /// Do not try eBPF; use cgroup counters or /proc.
+    /// Do not try eBPF; use cgroup counters or /proc (same as --cpu-source cgroup).
     #[arg(long, global = true)]
     pub no_ebpf: bool,
+    /// Where container CPU comes from: auto tries eBPF, then cgroup counters, then /proc;
+    /// naming one uses only that (and fails if it is not available).
+    #[arg(long, global = true, value_enum, default_value_t = CpuSourceChoice::Auto)]
+    pub cpu_source: CpuSourceChoice,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuSourceChoice {
+    Auto,
+    Ebpf,
+    Cgroup,
+    Proc,
+}
+
+impl Common {
+    /// The effective choice (`--no-ebpf` narrows `auto`).
+    pub fn cpu_choice(&self) -> CpuSourceChoice {
+        match (self.cpu_source, self.no_ebpf) {
+            (CpuSourceChoice::Auto, true) => CpuSourceChoice::Cgroup,
+            (choice, _) => choice,
+        }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -160,6 +160,9 @@ pub struct ExitedProcess {
     pub threads: u32,
     /// Life of the process (leader's start to the last thread's exit), for its average CPU.
     pub lifetime_ns: u64,
+    /// Whether the thread-group leader is among the exited threads (the process is gone);
+    /// otherwise these are threads of a process that lives on.
+    pub leader_exited: bool,
 }
 
 /// Groups exited threads by process id.
@@ -178,6 +181,7 @@ pub fn aggregate_exits(threads: &[ExitedThread]) -> Vec<ExitedProcess> {
         if t.pid == t.tgid {
             p.comm = t.comm.clone();
             p.cgroup_id = t.cgroup_id;
+            p.leader_exited = true;
         }
     }
     let mut out: Vec<_> = by_tgid.into_values().collect();
@@ -273,6 +277,9 @@ mod tests {
         assert_eq!(procs[0].threads, 2);
         assert_eq!(procs[0].comm, "make");
         assert_eq!(procs[0].lifetime_ns, 60);
+        assert!(procs[0].leader_exited);
+        let only_worker = aggregate_exits(&[t(30, 31, 5, "worker")]);
+        assert!(!only_worker[0].leader_exited);
         assert_eq!(procs[1].comm, "cc1");
     }
 

@@ -57,6 +57,14 @@ pub fn counter_delta(prev: u64, now: u64) -> u64 {
     now.checked_sub(prev).unwrap_or(now)
 }
 
+/// Splits CPU time read for a window into what the window can show (at most every CPU busy
+/// for its whole length) and what is carried to the next one. A delayed reading then shows up
+/// as a plateau instead of an impossible spike, and no time is lost.
+pub fn cap_window(ns: u64, window: Duration, cpus: u32) -> (u64, u64) {
+    let max = (window.as_nanos() as u64).saturating_mul(u64::from(cpus.max(1)));
+    (ns.min(max), ns.saturating_sub(max))
+}
+
 /// Turns successive readings of a monotonic counter (network bytes) into per-second rates
 /// and a run total.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -98,6 +106,14 @@ impl CounterRate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_never_exceed_all_cpus_and_lose_nothing() {
+        let w = Duration::from_millis(100);
+        assert_eq!(cap_window(150_000_000, w, 2), (150_000_000, 0));
+        assert_eq!(cap_window(450_000_000, w, 2), (200_000_000, 250_000_000));
+        assert_eq!(cap_window(5, Duration::ZERO, 2), (0, 5));
+    }
 
     fn cpu(user: u64, system: u64, idle: u64, iowait: u64) -> SystemCpu {
         SystemCpu {

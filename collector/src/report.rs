@@ -20,8 +20,8 @@ pub fn bytes(n: f64) -> String {
     }
 }
 
-pub fn table(command: &str, status: std::process::ExitStatus, s: &RunSummary) -> String {
-    let mut out = String::new();
+/// The headline of `collector run`: how the command ended.
+pub fn run_headline(command: &str, status: std::process::ExitStatus, s: &RunSummary) -> String {
     let how = match (
         status.code(),
         std::os::unix::process::ExitStatusExt::signal(&status),
@@ -30,17 +30,39 @@ pub fn table(command: &str, status: std::process::ExitStatus, s: &RunSummary) ->
         (None, Some(sig)) => format!("was killed by signal {sig}"),
         _ => "ended".to_owned(),
     };
-    let _ = writeln!(
-        out,
-        "\n`{command}` {how} after {:.2} s (CPU source: {})",
+    format!(
+        "`{command}` {how} after {:.2} s (CPU source: {})",
         s.duration_seconds,
         serde_plain(&s.cpu_source)
+    )
+}
+
+/// Everything a summary says, as text (for `collector run` and `collector show`).
+pub fn table(headline: &str, s: &RunSummary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\n{headline}");
+    let _ = writeln!(
+        out,
+        "{} to {}, {} samples; system CPU avg {:.1} % (peak {:.1} %), memory used avg {} (peak {})",
+        s.start_time,
+        s.end_time,
+        s.sample_count,
+        s.cpu_total_percent.avg,
+        s.cpu_total_percent.peak,
+        bytes(s.mem_used_bytes.avg),
+        bytes(s.mem_used_bytes.peak)
     );
     let _ = writeln!(
         out,
         "\n{:<20} {:>9} {:>8} {:>8} {:>8} {:>11} {:>11} {:>11} {:>4}",
         "CONTAINER", "CPU s", "avg", "p95", "peak", "mem avg", "mem peak", "net rx/tx", "OOM"
     );
+    // Containers sharing a network namespace (a pod) report the same traffic: mark them.
+    let mut per_namespace: std::collections::HashMap<&str, usize> = Default::default();
+    for n in s.containers.iter().filter_map(|c| c.network.as_ref()) {
+        *per_namespace.entry(n.namespace.as_str()).or_default() += 1;
+    }
+    let mut shared = false;
     for c in &s.containers {
         let peak_mem = c
             .memory_peak_bytes
@@ -48,7 +70,20 @@ pub fn table(command: &str, status: std::process::ExitStatus, s: &RunSummary) ->
             .unwrap_or(c.memory_bytes.peak);
         let net = c
             .network
-            .map(|n| format!("{}/{}", bytes(n.rx_bytes as f64), bytes(n.tx_bytes as f64)))
+            .as_ref()
+            .map(|n| {
+                let mark = if !n.namespace.is_empty() && per_namespace[n.namespace.as_str()] > 1 {
+                    shared = true;
+                    "*"
+                } else {
+                    ""
+                };
+                format!(
+                    "{}/{}{mark}",
+                    bytes(n.rx_bytes as f64),
+                    bytes(n.tx_bytes as f64)
+                )
+            })
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             out,
@@ -63,11 +98,37 @@ pub fn table(command: &str, status: std::process::ExitStatus, s: &RunSummary) ->
             net,
             c.oom_kills
         );
+        if let Some(l) = c.limits {
+            let cpu = c.cpu_to_limit.map(|r| {
+                format!(
+                    "CPU p95 {:.0} % of {} cores",
+                    r.p95 * 100.0,
+                    l.cpu_cores.unwrap_or(0.0)
+                )
+            });
+            let mem = c.memory_to_limit.map(|r| {
+                format!(
+                    "memory peak {:.0} % of {}",
+                    r.peak * 100.0,
+                    bytes(l.memory_bytes.unwrap_or(0) as f64)
+                )
+            });
+            let parts: Vec<String> = cpu.into_iter().chain(mem).collect();
+            if !parts.is_empty() {
+                let _ = writeln!(out, "{:<20} limits: {}", "", parts.join(", "));
+            }
+        }
     }
     let _ = writeln!(
         out,
         "  (avg, p95, peak: cores used; CPU sampled every --cpu-interval)"
     );
+    if shared {
+        let _ = writeln!(
+            out,
+            "  * network namespace shared with other containers: the same traffic"
+        );
+    }
     for (title, list) in [
         ("Top CPU processes", &s.top_cpu_processes),
         ("Top memory processes", &s.top_mem_processes),

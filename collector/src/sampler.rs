@@ -79,8 +79,15 @@ struct Container {
     cpu_ns: u64,
     /// /proc source: clock ticks of its processes over the run.
     proc_ticks: u64,
-    cpu_source: Source,
+    /// CPU ns read but not yet shown in a window: a read that could not be made consistent
+    /// defers a CPU's pending time to the next one, and no window may exceed all CPUs busy.
+    carry_ns: u64,
+    /// Where this container's CPU comes from, fixed at its first reading so cumulative
+    /// values never mix sources; `None` before that.
+    cpu_source: Option<Source>,
     memory_source: Source,
+    /// Network namespaces its processes use, as `net:[inode]`.
+    netns: BTreeSet<u64>,
     memory_peak: Option<u64>,
     oom_kills: u64,
     rx_total: u64,
@@ -104,8 +111,10 @@ impl Container {
             last_cpu: None,
             cpu_ns: 0,
             proc_ticks: 0,
-            cpu_source: Source::Proc,
+            carry_ns: 0,
+            cpu_source: None,
             memory_source: Source::Proc,
+            netns: BTreeSet::new(),
             memory_peak: None,
             oom_kills: 0,
             rx_total: 0,
@@ -117,7 +126,7 @@ impl Container {
     /// Records one CPU reading: cumulative ns used during the run (every source measures
     /// from the run's start or the cgroup's creation). The first reading has no window, so it
     /// adds to the total without a cores sample.
-    fn record_cpu(&mut self, now: Instant, cumulative_ns: u64) {
+    fn record_cpu(&mut self, now: Instant, cumulative_ns: u64, cpus: u32) {
         let Some((then, prev)) = self.last_cpu else {
             self.cpu_ns = cumulative_ns;
             self.last_cpu = Some((now, cumulative_ns));
@@ -130,7 +139,9 @@ impl Container {
             }
             let delta = rates::counter_delta(prev, cumulative_ns);
             self.cpu_ns += delta;
-            let cores = rates::cores_from_ns(delta, window);
+            let (shown, carry) = rates::cap_window(delta + self.carry_ns, window, cpus);
+            self.carry_ns = carry;
+            let cores = rates::cores_from_ns(shown, window);
             self.cpu_cores.record(cores);
             self.last_cores = Some(cores);
             if let Some(limit) = self.limits.and_then(|l| l.cpu_cores).filter(|l| *l > 0.0) {
@@ -157,6 +168,8 @@ struct Process {
     /// Ticks used since the previous scan (for the /proc CPU fallback).
     window_ticks: u64,
     peak_cpu_percent: f64,
+    /// Resident memory at the last scan, and the most seen.
+    rss: u64,
     peak_rss: u64,
     seen_at_slow_tick: u64,
     /// Exact CPU seconds and lifetime average from its eBPF exit record, once it arrived.
@@ -174,6 +187,8 @@ pub struct Sampler {
     mounts: Mounts,
     cpu: CpuSource,
     ticks_per_sec: u64,
+    /// Online CPUs: no window can show more cores than this.
+    cpus: u32,
     start_wall: SystemTime,
     slow_ticks: u64,
     system_cpu: Accumulator,
@@ -193,6 +208,9 @@ pub struct Sampler {
     cgroup_cpu_baseline: HashMap<String, u64>,
     /// Last cgroup CPU reading per path, kept when the cgroup disappears.
     cgroup_cpu_last: HashMap<String, u64>,
+    /// CPU of exited threads whose process (thread-group leader) has not exited yet, with the
+    /// slow tick they were last added at (dropped a few ticks after the process is gone).
+    pending_threads: HashMap<u32, (u64, u64)>,
     /// Per-path memory.events oom_kill baselines.
     oom_baseline: HashMap<String, u64>,
     /// Errors reading /proc or cgroupfs (skipped and logged at debug level).
@@ -228,6 +246,7 @@ impl Sampler {
             mounts,
             cpu,
             ticks_per_sec: procfs::clock_ticks_per_sec(),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             start_wall: SystemTime::now(),
             slow_ticks: 0,
             system_cpu: Accumulator::new(SCALE_PERCENT),
@@ -243,6 +262,7 @@ impl Sampler {
             cgroup_cpu_baseline: HashMap::new(),
             cgroup_cpu_last: HashMap::new(),
             oom_baseline: HashMap::new(),
+            pending_threads: HashMap::new(),
             read_errors: 0,
             reader: procfs::FileReader::default(),
             last_cpu_percent: None,
@@ -288,54 +308,55 @@ impl Sampler {
         self.processes.len()
     }
 
-    /// Reads container CPU from the cheap counter. Also drains eBPF exit records.
+    /// Reads container CPU from the cheap counters: eBPF for containers grouped by a cgroup v2
+    /// path, cgroup `cpu.stat`/`cpuacct.usage` for the others where readable. Containers with
+    /// neither get /proc tick deltas at the slow tick. Also drains eBPF exit records.
     pub fn cpu_tick(&mut self) {
         let now = Instant::now();
-        match &mut self.cpu {
-            CpuSource::Ebpf(ebpf) => {
-                let totals = match ebpf.cgroup_totals() {
-                    Ok(t) => t.clone(),
-                    Err(e) => {
-                        self.read_errors += 1;
-                        tracing::warn!("reading eBPF CPU totals: {e}");
-                        return;
-                    }
-                };
-                for c in self.containers.values_mut() {
-                    if c.cgroup_ids.is_empty() {
-                        continue;
-                    }
-                    c.cpu_source = Source::Ebpf;
-                    let ns = c.cgroup_ids.iter().filter_map(|id| totals.get(id)).sum();
-                    c.record_cpu(now, ns);
-                }
-                let exits = ebpf.drain_exits();
-                ebpf.flush_logs();
-                let exits = aggregate_exits(&exits);
-                self.record_exits(exits);
-            }
-            CpuSource::Cgroup { .. } => {
-                for c in self.containers.values_mut() {
-                    let mut sum = 0;
-                    let mut any = false;
-                    for path in &c.cgroups {
-                        let (v2, v1) = split_path(path);
-                        let value = cgroupfs::read_cpu_usage_ns(&self.mounts, v2, v1)
-                            .or_else(|| self.cgroup_cpu_last.get(path).copied());
-                        if let Some(v) = value {
-                            any = true;
-                            self.cgroup_cpu_last.insert(path.clone(), v);
-                            let base = self.cgroup_cpu_baseline.get(path).copied().unwrap_or(0);
-                            sum += v.saturating_sub(base);
-                        }
-                    }
-                    if any {
-                        c.cpu_source = Source::Cgroup;
-                        c.record_cpu(now, sum);
-                    }
+        let mut totals = None;
+        if let CpuSource::Ebpf(ebpf) = &mut self.cpu {
+            match ebpf.cgroup_totals() {
+                Ok(t) => totals = Some(t.clone()),
+                Err(e) => {
+                    self.read_errors += 1;
+                    tracing::warn!("reading eBPF CPU totals: {e}");
                 }
             }
-            CpuSource::Proc { .. } => {}
+            let exits = ebpf.drain_exits();
+            ebpf.flush_logs();
+            let exits = aggregate_exits(&exits);
+            self.record_exits(exits);
+        }
+        let cgroup_allowed = !matches!(self.cpu, CpuSource::Proc { .. });
+        for c in self.containers.values_mut() {
+            let use_ebpf =
+                matches!(c.cpu_source, None | Some(Source::Ebpf)) && !c.cgroup_ids.is_empty();
+            if let (true, Some(totals)) = (use_ebpf, &totals) {
+                c.cpu_source = Some(Source::Ebpf);
+                let ns = c.cgroup_ids.iter().filter_map(|id| totals.get(id)).sum();
+                c.record_cpu(now, ns, self.cpus);
+                continue;
+            }
+            if !cgroup_allowed || !matches!(c.cpu_source, None | Some(Source::Cgroup)) {
+                continue;
+            }
+            let mut sum = 0;
+            let mut any = false;
+            for path in &c.cgroups {
+                let (v2, v1) = split_path(path);
+                let value = cgroupfs::read_cpu_usage_ns(&self.mounts, v2, v1)
+                    .or_else(|| self.cgroup_cpu_last.get(path).copied());
+                if let Some(v) = value {
+                    any = true;
+                    self.cgroup_cpu_last.insert(path.clone(), v);
+                    let base = self.cgroup_cpu_baseline.get(path).copied().unwrap_or(0);
+                    sum += v.saturating_sub(base);
+                }
+            }
+            if any {
+                c.cpu_source = Some(Source::Cgroup);
+                c.record_cpu(now, sum, self.cpus);
+            }
         }
     }
 
@@ -349,9 +370,7 @@ impl Sampler {
         self.scan_processes(window);
         self.sample_memory();
         self.sample_network(window);
-        if !self.cpu_is_cheap() {
-            self.proc_cpu(now);
-        }
+        self.proc_cpu(now);
         if let CpuSource::Ebpf(ebpf) = &mut self.cpu
             && let Some(v2) = self.mounts.v2.clone()
         {
@@ -365,7 +384,7 @@ impl Sampler {
             for c in self.containers.values() {
                 self.preexisting.extend(c.cgroups.iter().cloned());
             }
-            if matches!(self.cpu, CpuSource::Cgroup { .. }) {
+            {
                 for path in &self.preexisting {
                     let (v2, v1) = split_path(path);
                     if let Some(v) = cgroupfs::read_cpu_usage_ns(&self.mounts, v2, v1) {
@@ -435,6 +454,7 @@ impl Sampler {
                     }
                     p.window_ticks = ticks.saturating_sub(p.last_ticks);
                     p.last_ticks = ticks;
+                    p.rss = rss;
                     p.peak_rss = p.peak_rss.max(rss);
                     p.comm = stat.comm;
                     p.seen_at_slow_tick = tick;
@@ -461,6 +481,7 @@ impl Sampler {
                         // Found after the first scan: it started during the run.
                         window_ticks: if tick > 1 { ticks } else { 0 },
                         peak_cpu_percent: 0.0,
+                        rss,
                         peak_rss: rss,
                         seen_at_slow_tick: tick,
                         exact_exit: None,
@@ -472,6 +493,10 @@ impl Sampler {
                 }
             }
         }
+        // Held thread CPU of processes that are gone for good (their leader's record lost).
+        let live: HashSet<i32> = self.processes.keys().copied().collect();
+        self.pending_threads
+            .retain(|tgid, (_, at)| live.contains(&(*tgid as i32)) || tick <= *at + 2);
         // Processes not seen this tick have exited.
         let gone: Vec<i32> = self
             .processes
@@ -561,10 +586,15 @@ impl Sampler {
                 .containers
                 .entry(name.clone())
                 .or_insert_with(|| Container::new(limits));
+            if let Some(ns) = p.netns {
+                c.netns.insert(ns);
+            }
             if let Some(path) = group_path(p)
                 && c.cgroups.insert(path.clone())
             {
-                if let Some(v2) = &p.cgroup_v2
+                // eBPF counts per cgroup v2 id: only meaningful when the container is a v2
+                // cgroup (a v1-grouped one shares the v2 root with everything else).
+                if let Some(v2) = path.strip_prefix("v2:")
                     && let Some(dir) = self.mounts.v2_dir(v2)
                     && let Ok(id) = cgroupfs::cgroup_id(&dir)
                 {
@@ -609,7 +639,7 @@ impl Sampler {
                     .processes
                     .values()
                     .filter(|p| &p.container == name)
-                    .map(|p| p.peak_rss.min(u64::MAX))
+                    .map(|p| p.rss)
                     .sum();
             }
             c.memory_source = if from_cgroup {
@@ -685,8 +715,15 @@ impl Sampler {
         }
         let ns_per_tick = 1_000_000_000 / self.ticks_per_sec.max(1);
         for (name, c) in self.containers.iter_mut() {
+            // Containers with a cheap counter were read at the fast tick.
+            let cheap_possible = !c.cgroup_ids.is_empty() && matches!(self.cpu, CpuSource::Ebpf(_));
+            match c.cpu_source {
+                Some(Source::Proc) => {}
+                None if !cheap_possible && self.slow_ticks > 1 => c.cpu_source = Some(Source::Proc),
+                _ => continue,
+            }
             c.proc_ticks += per_container.get(name.as_str()).copied().unwrap_or(0);
-            c.record_cpu(now, c.proc_ticks * ns_per_tick);
+            c.record_cpu(now, c.proc_ticks * ns_per_tick, self.cpus);
         }
     }
 
@@ -708,7 +745,17 @@ impl Sampler {
 
     /// Exact per-process CPU of processes that exited (eBPF), short-lived ones included.
     fn record_exits(&mut self, exits: Vec<ExitedProcess>) {
-        for e in exits {
+        for mut e in exits {
+            // A thread exiting is not its process exiting: hold its CPU until the leader goes.
+            if !e.leader_exited {
+                let slot = self.pending_threads.entry(e.tgid).or_default();
+                slot.0 += e.runtime_ns;
+                slot.1 = self.slow_ticks;
+                continue;
+            }
+            if let Some((ns, _)) = self.pending_threads.remove(&e.tgid) {
+                e.runtime_ns += ns;
+            }
             let Some(container) = self.container_of_cgroup.get(&e.cgroup_id).cloned() else {
                 continue; // not one of ours (out of scope)
             };
@@ -792,7 +839,7 @@ impl Sampler {
         });
         by_cpu.truncate(top);
         let mut by_mem = processes;
-        by_mem.sort_by(|a, b| b.peak_mem_rss_bytes.cmp(&a.peak_mem_rss_bytes));
+        by_mem.sort_by_key(|p| std::cmp::Reverse(p.peak_mem_rss_bytes));
         by_mem.truncate(top);
 
         let mut histograms = Histograms::new();
@@ -824,6 +871,12 @@ fn container_summary(name: &str, c: &Container) -> ContainerSummary {
     histograms.insert("memory_bytes".into(), c.memory.encode());
     let network = (c.rx_rate.sample_count() > 0 || c.rx_total > 0 || c.tx_total > 0).then(|| {
         NetworkSummary {
+            namespace: c
+                .netns
+                .iter()
+                .map(|ns| format!("net:[{ns}]"))
+                .collect::<Vec<_>>()
+                .join(","),
             rx_bytes: c.rx_total,
             tx_bytes: c.tx_total,
             rx_bytes_per_sec: c.rx_rate.stats(),
@@ -835,7 +888,7 @@ fn container_summary(name: &str, c: &Container) -> ContainerSummary {
         cpu_cores: c.cpu_cores.stats(),
         memory_bytes: c.memory.stats(),
         cpu_seconds: c.cpu_ns as f64 / 1e9,
-        cpu_source: c.cpu_source,
+        cpu_source: c.cpu_source.unwrap_or(Source::Proc),
         memory_source: c.memory_source,
         memory_peak_bytes: c.memory_peak,
         oom_kills: c.oom_kills,

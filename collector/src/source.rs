@@ -1,6 +1,6 @@
 //! Choosing where CPU figures come from: eBPF when it loads, else cgroup counters, else /proc.
 
-use crate::{cgroupfs::Mounts, ebpf};
+use crate::{cgroupfs::Mounts, cli::CpuSourceChoice, ebpf};
 
 /// The CPU source in use.
 pub enum CpuSource {
@@ -17,43 +17,56 @@ pub enum CpuSource {
 }
 
 impl CpuSource {
-    /// Tries eBPF (unless disabled), then cgroup counters, then /proc, logging one clear line
-    /// per fallback.
-    pub fn pick(try_ebpf: bool, mounts: &Mounts) -> Self {
-        let why_not_ebpf = if !try_ebpf {
-            "disabled with --no-ebpf".to_owned()
-        } else {
-            match ebpf::EbpfCpu::load() {
+    /// Tries eBPF, then cgroup counters, then /proc (`auto`), logging one clear line per
+    /// fallback; a named source is used alone and is an error when unavailable.
+    pub fn pick(choice: CpuSourceChoice, mounts: &Mounts) -> anyhow::Result<Self> {
+        let why_not_ebpf = match choice {
+            CpuSourceChoice::Auto | CpuSourceChoice::Ebpf => match ebpf::EbpfCpu::load() {
                 Ok(cpu) => {
                     tracing::info!("CPU source: eBPF (sched_switch), exact per cgroup");
-                    return Self::Ebpf(Box::new(cpu));
+                    return Ok(Self::Ebpf(Box::new(cpu)));
+                }
+                Err(e) if choice == CpuSourceChoice::Ebpf => {
+                    anyhow::bail!("--cpu-source ebpf: {e}")
                 }
                 Err(e) => {
                     tracing::warn!("eBPF CPU accounting unavailable: {e}");
                     e.to_string()
                 }
-            }
+            },
+            other => format!("not tried (--cpu-source {other:?})").to_lowercase(),
         };
         let v2_ok = mounts.v2.as_ref().is_some_and(|m| has_cpu_stat(m));
         let v1_ok = mounts
             .v1
             .get("cpuacct")
             .is_some_and(|m| m.join("cpuacct.usage").is_file());
-        if v2_ok || v1_ok {
-            tracing::info!(
-                "CPU source: cgroup counters ({})",
-                if v2_ok { "cpu.stat" } else { "cpuacct.usage" }
-            );
-            return Self::Cgroup { why_not_ebpf };
+        let cgroup_ok = v2_ok || v1_ok;
+        match choice {
+            CpuSourceChoice::Auto | CpuSourceChoice::Cgroup if cgroup_ok => {
+                let file = if v2_ok { "cpu.stat" } else { "cpuacct.usage" };
+                tracing::info!("CPU source: cgroup counters ({file})");
+                return Ok(Self::Cgroup { why_not_ebpf });
+            }
+            CpuSourceChoice::Cgroup if !cgroup_ok => {
+                anyhow::bail!(
+                    "--cpu-source cgroup: no cgroup cpu.stat or cpuacct.usage is readable"
+                )
+            }
+            _ => {}
         }
-        let why_not_cgroup = "no cgroup cpu.stat or cpuacct.usage is readable".to_owned();
+        let why_not_cgroup = if choice == CpuSourceChoice::Proc {
+            "not tried (--cpu-source proc)".to_owned()
+        } else {
+            "no cgroup cpu.stat or cpuacct.usage is readable".to_owned()
+        };
         tracing::warn!(
             "CPU source: /proc polling ({why_not_cgroup}); processes shorter than --interval are missed"
         );
-        Self::Proc {
+        Ok(Self::Proc {
             why_not_ebpf,
             why_not_cgroup,
-        }
+        })
     }
 
     /// Short name, as used in summaries: `ebpf`, `cgroup` or `proc`.

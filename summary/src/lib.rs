@@ -139,8 +139,12 @@ impl Default for RunSummary {
 }
 
 /// Network totals and rates of a container (loopback excluded).
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct NetworkSummary {
+    /// The network namespace(s) counted, as `net:[inode]`. Containers that share one (a
+    /// Kubernetes pod) report the same traffic; de-duplicate by this field before adding up.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
     /// Bytes received over the run.
     pub rx_bytes: u64,
     /// Bytes sent over the run.

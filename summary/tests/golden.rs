@@ -61,6 +61,7 @@ fn expected() -> StoredRun {
                     memory_peak_bytes: Some(18_567_168),
                     oom_kills: 1,
                     network: Some(NetworkSummary {
+                        namespace: "net:[4026531840]".into(),
                         rx_bytes: 1_000_000,
                         tx_bytes: 250_000,
                         rx_bytes_per_sec: stats(50_000.0),

@@ -57,6 +57,7 @@ fn container() -> impl Strategy<Value = ContainerSummary> {
                     memory_peak_bytes,
                     oom_kills,
                     network: network.map(|(rx_bytes, tx_bytes, rx, tx)| NetworkSummary {
+                        namespace: String::new(),
                         rx_bytes,
                         tx_bytes,
                         rx_bytes_per_sec: rx,

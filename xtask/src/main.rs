@@ -4,6 +4,8 @@
 //! - `test`: everything CI runs: provisioning, the eBPF build, fmt, clippy and every test.
 //! - `bench ebpf|collector|receiver`: benchmarks that print figures and ratios.
 
+mod bench_collector;
+mod demo;
 mod toolchain;
 mod util;
 
@@ -40,6 +42,13 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "auto")]
         route: Route,
     },
+    /// The main job, end to end: a receiver on a local redb file, a push token, the collector
+    /// over a sample workload in several cgroups, the stored summary queried and printed.
+    Demo {
+        /// How long the workload runs.
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+    },
     /// Run a benchmark; it prints its figures and targets.
     Bench {
         #[command(subcommand)]
@@ -59,6 +68,14 @@ enum Bench {
         #[arg(long, default_value_t = 7)]
         pairs: u32,
     },
+    /// The collector's own CPU and RSS with 1,000 idle processes, at default intervals and
+    /// with ten times as many samples.
+    Collector {
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        #[arg(long, default_value_t = 1000)]
+        idle: usize,
+    },
     /// Durable pushes/s at 1, 16 and 64 clients against a one-commit-per-request baseline,
     /// and query latency on a job with 10,000 runs. Extra arguments go to receiver-bench.
     Receiver {
@@ -74,11 +91,16 @@ fn main() {
         Cmd::BuildEbpf { route } => build_ebpf(route).map(|_| ()),
         Cmd::Test { route } => test(route),
         Cmd::Bench { which } => bench(which),
+        Cmd::Demo { seconds } => build_ebpf(Route::Auto).and_then(|o| demo::run(&o, seconds)),
     };
     match result {
         Ok(()) => step(format!("done in {:.1?}", started.elapsed())),
         Err(e) => {
-            eprintln!("\x1b[1;31m[xtask] error:\x1b[0m {e:#}");
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                eprintln!("\x1b[1;31m[xtask] error:\x1b[0m {e:#}");
+            } else {
+                eprintln!("[xtask] error: {e:#}");
+            }
             std::process::exit(1);
         }
     }
@@ -170,6 +192,10 @@ fn bench(which: Bench) -> Result<()> {
                     &pairs.to_string(),
                 ])
                 .env("COLLECTOR_EBPF_OBJECT", &object))
+        }
+        Bench::Collector { seconds, idle } => {
+            let object = build_ebpf(Route::Auto)?;
+            bench_collector::run(seconds, idle, &object)
         }
         Bench::Receiver { args } => run(util::cargo()
             .args([
