@@ -140,7 +140,12 @@ fn build_ebpf(route: Route) -> Result<PathBuf> {
     Ok(object)
 }
 
+/// Debian packages the tests use: curl (the end-to-end test follows the seed README's curl
+/// commands) and iproute2.
+const TEST_DEBS: &[&str] = &["curl", "iproute2"];
+
 fn test(route: Route) -> Result<()> {
+    util::ensure_debs(TEST_DEBS)?;
     let object = build_ebpf(route)?;
     step("cargo fmt --check");
     run(util::cargo().args(["fmt", "--all", "--check"]))?;
