@@ -76,6 +76,19 @@ fn push_target(common: &Common) -> anyhow::Result<Option<PushTarget>> {
         .map_err(Into::into)
 }
 
+/// Starts the `/metrics` server when `--metrics-addr` is set.
+async fn start_live_metrics(
+    common: &Common,
+) -> anyhow::Result<Option<std::sync::Arc<crate::live::LiveMetrics>>> {
+    let Some(addr) = common.metrics_addr else {
+        return Ok(None);
+    };
+    let live = std::sync::Arc::new(crate::live::LiveMetrics::default());
+    // The server task lives as long as the runtime (the process).
+    crate::live::serve(addr, live.clone()).await?;
+    Ok(Some(live))
+}
+
 fn collector_info(mode: &str, cpu: &CpuSource) -> CollectorInfo {
     CollectorInfo {
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -105,6 +118,8 @@ pub async fn sidecar(common: Common) -> anyhow::Result<ExitCode> {
             limits,
             single_container: None,
             mode: "sidecar",
+            identity: execution.clone(),
+            live: start_live_metrics(&common).await?,
             exclude_own_netns: false,
         },
         cpu,
@@ -260,6 +275,8 @@ pub async fn run(common: Common, args: RunArgs) -> anyhow::Result<ExitCode> {
             limits,
             single_container: Some(name.clone()),
             mode: "run",
+            identity: Execution::from_env(|k| std::env::var(k).ok()),
+            live: start_live_metrics(&common).await?,
             exclude_own_netns: true,
         },
         cpu,

@@ -109,6 +109,10 @@ pub struct Common {
     /// one is not writable).
     #[arg(long, global = true)]
     pub summary_file: Option<PathBuf>,
+    /// Serve live per-container metrics for Prometheus at http://ADDR/metrics (e.g.
+    /// 127.0.0.1:9464). Off unless set: the figures name jobs and repositories.
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Do not try eBPF; use cgroup counters or /proc (same as --cpu-source cgroup).
     #[arg(long, global = true)]
     pub no_ebpf: bool,

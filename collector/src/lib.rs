@@ -14,6 +14,7 @@
 //!   readers that tolerate vanishing processes and malformed lines.
 //! - [`containers`]: grouping processes into containers (`CGROUP_PROCESS_MAP`, automatic
 //!   names from Kubernetes/containerd/CRI-O/Docker/systemd cgroup paths).
+//! - [`live`]: live per-container metrics for Prometheus (`--metrics-addr`).
 //! - [`limits`]: `CGROUP_LIMITS` in Kubernetes quantity notation.
 //! - [`push`]: pushing the summary with retries; the summary file when that fails.
 //! - [`rates`]: pure delta maths: CPU percent and cores from counters, byte rates.
@@ -27,6 +28,7 @@ pub mod containers;
 pub mod cpu_totals;
 pub mod ebpf;
 pub mod limits;
+pub mod live;
 pub mod procfs;
 pub mod push;
 pub mod rates;

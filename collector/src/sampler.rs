@@ -27,6 +27,7 @@ use crate::{
     cgroupfs::{self, Mounts},
     containers::Grouper,
     cpu_totals::{ExitedProcess, aggregate_exits},
+    live::{self, ContainerLabels, LiveMetrics},
     procfs::{self, SystemCpu},
     rates::{self, CounterRate},
     source::CpuSource,
@@ -53,6 +54,10 @@ pub struct SamplerConfig {
     /// Name of the single container in run mode (all processes of the scope), else `None`.
     pub single_container: Option<String>,
     pub mode: &'static str,
+    /// Job identity for the live metrics' labels.
+    pub identity: summary::Execution,
+    /// Live metrics to feed, when `--metrics-addr` is set.
+    pub live: Option<std::sync::Arc<LiveMetrics>>,
     /// Leave out the collector's own network namespace: in run mode the command usually
     /// shares the host's, whose traffic is not the command's.
     pub exclude_own_netns: bool,
@@ -88,6 +93,10 @@ struct Container {
     memory_source: Source,
     /// Network namespaces its processes use, as `net:[inode]`.
     netns: BTreeSet<u64>,
+    /// Live-metric label sets created for it (deleted when it ends).
+    live_sets: HashSet<ContainerLabels>,
+    /// Whether it had live processes at the last scan.
+    alive: bool,
     memory_peak: Option<u64>,
     oom_kills: u64,
     rx_total: u64,
@@ -115,6 +124,8 @@ impl Container {
             cpu_source: None,
             memory_source: Source::Proc,
             netns: BTreeSet::new(),
+            live_sets: HashSet::new(),
+            alive: false,
             memory_peak: None,
             oom_kills: 0,
             rx_total: 0,
@@ -126,29 +137,41 @@ impl Container {
     /// Records one CPU reading: cumulative ns used during the run (every source measures
     /// from the run's start or the cgroup's creation). The first reading has no window, so it
     /// adds to the total without a cores sample.
-    fn record_cpu(&mut self, now: Instant, cumulative_ns: u64, cpus: u32) {
+    /// Returns the nanoseconds this reading added to the run's total.
+    fn record_cpu(&mut self, now: Instant, cumulative_ns: u64, cpus: u32) -> u64 {
         let Some((then, prev)) = self.last_cpu else {
             self.cpu_ns = cumulative_ns;
             self.last_cpu = Some((now, cumulative_ns));
-            return;
+            return cumulative_ns;
         };
-        {
-            let window = now.saturating_duration_since(then);
-            if window.is_zero() {
-                return;
-            }
-            let delta = rates::counter_delta(prev, cumulative_ns);
-            self.cpu_ns += delta;
-            let (shown, carry) = rates::cap_window(delta + self.carry_ns, window, cpus);
-            self.carry_ns = carry;
-            let cores = rates::cores_from_ns(shown, window);
-            self.cpu_cores.record(cores);
-            self.last_cores = Some(cores);
-            if let Some(limit) = self.limits.and_then(|l| l.cpu_cores).filter(|l| *l > 0.0) {
-                self.cpu_to_limit.record(cores / limit);
-            }
+        let window = now.saturating_duration_since(then);
+        if window.is_zero() {
+            return 0;
+        }
+        let delta = rates::counter_delta(prev, cumulative_ns);
+        self.cpu_ns += delta;
+        let (shown, carry) = rates::cap_window(delta + self.carry_ns, window, cpus);
+        self.carry_ns = carry;
+        let cores = rates::cores_from_ns(shown, window);
+        self.cpu_cores.record(cores);
+        self.last_cores = Some(cores);
+        if let Some(limit) = self.limits.and_then(|l| l.cpu_cores).filter(|l| *l > 0.0) {
+            self.cpu_to_limit.record(cores / limit);
         }
         self.last_cpu = Some((now, cumulative_ns));
+        delta
+    }
+
+    /// The label set for a figure of this container from `source`, remembered for deletion.
+    fn live_labels(
+        &mut self,
+        name: &str,
+        id: &summary::Execution,
+        source: Source,
+    ) -> ContainerLabels {
+        let l = live::labels(name, id, source);
+        self.live_sets.insert(l.clone());
+        l
     }
 }
 
@@ -328,13 +351,17 @@ impl Sampler {
             self.record_exits(exits);
         }
         let cgroup_allowed = !matches!(self.cpu, CpuSource::Proc { .. });
-        for c in self.containers.values_mut() {
+        for (name, c) in self.containers.iter_mut() {
             let use_ebpf =
                 matches!(c.cpu_source, None | Some(Source::Ebpf)) && !c.cgroup_ids.is_empty();
             if let (true, Some(totals)) = (use_ebpf, &totals) {
                 c.cpu_source = Some(Source::Ebpf);
                 let ns = c.cgroup_ids.iter().filter_map(|id| totals.get(id)).sum();
-                c.record_cpu(now, ns, self.cpus);
+                let added = c.record_cpu(now, ns, self.cpus);
+                if let Some(live) = &self.cfg.live {
+                    let l = c.live_labels(name, &self.cfg.identity, Source::Ebpf);
+                    live.add_cpu_seconds(&l, added as f64 / 1e9);
+                }
                 continue;
             }
             if !cgroup_allowed || !matches!(c.cpu_source, None | Some(Source::Cgroup)) {
@@ -355,7 +382,11 @@ impl Sampler {
             }
             if any {
                 c.cpu_source = Some(Source::Cgroup);
-                c.record_cpu(now, sum, self.cpus);
+                let added = c.record_cpu(now, sum, self.cpus);
+                if let Some(live) = &self.cfg.live {
+                    let l = c.live_labels(name, &self.cfg.identity, Source::Cgroup);
+                    live.add_cpu_seconds(&l, added as f64 / 1e9);
+                }
             }
         }
     }
@@ -371,6 +402,7 @@ impl Sampler {
         self.sample_memory();
         self.sample_network(window);
         self.proc_cpu(now);
+        self.update_live_health();
         if let CpuSource::Ebpf(ebpf) = &mut self.cpu
             && let Some(v2) = self.mounts.v2.clone()
         {
@@ -392,6 +424,47 @@ impl Sampler {
                     }
                 }
             }
+        }
+    }
+
+    /// Health figures, and deletion of the series of containers that ended.
+    fn update_live_health(&mut self) {
+        let live_names: HashSet<String> = self
+            .processes
+            .values()
+            .map(|p| p.container.clone())
+            .collect();
+        let Some(live) = self.cfg.live.clone() else {
+            for (name, c) in self.containers.iter_mut() {
+                c.alive = live_names.contains(name);
+            }
+            return;
+        };
+        live.samples.inc();
+        let errors = self.read_errors.saturating_sub(live.errors.get());
+        live.errors.inc_by(errors);
+        let mut alive = 0;
+        for (name, c) in self.containers.iter_mut() {
+            let now_alive = live_names.contains(name);
+            if c.alive && !now_alive {
+                let sets: Vec<ContainerLabels> = c.live_sets.drain().collect();
+                live.remove_container(&sets);
+            }
+            c.alive = now_alive;
+            alive += i64::from(now_alive);
+        }
+        live.containers.set(alive);
+        if let CpuSource::Ebpf(ebpf) = &self.cpu {
+            let st = ebpf.stats();
+            live.ebpf_attached.set(1);
+            live.ebpf_map_entries.set(st.cgroup_map_len as i64);
+            live.ebpf_map_capacity.set(st.cgroup_map_capacity as i64);
+            live.ebpf_map_full
+                .inc_by(st.cgroup_map_full.saturating_sub(live.ebpf_map_full.get()));
+            live.ebpf_exit_records_lost.inc_by(
+                st.exit_ring_full
+                    .saturating_sub(live.ebpf_exit_records_lost.get()),
+            );
         }
     }
 
@@ -616,12 +689,16 @@ impl Sampler {
                 continue;
             }
             let mut total = 0;
+            let mut anon: Option<u64> = None;
             let mut from_cgroup = false;
             for path in distinct_roots(&c.cgroups) {
                 let (v2, v1) = split_path(path);
                 if let Some(m) = cgroupfs::read_memory(&self.mounts, v2, v1) {
                     from_cgroup = true;
                     total += m.current;
+                    if let Some(a) = m.anon {
+                        anon = Some(anon.unwrap_or(0) + a);
+                    }
                     if let Some(peak) = m.peak {
                         c.memory_peak = Some(c.memory_peak.unwrap_or(0).max(peak));
                     }
@@ -649,6 +726,13 @@ impl Sampler {
             };
             c.memory.record(total as f64);
             c.last_memory = Some(total);
+            if let Some(live) = &self.cfg.live {
+                let l = c.live_labels(name, &self.cfg.identity, c.memory_source);
+                live.set_memory(&l, total, anon);
+                if let Some(limits) = &c.limits {
+                    live.set_limits(&l, limits);
+                }
+            }
             if let Some(limit) = c.limits.and_then(|l| l.memory_bytes).filter(|l| *l > 0) {
                 c.memory_to_limit.record(total as f64 / limit as f64);
             }
@@ -695,6 +779,10 @@ impl Sampler {
                 };
                 c.rx_total += drx;
                 c.tx_total += dtx;
+                if let Some(live) = &self.cfg.live {
+                    let l = c.live_labels(&name, &self.cfg.identity, Source::Proc);
+                    live.add_network(&l, drx, dtx);
+                }
                 if let (Some(r), Some(t)) = (rx_rate, tx_rate) {
                     c.rx_rate.record(r);
                     c.tx_rate.record(t);
@@ -723,7 +811,11 @@ impl Sampler {
                 _ => continue,
             }
             c.proc_ticks += per_container.get(name.as_str()).copied().unwrap_or(0);
-            c.record_cpu(now, c.proc_ticks * ns_per_tick, self.cpus);
+            let added = c.record_cpu(now, c.proc_ticks * ns_per_tick, self.cpus);
+            if let Some(live) = &self.cfg.live {
+                let l = c.live_labels(name, &self.cfg.identity, Source::Proc);
+                live.add_cpu_seconds(&l, added as f64 / 1e9);
+            }
         }
     }
 
