@@ -597,6 +597,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn stored_value_is_the_serde_encoding_of_stored_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &dir.path().join("t.redb"),
+            StoreOptions::default(),
+            Arc::default(),
+        )
+        .unwrap();
+        let execution = Execution {
+            organization: "o \"quoted\"".into(),
+            repository: "o/r\\é".into(),
+            workflow: "w\u{1F600}".into(),
+            job: "j/</script>".into(),
+            run_id: String::new(),
+        };
+        let summary = summary::RunSummary {
+            start_time: "2026-02-06T14:30:02.185Z".into(),
+            end_time: "2026-02-06T14:40:02.185Z".into(),
+            duration_seconds: 600.25,
+            ..Default::default()
+        };
+        let inserted = store
+            .insert(NewRun::new(&execution, &summary).unwrap())
+            .await
+            .unwrap();
+        let e = &execution;
+        let key = job_key(&e.organization, &e.repository, &e.workflow, &e.job);
+        let stored = store.query(&key, 1, None).unwrap().runs.remove(0);
+        let expected = serde_json::to_vec(&summary::StoredRun {
+            id: inserted.id,
+            organization: execution.organization,
+            repository: execution.repository,
+            workflow: execution.workflow,
+            job: execution.job,
+            run_id: execution.run_id,
+            received_at: inserted.received_at,
+            payload: summary,
+        })
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(stored).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
+        store.close().await;
+    }
+
+    #[tokio::test]
     async fn schema_mismatch_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.redb");
