@@ -44,7 +44,9 @@ pub struct ContainerLabels {
     pub container: String,
     pub repository: String,
     pub workflow: String,
-    pub job: String,
+    /// The CI job (`GITHUB_JOB`). Not `job`: Prometheus reserves that for the scrape job and
+    /// would rename ours to `exported_job`.
+    pub ci_job: String,
     pub run_id: String,
     /// Where the figure came from: `ebpf`, `cgroup` or `proc`.
     pub source: String,
@@ -186,7 +188,7 @@ pub fn labels(container: &str, id: &Execution, source: Source) -> ContainerLabel
         container: container.to_owned(),
         repository: id.repository.clone(),
         workflow: id.workflow.clone(),
-        job: id.job.clone(),
+        ci_job: id.job.clone(),
         run_id: id.run_id.clone(),
         source: source_name(source).to_owned(),
     }
@@ -355,7 +357,7 @@ mod tests {
         live.add_oom_kills(&l, 1);
         live.samples.inc();
         let text = live.encode();
-        assert!(text.contains(r#"ci_collector_container_cpu_seconds_total{container="runner",repository="o/r",workflow="w",job="j",run_id="1",source="ebpf"} 1.5"#), "{text}");
+        assert!(text.contains(r#"ci_collector_container_cpu_seconds_total{container="runner",repository="o/r",workflow="w",ci_job="j",run_id="1",source="ebpf"} 1.5"#), "{text}");
         // Every family in the exposition is in METRIC_NAMES, and the other way round.
         for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
             let name = line.split_whitespace().nth(2).unwrap();

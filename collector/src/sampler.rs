@@ -358,7 +358,7 @@ impl Sampler {
                 c.cpu_source = Some(Source::Ebpf);
                 let ns = c.cgroup_ids.iter().filter_map(|id| totals.get(id)).sum();
                 let added = c.record_cpu(now, ns, self.cpus);
-                if let Some(live) = &self.cfg.live {
+                if let Some(live) = self.cfg.live.as_ref().filter(|_| c.alive) {
                     let l = c.live_labels(name, &self.cfg.identity, Source::Ebpf);
                     live.add_cpu_seconds(&l, added as f64 / 1e9);
                 }
@@ -383,7 +383,7 @@ impl Sampler {
             if any {
                 c.cpu_source = Some(Source::Cgroup);
                 let added = c.record_cpu(now, sum, self.cpus);
-                if let Some(live) = &self.cfg.live {
+                if let Some(live) = self.cfg.live.as_ref().filter(|_| c.alive) {
                     let l = c.live_labels(name, &self.cfg.identity, Source::Cgroup);
                     live.add_cpu_seconds(&l, added as f64 / 1e9);
                 }
@@ -399,10 +399,11 @@ impl Sampler {
         self.slow_ticks += 1;
         self.sample_system(now);
         self.scan_processes(window);
+        let ended = self.mark_alive();
         self.sample_memory();
         self.sample_network(window);
         self.proc_cpu(now);
-        self.update_live_health();
+        self.update_live_health(&ended);
         if let CpuSource::Ebpf(ebpf) = &mut self.cpu
             && let Some(v2) = self.mounts.v2.clone()
         {
@@ -428,32 +429,39 @@ impl Sampler {
     }
 
     /// Health figures, and deletion of the series of containers that ended.
-    fn update_live_health(&mut self) {
-        let live_names: HashSet<String> = self
+    /// Marks which containers have live processes; returns those that just ended.
+    fn mark_alive(&mut self) -> Vec<String> {
+        let live_names: HashSet<&str> = self
             .processes
             .values()
-            .map(|p| p.container.clone())
+            .map(|p| p.container.as_str())
             .collect();
-        let Some(live) = self.cfg.live.clone() else {
-            for (name, c) in self.containers.iter_mut() {
-                c.alive = live_names.contains(name);
+        let mut ended = Vec::new();
+        for (name, c) in self.containers.iter_mut() {
+            let now_alive = live_names.contains(name.as_str());
+            if c.alive && !now_alive {
+                ended.push(name.clone());
             }
+            c.alive = now_alive;
+        }
+        ended
+    }
+
+    fn update_live_health(&mut self, ended: &[String]) {
+        let Some(live) = self.cfg.live.clone() else {
             return;
         };
         live.samples.inc();
         let errors = self.read_errors.saturating_sub(live.errors.get());
         live.errors.inc_by(errors);
-        let mut alive = 0;
-        for (name, c) in self.containers.iter_mut() {
-            let now_alive = live_names.contains(name);
-            if c.alive && !now_alive {
+        for name in ended {
+            if let Some(c) = self.containers.get_mut(name) {
                 let sets: Vec<ContainerLabels> = c.live_sets.drain().collect();
                 live.remove_container(&sets);
             }
-            c.alive = now_alive;
-            alive += i64::from(now_alive);
         }
-        live.containers.set(alive);
+        live.containers
+            .set(self.containers.values().filter(|c| c.alive).count() as i64);
         if let CpuSource::Ebpf(ebpf) = &self.cpu {
             let st = ebpf.stats();
             live.ebpf_attached.set(1);
@@ -812,7 +820,7 @@ impl Sampler {
             }
             c.proc_ticks += per_container.get(name.as_str()).copied().unwrap_or(0);
             let added = c.record_cpu(now, c.proc_ticks * ns_per_tick, self.cpus);
-            if let Some(live) = &self.cfg.live {
+            if let Some(live) = self.cfg.live.as_ref().filter(|_| c.alive) {
                 let l = c.live_labels(name, &self.cfg.identity, Source::Proc);
                 live.add_cpu_seconds(&l, added as f64 / 1e9);
             }

@@ -97,12 +97,22 @@ pub fn ensure(route: Route) -> Result<Toolchain> {
         _ => {
             let root = ensure_debian_rustc()?;
             let rustc = root.join("usr/bin/rustc");
-            let vv = output(
-                Command::new(&rustc)
-                    .arg("-vV")
-                    .env("LD_LIBRARY_PATH", root.join("usr/lib/x86_64-linux-gnu")),
-            )
-            .with_context(|| format!("running {} -vV", rustc.display()))?;
+            let version = || {
+                output(
+                    Command::new(&rustc)
+                        .arg("-vV")
+                        .env("LD_LIBRARY_PATH", root.join("usr/lib/x86_64-linux-gnu")),
+                )
+            };
+            let vv = match version() {
+                Some(vv) => vv,
+                None => {
+                    // The unpacked compiler links system libraries (libLLVM) that its runtime
+                    // package depends on: install those and try again.
+                    ensure_debian_runtime_deps(&root)?;
+                    version().with_context(|| format!("running {} -vV", rustc.display()))?
+                }
+            };
             let (release, llvm) = parse_rustc_vv(&vv)?;
             (release, llvm, Some(root))
         }
@@ -160,7 +170,9 @@ fn ensure_debian_rustc() -> Result<PathBuf> {
     if ready {
         return Ok(root);
     }
-    step("fetching Debian's rustc-web with the prebuilt BPF core (no system change)");
+    step(
+        "fetching Debian's rustc-web with the prebuilt BPF core into the project (only the libLLVM it links is installed system-wide)",
+    );
     let candidate = |pkg: &str| {
         output(Command::new("apt-cache").args(["policy", pkg])).and_then(|p| {
             p.lines()
@@ -212,11 +224,41 @@ fn ensure_debian_rustc() -> Result<PathBuf> {
         util::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
     }
     let _ = std::fs::remove_dir_all(&debs);
+    std::fs::write(root.join("runtime-package"), &runtime)?;
     step(format!(
         "unpacked rustc-web {version} into {}",
         root.display()
     ));
+    ensure_debian_runtime_deps(&root)?;
     Ok(root)
+}
+
+/// System libraries the unpacked compiler links: the `libllvmNN` its `libstd-rust-web-1.NN`
+/// runtime package depends on. Only those are installed system-wide (the Rust packages
+/// themselves conflict with rustup and stay unpacked in the project).
+fn ensure_debian_runtime_deps(root: &Path) -> Result<()> {
+    let depends_of = |pkg: &str| -> Result<Vec<String>> {
+        let text = output(Command::new("apt-cache").args(["depends", pkg]))
+            .with_context(|| format!("apt-cache depends {pkg}"))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("Depends:"))
+            .map(|d| d.trim().to_owned())
+            .collect())
+    };
+    let runtime = match std::fs::read_to_string(root.join("runtime-package")) {
+        Ok(r) => r.trim().to_owned(),
+        Err(_) => depends_of("libstd-rust-web-dev")?
+            .into_iter()
+            .find(|d| d.starts_with("libstd-rust-web-1"))
+            .context("cannot find the libstd-rust-web-1.NN runtime package")?,
+    };
+    let llvm: Vec<String> = depends_of(&runtime)?
+        .into_iter()
+        .filter(|d| d.starts_with("libllvm"))
+        .collect();
+    let refs: Vec<&str> = llvm.iter().map(String::as_str).collect();
+    util::ensure_debs(&refs)
 }
 
 /// A bpf-linker that links LLVM `major`: reused if present, else built once.
