@@ -100,7 +100,7 @@ fn seed_local_section_end_to_end() {
 
     // ./collector --interval=2s --top=10 --push-endpoint=http://localhost:8080/api/v1/metrics
     //   --push-token=$PUSH_TOKEN
-    let mut collector = Command::new(env!("CARGO_BIN_EXE_collector"))
+    let collector = Command::new(env!("CARGO_BIN_EXE_collector"))
         .current_dir(dir.path())
         .args([
             "--interval=2s",
