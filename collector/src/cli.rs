@@ -13,6 +13,8 @@ Modes:
   collector run [OPTIONS] -- CMD...   run CMD in a cgroup of its own, measure it, print a table
                                       (or --json), push if --push-endpoint is set, exit with
                                       CMD's status
+  collector node [OPTIONS]            one per CI node (DaemonSet): every job found from its
+                                      processes' GITHUB_* variables, one summary per job at its end
   collector check                     say which CPU source (eBPF, cgroup, /proc) works here
   collector show [FILE]               print a summary (file, run --json, or query answer) as a table
 
@@ -41,6 +43,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a command in a cgroup of its own, measure it, and exit with its status.
     Run(RunArgs),
+    /// Node mode (a privileged DaemonSet): measure every CI job on this node and push one
+    /// summary per job when it ends (needs a wildcard-scoped push token).
+    Node(NodeArgs),
     /// Report which CPU source this machine allows (eBPF, cgroup counters or /proc) and why.
     Check,
     /// Print a summary as a table: a summary file, `run --json` output, or a receiver query
@@ -67,6 +72,34 @@ pub struct RunArgs {
         value_name = "CMD"
     )]
     pub command: Vec<OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// What makes up a job: its Kubernetes pod (every container of it) or only the container
+    /// whose processes carry the job's GITHUB_*/FORGEJO_* variables.
+    #[arg(long, value_enum, default_value_t = GroupBy::Pod)]
+    pub group_by: GroupBy,
+    /// Where finished jobs' summaries wait for the receiver, and active jobs' checkpoints
+    /// live (survives restarts; put it on the host).
+    #[arg(long, default_value = "/var/lib/ci-collector/spool")]
+    pub spool_dir: PathBuf,
+    /// Most bytes of summaries kept while the receiver is unreachable; past that the oldest
+    /// are dropped (and logged).
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub spool_max_bytes: u64,
+    /// How long a job must have no process before it counts as ended.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub job_grace: Duration,
+    /// How often active jobs are checkpointed to the spool directory.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub checkpoint_interval: Duration,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupBy {
+    Pod,
+    Container,
 }
 
 #[derive(Args, Debug, Clone)]

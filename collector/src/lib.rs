@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`cli`]: flags and environment (the seed's names kept); [`app`]: the modes (sidecar,
 //!   `run -- CMD`, `check`) wiring the sampler to timers, signals and the push.
+//! - [`node`]: node mode: jobs found from their processes' environment, one summary per
+//!   job, a bounded on-disk spool, checkpoints across restarts.
 //! - [`report`]: the table `collector run` prints.
 //! - [`ebpf`]: the eBPF loader, the only module that touches aya (load, attach, read maps).
 //! - [`cpu_totals`]: pure bookkeeping over the eBPF maps (consistent reads, monotonic
@@ -29,6 +31,7 @@ pub mod cpu_totals;
 pub mod ebpf;
 pub mod limits;
 pub mod live;
+pub mod node;
 pub mod procfs;
 pub mod push;
 pub mod rates;

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         match cli.command {
             None => app::sidecar(cli.common).await,
             Some(Command::Run(args)) => app::run(cli.common, args).await,
+            Some(Command::Node(args)) => collector::node::run(cli.common, args).await,
             Some(Command::Check) => Ok(app::check(&cli.common)),
             Some(Command::Show { file }) => app::show(file.as_deref()),
         }

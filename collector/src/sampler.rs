@@ -33,6 +33,14 @@ use crate::{
     source::CpuSource,
 };
 
+/// A job's own system statistics and start, for [`Sampler::summary_of`].
+pub struct JobSystem<'a> {
+    pub start: SystemTime,
+    pub cpu: &'a Accumulator,
+    pub mem: &'a Accumulator,
+    pub samples: u64,
+}
+
 /// Which processes a sampler measures.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -240,6 +248,10 @@ pub struct Sampler {
     pub read_errors: u64,
     /// Reused buffer for the per-process files.
     reader: procfs::FileReader,
+    /// Processes first seen at the last scan (node mode reads their environment).
+    new_at_last_scan: Vec<i32>,
+    /// Per-container job identity for live-metric labels (node mode); else `cfg.identity`.
+    identities: HashMap<String, summary::Execution>,
     /// Latest system figures, for per-interval output.
     last_cpu_percent: Option<f64>,
     last_mem_used: Option<u64>,
@@ -288,6 +300,8 @@ impl Sampler {
             pending_threads: HashMap::new(),
             read_errors: 0,
             reader: procfs::FileReader::default(),
+            new_at_last_scan: Vec::new(),
+            identities: HashMap::new(),
             last_cpu_percent: None,
             last_mem_used: None,
         })
@@ -359,7 +373,13 @@ impl Sampler {
                 let ns = c.cgroup_ids.iter().filter_map(|id| totals.get(id)).sum();
                 let added = c.record_cpu(now, ns, self.cpus);
                 if let Some(live) = self.cfg.live.as_ref().filter(|_| c.alive) {
-                    let l = c.live_labels(name, &self.cfg.identity, Source::Ebpf);
+                    let l = c.live_labels(
+                        name,
+                        self.identities
+                            .get(name.as_str())
+                            .unwrap_or(&self.cfg.identity),
+                        Source::Ebpf,
+                    );
                     live.add_cpu_seconds(&l, added as f64 / 1e9);
                 }
                 continue;
@@ -384,7 +404,13 @@ impl Sampler {
                 c.cpu_source = Some(Source::Cgroup);
                 let added = c.record_cpu(now, sum, self.cpus);
                 if let Some(live) = self.cfg.live.as_ref().filter(|_| c.alive) {
-                    let l = c.live_labels(name, &self.cfg.identity, Source::Cgroup);
+                    let l = c.live_labels(
+                        name,
+                        self.identities
+                            .get(name.as_str())
+                            .unwrap_or(&self.cfg.identity),
+                        Source::Cgroup,
+                    );
                     live.add_cpu_seconds(&l, added as f64 / 1e9);
                 }
             }
@@ -590,6 +616,7 @@ impl Sampler {
                 self.retire_process(pid, p);
             }
         }
+        self.new_at_last_scan.clone_from(&new_pids);
         // Scope: drop what is not ours (new processes only; scope never widens).
         if !new_pids.is_empty() {
             let out_of_scope: Vec<i32> = new_pids
@@ -735,7 +762,13 @@ impl Sampler {
             c.memory.record(total as f64);
             c.last_memory = Some(total);
             if let Some(live) = &self.cfg.live {
-                let l = c.live_labels(name, &self.cfg.identity, c.memory_source);
+                let l = c.live_labels(
+                    name,
+                    self.identities
+                        .get(name.as_str())
+                        .unwrap_or(&self.cfg.identity),
+                    c.memory_source,
+                );
                 live.set_memory(&l, total, anon);
                 if let Some(limits) = &c.limits {
                     live.set_limits(&l, limits);
@@ -788,7 +821,13 @@ impl Sampler {
                 c.rx_total += drx;
                 c.tx_total += dtx;
                 if let Some(live) = &self.cfg.live {
-                    let l = c.live_labels(&name, &self.cfg.identity, Source::Proc);
+                    let l = c.live_labels(
+                        &name,
+                        self.identities
+                            .get(name.as_str())
+                            .unwrap_or(&self.cfg.identity),
+                        Source::Proc,
+                    );
                     live.add_network(&l, drx, dtx);
                 }
                 if let (Some(r), Some(t)) = (rx_rate, tx_rate) {
@@ -821,7 +860,13 @@ impl Sampler {
             c.proc_ticks += per_container.get(name.as_str()).copied().unwrap_or(0);
             let added = c.record_cpu(now, c.proc_ticks * ns_per_tick, self.cpus);
             if let Some(live) = self.cfg.live.as_ref().filter(|_| c.alive) {
-                let l = c.live_labels(name, &self.cfg.identity, Source::Proc);
+                let l = c.live_labels(
+                    name,
+                    self.identities
+                        .get(name.as_str())
+                        .unwrap_or(&self.cfg.identity),
+                    Source::Proc,
+                );
                 live.add_cpu_seconds(&l, added as f64 / 1e9);
             }
         }
@@ -906,16 +951,40 @@ impl Sampler {
 
     /// Builds the run summary (call after a final `cpu_tick` and `slow_tick`).
     pub fn summary(&self, info: CollectorInfo) -> RunSummary {
+        let system = JobSystem {
+            start: self.start_wall,
+            cpu: &self.system_cpu,
+            mem: &self.system_mem,
+            samples: self.slow_ticks,
+        };
+        self.summary_of(None, &system, info)
+    }
+
+    /// The summary of some containers only (a job in node mode), with the job's own system
+    /// figures; `None` means every container.
+    pub fn summary_of(
+        &self,
+        only: Option<&BTreeSet<String>>,
+        system: &JobSystem<'_>,
+        info: CollectorInfo,
+    ) -> RunSummary {
         let end = SystemTime::now();
+        let wanted = |name: &str| only.is_none_or(|set| set.contains(name));
         let mut containers: Vec<ContainerSummary> = self
             .containers
             .iter()
+            .filter(|(name, _)| wanted(name))
             .map(|(name, c)| container_summary(name, c))
             .collect();
         containers.sort_by(|a, b| a.name.cmp(&b.name));
 
-        let mut processes: Vec<ProcessSummary> = self.exited.clone();
-        for (pid, p) in &self.processes {
+        let mut processes: Vec<ProcessSummary> = self
+            .exited
+            .iter()
+            .filter(|p| only.is_none() || p.container.as_deref().is_some_and(wanted))
+            .cloned()
+            .collect();
+        for (pid, p) in self.processes.iter().filter(|(_, p)| wanted(&p.container)) {
             let ticks_seconds =
                 (p.last_ticks - p.first_ticks) as f64 / self.ticks_per_sec.max(1) as f64;
             let (cpu_seconds, avg) = p.exact_exit.unwrap_or((ticks_seconds, 0.0));
@@ -943,23 +1012,93 @@ impl Sampler {
         by_mem.truncate(top);
 
         let mut histograms = Histograms::new();
-        histograms.insert("cpu_total_percent".into(), self.system_cpu.encode());
-        histograms.insert("mem_used_bytes".into(), self.system_mem.encode());
-        let duration = end.duration_since(self.start_wall).unwrap_or_default();
+        histograms.insert("cpu_total_percent".into(), system.cpu.encode());
+        histograms.insert("mem_used_bytes".into(), system.mem.encode());
+        let duration = end.duration_since(system.start).unwrap_or_default();
         RunSummary {
             schema_version: summary::SCHEMA_VERSION,
-            start_time: summary::time::format_rfc3339(self.start_wall),
+            start_time: summary::time::format_rfc3339(system.start),
             end_time: summary::time::format_rfc3339(end),
             duration_seconds: duration.as_secs_f64(),
-            sample_count: self.slow_ticks,
-            cpu_total_percent: self.system_cpu.stats(),
-            mem_used_bytes: self.system_mem.stats(),
+            sample_count: system.samples,
+            cpu_total_percent: system.cpu.stats(),
+            mem_used_bytes: system.mem.stats(),
             cpu_source: source_of(&self.cpu),
             containers,
             top_cpu_processes: by_cpu,
             top_mem_processes: by_mem,
             histograms: Some(histograms),
             collector: Some(info),
+        }
+    }
+
+    // ---- node mode: jobs are sets of containers -------------------------------------------
+
+    /// Processes first seen at the last scan, with their container.
+    pub fn new_processes(&self) -> Vec<(i32, String)> {
+        self.new_at_last_scan
+            .iter()
+            .filter_map(|pid| Some((*pid, self.processes.get(pid)?.container.clone())))
+            .collect()
+    }
+
+    /// The cgroup path a container is grouped by (its first), untagged.
+    pub fn container_path(&self, name: &str) -> Option<&str> {
+        let c = self.containers.get(name)?;
+        c.cgroups
+            .iter()
+            .next()
+            .map(|t| t.split_once(':').map_or(t.as_str(), |(_, p)| p))
+    }
+
+    /// Whether a container has live processes (as of the last scan).
+    pub fn is_alive(&self, name: &str) -> bool {
+        self.containers.get(name).is_some_and(|c| c.alive)
+    }
+
+    /// Names of all containers known.
+    pub fn containers(&self) -> impl Iterator<Item = &str> {
+        self.containers.keys().map(String::as_str)
+    }
+
+    /// The latest system figures (CPU %, memory used), for per-job system statistics.
+    pub fn system_now(&self) -> (Option<f64>, Option<u64>) {
+        (self.last_cpu_percent, self.last_mem_used)
+    }
+
+    /// Labels live metrics of a container with its job's identity.
+    pub fn set_identity(&mut self, container: &str, identity: summary::Execution) {
+        self.identities.insert(container.to_owned(), identity);
+    }
+
+    /// Drops everything kept about these containers (a job that has been reported, or
+    /// containers of no job that ended): memory stays bounded on a node that runs thousands
+    /// of containers an hour.
+    pub fn forget(&mut self, names: &BTreeSet<String>) {
+        let mut ids = Vec::new();
+        for name in names {
+            if let Some(c) = self.containers.remove(name) {
+                if let Some(live) = &self.cfg.live {
+                    let sets: Vec<ContainerLabels> = c.live_sets.into_iter().collect();
+                    live.remove_container(&sets);
+                }
+                for path in &c.cgroups {
+                    self.cgroup_cpu_last.remove(path);
+                    self.cgroup_cpu_baseline.remove(path);
+                    self.oom_baseline.remove(path);
+                    self.preexisting.remove(path);
+                }
+                ids.extend(c.cgroup_ids.iter().copied());
+            }
+            self.identities.remove(name);
+        }
+        for id in &ids {
+            self.container_of_cgroup.remove(id);
+        }
+        self.exited
+            .retain(|p| !p.container.as_ref().is_some_and(|c| names.contains(c)));
+        if let CpuSource::Ebpf(ebpf) = &mut self.cpu {
+            ebpf.forget(&ids);
         }
     }
 }

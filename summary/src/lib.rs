@@ -10,11 +10,13 @@
 //! - [`accumulator`]: the HDR-histogram [`Accumulator`] that turns samples into [`Stats`].
 //! - [`validate`]: checks on untrusted summaries ([`ValidationError`] names the field).
 //! - [`time`]: RFC 3339 formatting and parsing without a date library.
+//! - [`merge`]: one run from two summaries (node mode across a collector restart).
 //! - [`exposition`]: the `/metrics` text shared by the collector and the receiver
 //!   (OpenMetrics for Prometheus, the classic format for everyone else).
 
 pub mod accumulator;
 pub mod exposition;
+pub mod merge;
 pub mod time;
 pub mod validate;
 
