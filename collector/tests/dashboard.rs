@@ -1104,11 +1104,11 @@ fn check_yaml_shape(path: &Path) -> Vec<String> {
         if line.contains('\t') {
             problems.push(format!("{name}:{n}: tab"));
         }
-        if (line.len() - content.len()) % 2 != 0 {
+        if !(line.len() - content.len()).is_multiple_of(2) {
             problems.push(format!("{name}:{n}: odd indentation"));
         }
         let code = content.split(" #").next().unwrap_or_default();
-        if code.matches('"').count() % 2 != 0 {
+        if !code.matches('"').count().is_multiple_of(2) {
             problems.push(format!("{name}:{n}: unbalanced quotes"));
         }
         if code.matches('[').count() != code.matches(']').count() {
