@@ -372,9 +372,12 @@ fn percentile_ms(sorted: &[Duration], q: f64) -> f64 {
 async fn fill(addr: std::net::SocketAddr, token: &str, runs: usize) -> anyhow::Result<()> {
     let auth: Arc<str> = Arc::from(format!("Bearer {token}"));
     let next = Arc::new(AtomicU64::new(0));
+    // Building a summary (histograms included) costs far more than sending it: build it
+    // once, and give every run its own run id.
+    let template = Arc::new(realistic_push(""));
     let mut tasks = Vec::new();
     for _ in 0..32 {
-        let (auth, next) = (auth.clone(), next.clone());
+        let (auth, next, template) = (auth.clone(), next.clone(), template.clone());
         tasks.push(tokio::spawn(async move {
             let mut client = Client::connect(addr).await.map_err(|e| e.to_string())?;
             loop {
@@ -382,8 +385,9 @@ async fn fill(addr: std::net::SocketAddr, token: &str, runs: usize) -> anyhow::R
                 if i >= runs as u64 {
                     return Ok::<_, String>(());
                 }
-                let body = serde_json::to_vec(&realistic_push(&format!("run-{i}")))
-                    .map_err(|e| e.to_string())?;
+                let mut push = (*template).clone();
+                push.execution.run_id = format!("run-{i}");
+                let body = serde_json::to_vec(&push).map_err(|e| e.to_string())?;
                 let (status, _) = client
                     .send(
                         "POST",
