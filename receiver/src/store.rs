@@ -1,9 +1,9 @@
 //! The redb store: tables, the group-commit writer, queries and retention.
 //!
 //! Every write goes through one writer thread. Requests send `(record, reply)` over a
-//! channel; the writer takes everything queued (up to [`MAX_BATCH`]) into **one** write
-//! transaction with [`Durability::Immediate`], commits, and only then answers every
-//! request of the batch. So a 2xx still means "durably committed", while concurrent
+//! channel, the record already encoded by the request task ([`NewRun`]); the writer
+//! takes everything queued (up to [`MAX_BATCH`]) into **one** write transaction with
+//! [`Durability::Immediate`], commits, and only then answers every request of the batch. So a 2xx still means "durably committed", while concurrent
 //! pushes share one fsync. With group commit off (the benchmark baseline, the seed's
 //! design) every record gets a transaction of its own.
 //!
@@ -119,8 +119,8 @@ fn run_key(job_key: &[u8], id: u64) -> Vec<u8> {
 /// A run to store, encoded by the request task so the writer thread only copies bytes.
 ///
 /// The stored value is the JSON of a [`summary::StoredRun`] with the fields in the order
-/// the query returns them: `{"id":ID` + [`NewRun::head`] + `,"received_at":"TIME","payload":`
-/// + [`NewRun::payload`] + `}`. The id and the receive time are the writer's to assign.
+/// the query returns them: `{"id":ID` + `head` + `,"received_at":"TIME","payload":` +
+/// `payload` + `}`. The id and the receive time are the writer's to assign.
 #[derive(Debug)]
 pub struct NewRun {
     /// [`job_key`] of the run's identity (the [`RUNS`] key prefix).
