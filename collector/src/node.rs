@@ -314,6 +314,7 @@ pub async fn run(common: Common, args: NodeArgs) -> anyhow::Result<ExitCode> {
         group_job: HashMap::new(),
         checkpoints: spool.checkpoints().into_iter().collect(),
         unowned_dead_since: HashMap::new(),
+        identities: HashMap::new(),
         tick: 0,
         grace_ticks: (args.job_grace.as_secs_f64() / common.interval.as_secs_f64())
             .ceil()
@@ -384,6 +385,8 @@ struct NodeState {
     checkpoints: HashMap<String, MetricsPush>,
     /// Containers of no job that ended, and since when (forgotten after the grace).
     unowned_dead_since: HashMap<String, u64>,
+    /// Job identities of live processes, read when they were first seen.
+    identities: HashMap<i32, Execution>,
     tick: u64,
     grace_ticks: u64,
     checkpoint_ticks: u64,
@@ -395,18 +398,33 @@ impl NodeState {
     /// One slow tick of job bookkeeping; returns how many jobs finished.
     fn tick(&mut self, sampler: &mut Sampler, spool: &Spool, top: usize) -> usize {
         self.tick += 1;
-        // 1. New processes with a job identity claim their group.
+        // 1. A new process's identity is read at once (it may exit soon), and its group is
+        //    claimed when its cgroup has settled (it may still be moved just after it starts).
+        for pid in sampler.first_seen() {
+            match std::fs::read(self.proc_root.join(format!("{pid}/environ"))) {
+                Ok(environ) => {
+                    if let Some(id) = identity_from_environ(&environ) {
+                        tracing::trace!(pid, job = %id.job, "identity read");
+                        self.identities.insert(*pid, id);
+                    }
+                }
+                Err(e) => tracing::trace!(pid, "environment unreadable: {e}"),
+            }
+        }
+        self.identities.retain(|pid, _| sampler.has_process(*pid));
         for (pid, container) in sampler.new_processes() {
             let group = group_of(&container, self.group_by);
             if self.group_job.contains_key(&group) {
                 continue;
             }
-            let Ok(environ) = std::fs::read(self.proc_root.join(format!("{pid}/environ"))) else {
-                continue;
-            };
-            let Some(id) = identity_from_environ(&environ) else {
-                continue;
-            };
+            // Read at first sight, or now if that read failed (a process between fork and
+            // exec has no readable environment yet).
+            let id = self.identities.get(&pid).cloned().or_else(|| {
+                let environ = std::fs::read(self.proc_root.join(format!("{pid}/environ"))).ok()?;
+                identity_from_environ(&environ)
+            });
+            let Some(id) = id else { continue };
+            tracing::debug!(pid, %container, job = %id.job, "process of a job settled");
             let key = job_key(&id);
             let resumed = self.checkpoints.remove(&key).map(|p| p.summary);
             let job = self.jobs.entry(key.clone()).or_insert_with(|| {
@@ -469,6 +487,7 @@ impl NodeState {
         let (cpu, mem) = sampler.system_now();
         let mut finished = Vec::new();
         for (key, job) in self.jobs.iter_mut() {
+            tracing::debug!(job = %key, containers = ?job.containers, alive = job.containers.iter().any(|c| sampler.is_alive(c)), last_alive = job.last_alive_tick, tick = self.tick, "job state");
             if job.containers.iter().any(|c| sampler.is_alive(c)) {
                 job.last_alive_tick = self.tick;
                 job.samples += 1;
@@ -498,7 +517,53 @@ impl NodeState {
             let _ = std::fs::remove_file(spool.checkpoint_path(&key));
             sampler.forget(&job.containers);
         }
-        // 5. Checkpoints of jobs that ended while we were down: their summary is final.
+        // 5. Checkpoints from before a restart: a job any of whose containers still runs goes
+        //    on (even if only a sidecar without the variables is left); the others ended
+        //    while we were down and their checkpoint is their summary.
+        if self.tick == 2 {
+            let resumable: Vec<String> = self
+                .checkpoints
+                .iter()
+                .filter(|(_, push)| {
+                    push.summary
+                        .containers
+                        .iter()
+                        .any(|c| sampler.is_alive(&c.name))
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in resumable {
+                let Some(push) = self.checkpoints.remove(&key) else {
+                    continue;
+                };
+                let names: BTreeSet<String> = push
+                    .summary
+                    .containers
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect();
+                let start = summary::time::parse_rfc3339(&push.summary.start_time)
+                    .unwrap_or_else(SystemTime::now);
+                tracing::info!(job = %push.execution.job, run_id = %push.execution.run_id, "job still running after the restart: resuming it");
+                let mut job = Job {
+                    id: push.execution.clone(),
+                    groups: BTreeSet::new(),
+                    containers: BTreeSet::new(),
+                    start,
+                    system_cpu: Accumulator::new(SCALE_PERCENT),
+                    system_mem: Accumulator::new(SCALE_BYTES),
+                    samples: 0,
+                    last_alive_tick: self.tick,
+                    resumed: Some(push.summary),
+                };
+                for name in names {
+                    let group = group_of(&name, self.group_by);
+                    job.groups.insert(group.clone());
+                    self.group_job.entry(group).or_insert_with(|| key.clone());
+                }
+                self.jobs.entry(key).or_insert(job);
+            }
+        }
         if self.tick == self.grace_ticks + 1 {
             for (key, push) in self.checkpoints.drain() {
                 tracing::info!(job = %push.execution.job, run_id = %push.execution.run_id, "job ended while the collector was down: pushing its checkpoint");
@@ -509,7 +574,7 @@ impl NodeState {
             }
         }
         // 6. Periodic checkpoints.
-        if self.tick % self.checkpoint_ticks == 0 {
+        if self.tick.is_multiple_of(self.checkpoint_ticks) {
             self.checkpoint_all(sampler, spool);
         }
         count

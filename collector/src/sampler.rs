@@ -203,6 +203,8 @@ struct Process {
     rss: u64,
     peak_rss: u64,
     seen_at_slow_tick: u64,
+    /// Scans it has been seen in.
+    scans: u32,
     /// Exact CPU seconds and lifetime average from its eBPF exit record, once it arrived.
     exact_exit: Option<(f64, f64)>,
 }
@@ -248,8 +250,10 @@ pub struct Sampler {
     pub read_errors: u64,
     /// Reused buffer for the per-process files.
     reader: procfs::FileReader,
-    /// Processes first seen at the last scan (node mode reads their environment).
+    /// Processes settled at the last scan (node mode reads their environment).
     new_at_last_scan: Vec<i32>,
+    /// Processes first seen at the last scan.
+    first_seen_at_last_scan: Vec<i32>,
     /// Per-container job identity for live-metric labels (node mode); else `cfg.identity`.
     identities: HashMap<String, summary::Execution>,
     /// Latest system figures, for per-interval output.
@@ -301,6 +305,7 @@ impl Sampler {
             read_errors: 0,
             reader: procfs::FileReader::default(),
             new_at_last_scan: Vec::new(),
+            first_seen_at_last_scan: Vec::new(),
             identities: HashMap::new(),
             last_cpu_percent: None,
             last_mem_used: None,
@@ -533,6 +538,8 @@ impl Sampler {
         };
         let tick = self.slow_ticks;
         let mut new_pids = Vec::new();
+        let mut moved = Vec::new();
+        let mut settled = Vec::new();
         for pid in pids {
             let stat = match self.reader.read_pid(&self.cfg.proc_root, pid, "stat") {
                 Ok(Some(text)) => match procfs::parse_pid_stat(&text) {
@@ -563,6 +570,31 @@ impl Sampler {
                     p.last_ticks = ticks;
                     p.rss = rss;
                     p.peak_rss = p.peak_rss.max(rss);
+                    p.scans += 1;
+                    // A process can move to another cgroup just after it starts (a runtime
+                    // placing it, `sh -c 'echo $$ > cgroup.procs; exec ...'`): look again at
+                    // its second scan and after an exec (its command name changed).
+                    if p.scans == 2 || p.comm != stat.comm {
+                        if let Ok(Some(text)) =
+                            self.reader.read_pid(&self.cfg.proc_root, pid, "cgroup")
+                        {
+                            let lines = procfs::parse_pid_cgroup(&text);
+                            let v2 = procfs::cgroup_v2_path(&lines).map(str::to_owned);
+                            let v1 = procfs::cgroup_v1_path(&lines).map(str::to_owned);
+                            if v2 != p.cgroup_v2 || v1 != p.cgroup_v1 {
+                                (p.cgroup_v2, p.cgroup_v1) = (v2, v1);
+                                p.netns = std::fs::metadata(
+                                    self.cfg.proc_root.join(format!("{pid}/ns/net")),
+                                )
+                                .ok()
+                                .map(|m| m.ino());
+                                moved.push(pid);
+                            }
+                        }
+                        if p.scans == 2 {
+                            settled.push(pid);
+                        }
+                    }
                     p.comm = stat.comm;
                     p.seen_at_slow_tick = tick;
                 }
@@ -591,6 +623,7 @@ impl Sampler {
                         rss,
                         peak_rss: rss,
                         seen_at_slow_tick: tick,
+                        scans: 1,
                         exact_exit: None,
                     };
                     if let Some(old) = self.processes.insert(pid, process) {
@@ -616,7 +649,15 @@ impl Sampler {
                 self.retire_process(pid, p);
             }
         }
-        self.new_at_last_scan.clone_from(&new_pids);
+        // Processes at their second scan, or that moved: their cgroup is now trustworthy.
+        settled.extend(moved.iter().copied());
+        settled.sort_unstable();
+        settled.dedup();
+        self.new_at_last_scan = settled;
+        self.first_seen_at_last_scan.clone_from(&new_pids);
+        if !moved.is_empty() && new_pids.is_empty() {
+            self.assign_containers();
+        }
         // Scope: drop what is not ours (new processes only; scope never widens).
         if !new_pids.is_empty() {
             let out_of_scope: Vec<i32> = new_pids
@@ -1034,12 +1075,23 @@ impl Sampler {
 
     // ---- node mode: jobs are sets of containers -------------------------------------------
 
-    /// Processes first seen at the last scan, with their container.
+    /// Processes whose cgroup became known for sure at the last scan (their second scan, or
+    /// a move to another cgroup), with their container.
     pub fn new_processes(&self) -> Vec<(i32, String)> {
         self.new_at_last_scan
             .iter()
             .filter_map(|pid| Some((*pid, self.processes.get(pid)?.container.clone())))
             .collect()
+    }
+
+    /// Processes first seen at the last scan (their cgroup may still change).
+    pub fn first_seen(&self) -> &[i32] {
+        &self.first_seen_at_last_scan
+    }
+
+    /// Whether a process is (still) being measured.
+    pub fn has_process(&self, pid: i32) -> bool {
+        self.processes.contains_key(&pid)
     }
 
     /// The cgroup path a container is grouped by (its first), untagged.
