@@ -6,7 +6,7 @@
 //! | POST | `/api/v1/metrics` | push token for the body's scope | 201 `{"id", "received_at"}` after a durable commit |
 //! | GET | `/api/v1/metrics/repo/{org}/{repo}/{workflow}/{job}` | read token | 200, JSON array, newest first |
 //! | GET | `/healthz` | none | 200 `{"status":"ok"}` |
-//! | GET | `/metrics` | none | the receiver's own metrics (Prometheus/OpenMetrics text) |
+//! | GET | `/metrics` | none | the receiver's own metrics (OpenMetrics when asked for, else the Prometheus text format) |
 //!
 //! Errors are `{"error": "..."}` with 400 (malformed), 401 (missing, malformed or expired
 //! credentials), 403 (a valid push token for another scope), 404, 405 (with `Allow`),
@@ -172,13 +172,15 @@ where
         ),
         (_, "/healthz") => ("healthz", Err(ApiError::method_not_allowed("GET"))),
         (&Method::GET, "/metrics") => {
-            let mut resp = Response::new(Full::new(Bytes::from(state.metrics.encode())));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-            );
+            // OpenMetrics for Prometheus (it asks for it), the classic text for everyone else.
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            let (ctype, body) = summary::exposition::negotiate(accept, state.metrics.encode());
+            let mut resp = Response::new(Full::new(Bytes::from(body)));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
             ("metrics", Ok(resp))
         }
         (_, "/metrics") => ("metrics", Err(ApiError::method_not_allowed("GET"))),

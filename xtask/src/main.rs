@@ -141,8 +141,9 @@ fn build_ebpf(route: Route) -> Result<PathBuf> {
 }
 
 /// Debian packages the tests use: curl (the end-to-end test follows the seed README's curl
-/// commands) and iproute2.
-const TEST_DEBS: &[&str] = &["curl", "iproute2"];
+/// commands), iproute2, prometheus (a real Prometheus and promtool for the live metrics),
+/// python3-venv (the manifest validators run in a project-local virtualenv).
+const TEST_DEBS: &[&str] = &["curl", "iproute2", "prometheus", "python3-venv"];
 
 fn test(route: Route) -> Result<()> {
     util::ensure_debs(TEST_DEBS)?;
@@ -160,6 +161,13 @@ fn test(route: Route) -> Result<()> {
             "warnings",
         ])
         .env("COLLECTOR_EBPF_OBJECT", &object))?;
+    step("validating the Kubernetes manifests and the observability rig");
+    run(std::process::Command::new("bash")
+        .arg(util::root().join("deploy/validate.sh"))
+        .current_dir(util::root()))?;
+    run(std::process::Command::new("bash")
+        .arg(util::root().join("deploy/observability/validate.sh"))
+        .current_dir(util::root()))?;
     step("cargo test (every test, eBPF ones included)");
     let totals = util::run_counting_tests(
         util::cargo()
