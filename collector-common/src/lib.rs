@@ -146,7 +146,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<CpuState>(), 40);
         assert_eq!(
             core::mem::size_of::<ExitRecord>(),
-            4 + 4 + 8 + 8 + 8 + COMM_LEN
+            4 + 4 + 8 + 8 + 8 + 8 + COMM_LEN
         );
     }
 }
