@@ -76,8 +76,18 @@ fn push_target(common: &Common) -> anyhow::Result<Option<PushTarget>> {
         .map_err(Into::into)
 }
 
+/// The slow (`--interval`: /proc, memory, network) and fast (`--cpu-interval`: cheap CPU
+/// counters) timers every mode runs on. A late slow tick is delayed, a late fast one skipped.
+pub(crate) fn tickers(common: &Common) -> (tokio::time::Interval, tokio::time::Interval) {
+    let mut slow = tokio::time::interval(common.interval);
+    let mut fast = tokio::time::interval(common.cpu_interval);
+    slow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    fast.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    (slow, fast)
+}
+
 /// Starts the `/metrics` server when `--metrics-addr` is set.
-async fn start_live_metrics(
+pub(crate) async fn start_live_metrics(
     common: &Common,
 ) -> anyhow::Result<Option<std::sync::Arc<crate::live::LiveMetrics>>> {
     let Some(addr) = common.metrics_addr else {
@@ -128,10 +138,7 @@ pub async fn sidecar(common: Common) -> anyhow::Result<ExitCode> {
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
-    let mut slow = tokio::time::interval(common.interval);
-    let mut fast = tokio::time::interval(common.cpu_interval);
-    slow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    fast.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let (mut slow, mut fast) = crate::app::tickers(&common);
     let cheap = sampler.cpu_is_cheap();
     loop {
         tokio::select! {
@@ -300,10 +307,7 @@ pub async fn run(common: Common, args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         });
     }
-    let mut slow = tokio::time::interval(common.interval);
-    let mut fast = tokio::time::interval(common.cpu_interval);
-    slow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    fast.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let (mut slow, mut fast) = crate::app::tickers(&common);
     let cheap = sampler.cpu_is_cheap();
     let status = loop {
         tokio::select! {

@@ -259,14 +259,7 @@ pub async fn run(common: Common, args: NodeArgs) -> anyhow::Result<ExitCode> {
     let spool = Arc::new(Spool::open(&args.spool_dir, args.spool_max_bytes)?);
     let mounts = Mounts::discover().unwrap_or_default();
     let cpu = CpuSource::pick(common.cpu_choice(), &mounts)?;
-    let live = match common.metrics_addr {
-        Some(addr) => {
-            let live = Arc::new(crate::live::LiveMetrics::default());
-            crate::live::serve(addr, live.clone()).await?;
-            Some(live)
-        }
-        None => None,
-    };
+    let live = crate::app::start_live_metrics(&common).await?;
     let mut sampler = Sampler::new(
         SamplerConfig {
             proc_root: common.proc_path.clone(),
@@ -335,10 +328,7 @@ pub async fn run(common: Common, args: NodeArgs) -> anyhow::Result<ExitCode> {
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
-    let mut slow = tokio::time::interval(common.interval);
-    let mut fast = tokio::time::interval(common.cpu_interval);
-    slow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    fast.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let (mut slow, mut fast) = crate::app::tickers(&common);
     let cheap = sampler.cpu_is_cheap();
     loop {
         tokio::select! {

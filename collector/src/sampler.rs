@@ -170,6 +170,27 @@ impl Container {
         delta
     }
 
+    /// Takes a CPU reading from `source`: fixes the source, records it, and feeds the live
+    /// metrics while the container is alive.
+    #[allow(clippy::too_many_arguments)]
+    fn cpu_reading(
+        &mut self,
+        name: &str,
+        id: &summary::Execution,
+        source: Source,
+        now: Instant,
+        cumulative_ns: u64,
+        cpus: u32,
+        live: Option<&LiveMetrics>,
+    ) {
+        self.cpu_source = Some(source);
+        let added = self.record_cpu(now, cumulative_ns, cpus);
+        if let Some(live) = live.filter(|_| self.alive) {
+            let l = self.live_labels(name, id, source);
+            live.add_cpu_seconds(&l, added as f64 / 1e9);
+        }
+    }
+
     /// The label set for a figure of this container from `source`, remembered for deletion.
     fn live_labels(
         &mut self,
@@ -374,19 +395,20 @@ impl Sampler {
             let use_ebpf =
                 matches!(c.cpu_source, None | Some(Source::Ebpf)) && !c.cgroup_ids.is_empty();
             if let (true, Some(totals)) = (use_ebpf, &totals) {
-                c.cpu_source = Some(Source::Ebpf);
                 let ns = c.cgroup_ids.iter().filter_map(|id| totals.get(id)).sum();
-                let added = c.record_cpu(now, ns, self.cpus);
-                if let Some(live) = self.cfg.live.as_ref().filter(|_| c.alive) {
-                    let l = c.live_labels(
-                        name,
-                        self.identities
-                            .get(name.as_str())
-                            .unwrap_or(&self.cfg.identity),
-                        Source::Ebpf,
-                    );
-                    live.add_cpu_seconds(&l, added as f64 / 1e9);
-                }
+                let id = self
+                    .identities
+                    .get(name.as_str())
+                    .unwrap_or(&self.cfg.identity);
+                c.cpu_reading(
+                    name,
+                    id,
+                    Source::Ebpf,
+                    now,
+                    ns,
+                    self.cpus,
+                    self.cfg.live.as_deref(),
+                );
                 continue;
             }
             if !cgroup_allowed || !matches!(c.cpu_source, None | Some(Source::Cgroup)) {
@@ -406,18 +428,19 @@ impl Sampler {
                 }
             }
             if any {
-                c.cpu_source = Some(Source::Cgroup);
-                let added = c.record_cpu(now, sum, self.cpus);
-                if let Some(live) = self.cfg.live.as_ref().filter(|_| c.alive) {
-                    let l = c.live_labels(
-                        name,
-                        self.identities
-                            .get(name.as_str())
-                            .unwrap_or(&self.cfg.identity),
-                        Source::Cgroup,
-                    );
-                    live.add_cpu_seconds(&l, added as f64 / 1e9);
-                }
+                let id = self
+                    .identities
+                    .get(name.as_str())
+                    .unwrap_or(&self.cfg.identity);
+                c.cpu_reading(
+                    name,
+                    id,
+                    Source::Cgroup,
+                    now,
+                    sum,
+                    self.cpus,
+                    self.cfg.live.as_deref(),
+                );
             }
         }
     }
@@ -899,17 +922,20 @@ impl Sampler {
                 _ => continue,
             }
             c.proc_ticks += per_container.get(name.as_str()).copied().unwrap_or(0);
-            let added = c.record_cpu(now, c.proc_ticks * ns_per_tick, self.cpus);
-            if let Some(live) = self.cfg.live.as_ref().filter(|_| c.alive) {
-                let l = c.live_labels(
-                    name,
-                    self.identities
-                        .get(name.as_str())
-                        .unwrap_or(&self.cfg.identity),
-                    Source::Proc,
-                );
-                live.add_cpu_seconds(&l, added as f64 / 1e9);
-            }
+            let id = self
+                .identities
+                .get(name.as_str())
+                .unwrap_or(&self.cfg.identity);
+            let cumulative = c.proc_ticks * ns_per_tick;
+            c.cpu_reading(
+                name,
+                id,
+                Source::Proc,
+                now,
+                cumulative,
+                self.cpus,
+                self.cfg.live.as_deref(),
+            );
         }
     }
 

@@ -2,8 +2,7 @@
 //! 127.0.0.1:0 with a real redb file.
 
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
+    io::Read,
     process::{Command, Output, Stdio},
     time::{Duration, Instant},
 };
@@ -11,8 +10,10 @@ use std::{
 use summary::{MetricsPush, RunSummary, Source, StoredRun};
 
 const COLLECTOR: &str = env!("CARGO_BIN_EXE_collector");
-const READ_TOKEN: &str = "collector-test-read-token";
-const HMAC_KEY: &str = "collector-test-hmac-key-0123";
+
+mod common;
+
+use common::{READ_TOKEN, http, push_token, start_receiver};
 
 fn ebpf_required() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
@@ -140,92 +141,6 @@ fn bad_environment_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// A receiver running in-process on 127.0.0.1:0 with a redb file in a temp dir.
-struct Receiver {
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Receiver {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config =
-            receiver::config::Config::new(dir.path().join("metrics.db"), READ_TOKEN, HMAC_KEY);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                receiver::server::run(config, listener, async {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
-        let r = Self {
-            addr,
-            _dir: dir,
-            shutdown: Some(tx),
-            thread: Some(thread),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while r.http("GET", "/healthz", None, None).map(|(s, _)| s) != Some(200) {
-            assert!(Instant::now() < deadline, "receiver did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        r
-    }
-
-    /// A minimal HTTP/1.1 exchange; `None` if the connection fails.
-    fn http(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&str>,
-    ) -> Option<(u16, String)> {
-        let mut s = TcpStream::connect(self.addr).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        let body = body.unwrap_or("");
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).ok()?;
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).ok()?;
-        let status = raw.split_whitespace().nth(1)?.parse().ok()?;
-        let body = raw
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Some((status, body))
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://{}/api/v1/metrics", self.addr)
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 const IDENTITY: [(&str, &str); 5] = [
     ("GITHUB_REPOSITORY_OWNER", "my-org"),
     ("GITHUB_REPOSITORY", "my-org/my-repo"),
@@ -236,15 +151,13 @@ const IDENTITY: [(&str, &str); 5] = [
 
 #[test]
 fn pushed_summary_is_accepted_and_queryable() {
-    let receiver = Receiver::start();
-    let (status, body) = receiver
-        .http("POST", "/api/v1/token", Some(READ_TOKEN), Some(r#"{"organization":"my-org","repository":"my-repo","workflow":"ci.yml","job":"build"}"#))
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
-    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let token = token["token"].as_str().unwrap().to_owned();
-
-    let endpoint = receiver.endpoint();
+    let db = tempfile::tempdir().unwrap();
+    let (_receiver, port) = start_receiver(db.path());
+    let token = push_token(
+        port,
+        r#"{"organization":"my-org","repository":"my-repo","workflow":"ci.yml","job":"build"}"#,
+    );
+    let endpoint = format!("http://127.0.0.1:{port}/api/v1/metrics");
     let out = run_collector(
         &[
             "run",
@@ -265,14 +178,14 @@ fn pushed_summary_is_accepted_and_queryable() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("summary pushed"), "{stderr}");
 
-    let (status, body) = receiver
-        .http(
-            "GET",
-            "/api/v1/metrics/repo/my-org/my-repo/ci.yml/build",
-            Some(READ_TOKEN),
-            None,
-        )
-        .unwrap();
+    let (status, body) = http(
+        port,
+        "GET",
+        "/api/v1/metrics/repo/my-org/my-repo/ci.yml/build",
+        Some(READ_TOKEN),
+        None,
+    )
+    .unwrap();
     assert_eq!(status, 200, "{body}");
     let runs: Vec<StoredRun> = serde_json::from_str(&body).unwrap();
     assert_eq!(runs.len(), 1);
@@ -301,18 +214,17 @@ fn pushed_summary_is_accepted_and_queryable() {
     // A token for another job cannot push this identity: the summary goes to a file instead.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("summary.json");
-    let wrong = receiver
-        .http("POST", "/api/v1/token", Some(READ_TOKEN), Some(r#"{"organization":"my-org","repository":"my-repo","workflow":"ci.yml","job":"test"}"#))
-        .unwrap()
-        .1;
-    let wrong: serde_json::Value = serde_json::from_str(&wrong).unwrap();
+    let wrong = push_token(
+        port,
+        r#"{"organization":"my-org","repository":"my-repo","workflow":"ci.yml","job":"test"}"#,
+    );
     let out = run_collector(
         &[
             "run",
             "--push-endpoint",
             &endpoint,
             "--push-token",
-            wrong["token"].as_str().unwrap(),
+            &wrong,
             "--summary-file",
             file.to_str().unwrap(),
             "--",

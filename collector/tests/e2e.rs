@@ -6,36 +6,19 @@
 //! handle: a free loopback port instead of :8080 (tests run in parallel), and secrets of at
 //! least 16 bytes (the receiver refuses weak ones; the seed's `my-hmac-key` is 11).
 
+mod common;
+
 use std::{
-    path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
+
+use common::{Killed, receiver_binary};
 
 use summary::StoredRun;
 
 const READ_TOKEN: &str = "my-secret-token-0123";
 const HMAC_KEY: &str = "my-hmac-key-0123456789";
-
-/// The receiver binary, built next to the collector by `cargo test --workspace`.
-fn receiver_binary() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_collector")).with_file_name("receiver");
-    assert!(
-        path.is_file(),
-        "{} is missing: run the workspace's tests (`cargo xtask test`), or `cargo build -p receiver` first",
-        path.display()
-    );
-    path
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn curl(args: &[&str]) -> (u16, String) {
     let out = Command::new("curl")

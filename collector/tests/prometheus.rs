@@ -7,28 +7,14 @@
 //! them). Under `CI=true` a missing piece fails the test; elsewhere it is skipped with the
 //! reason.
 
+mod common;
+
 use std::{
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Stdio},
+    time::Duration,
 };
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{Killed, cgroup2_mount, free_port, wait_for};
 
 fn curl(args: &[&str]) -> String {
     let out = Command::new("curl")
@@ -57,20 +43,6 @@ fn value(sample: &serde_json::Value) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 fn missing_prerequisite() -> Option<String> {
     if unsafe { libc::geteuid() } != 0 {
         return Some("needs root to create cgroups".into());
@@ -91,11 +63,6 @@ fn missing_prerequisite() -> Option<String> {
     None
 }
 
-fn cgroup2_mount() -> PathBuf {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    collector::cgroupfs::cgroup2_mount_point(&text).expect("cgroup v2 mount")
-}
-
 #[test]
 fn prometheus_scrapes_collector_and_receiver() {
     if let Some(why) = missing_prerequisite() {
@@ -109,12 +76,7 @@ fn prometheus_scrapes_collector_and_receiver() {
     let dir = tempfile::tempdir().unwrap();
     let (receiver_port, collector_port, prom_port) = (free_port(), free_port(), free_port());
 
-    let receiver_bin = PathBuf::from(env!("CARGO_BIN_EXE_collector")).with_file_name("receiver");
-    assert!(
-        receiver_bin.is_file(),
-        "{} missing: build the workspace first",
-        receiver_bin.display()
-    );
+    let receiver_bin = common::receiver_binary();
     let _receiver = Killed(
         Command::new(&receiver_bin)
             .arg(format!("--addr=127.0.0.1:{receiver_port}"))
