@@ -165,6 +165,7 @@ fn simulated_node() {
     let log = dir.path().join("collector.log");
     let _dump = DumpLogOnPanic(log.clone());
     let root = cgroup2_mount().join(format!("sim-node-{}", std::process::id()));
+    let _cleanup = CgroupTree(root.clone());
     let mut collector = node_collector(&spool, port, &token, &log);
     std::thread::sleep(Duration::from_millis(800));
 
@@ -285,9 +286,6 @@ fn simulated_node() {
             pod.job
         );
     }
-    let _ = std::fs::remove_dir(root.join("kubepods/besteffort"));
-    let _ = std::fs::remove_dir(root.join("kubepods"));
-    let _ = std::fs::remove_dir(&root);
     let log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!log.contains("panicked"), "{log}");
 }

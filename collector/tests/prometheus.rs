@@ -94,6 +94,7 @@ fn prometheus_scrapes_collector_and_receiver() {
     let cgroup = cgroup2_mount().join(format!("prom-test-{}", std::process::id()));
     let _ = std::fs::remove_dir(&cgroup);
     std::fs::create_dir(&cgroup).unwrap();
+    let _cleanup = common::CgroupTree(cgroup.clone());
     let container = format!("/prom-test-{}", std::process::id());
 
     let _collector = Killed(

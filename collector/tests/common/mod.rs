@@ -135,3 +135,23 @@ pub fn required_in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
         || std::env::var("REQUIRE_EBPF").is_ok_and(|v| v == "1")
 }
+
+/// A cgroup subtree made by a test, removed (deepest first) when dropped, also when the test
+/// fails, so failed runs leave nothing behind.
+pub struct CgroupTree(pub PathBuf);
+
+impl Drop for CgroupTree {
+    fn drop(&mut self) {
+        fn remove(dir: &Path) {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        remove(&e.path());
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(dir);
+        }
+        remove(&self.0);
+    }
+}
