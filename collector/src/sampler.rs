@@ -92,6 +92,8 @@ struct Container {
     cpu_ns: u64,
     /// /proc source: clock ticks of its processes over the run.
     proc_ticks: u64,
+    /// A CPU reading was tried and neither eBPF nor a cgroup counter could give one.
+    cheap_unavailable: bool,
     /// CPU ns read but not yet shown in a window: a read that could not be made consistent
     /// defers a CPU's pending time to the next one, and no window may exceed all CPUs busy.
     carry_ns: u64,
@@ -128,6 +130,7 @@ impl Container {
             last_cpu: None,
             cpu_ns: 0,
             proc_ticks: 0,
+            cheap_unavailable: false,
             carry_ns: 0,
             cpu_source: None,
             memory_source: Source::Proc,
@@ -411,7 +414,11 @@ impl Sampler {
                 );
                 continue;
             }
-            if !cgroup_allowed || !matches!(c.cpu_source, None | Some(Source::Cgroup)) {
+            if !matches!(c.cpu_source, None | Some(Source::Cgroup)) {
+                continue;
+            }
+            if !cgroup_allowed {
+                c.cheap_unavailable = true;
                 continue;
             }
             let mut sum = 0;
@@ -427,7 +434,10 @@ impl Sampler {
                     sum += v.saturating_sub(base);
                 }
             }
-            if any {
+            if !any {
+                // Neither eBPF nor a readable cgroup counter: /proc it is.
+                c.cheap_unavailable |= c.cpu_source.is_none();
+            } else {
                 let id = self
                     .identities
                     .get(name.as_str())
@@ -914,14 +924,14 @@ impl Sampler {
         }
         let ns_per_tick = 1_000_000_000 / self.ticks_per_sec.max(1);
         for (name, c) in self.containers.iter_mut() {
-            // Containers with a cheap counter were read at the fast tick.
-            let cheap_possible = !c.cgroup_ids.is_empty() && matches!(self.cpu, CpuSource::Ebpf(_));
+            // Counted for every container, so one that turns out to need /proc has its
+            // first window too; recorded only for those (the others use a cheap counter).
+            c.proc_ticks += per_container.get(name.as_str()).copied().unwrap_or(0);
             match c.cpu_source {
                 Some(Source::Proc) => {}
-                None if !cheap_possible && self.slow_ticks > 1 => c.cpu_source = Some(Source::Proc),
+                None if c.cheap_unavailable => c.cpu_source = Some(Source::Proc),
                 _ => continue,
             }
-            c.proc_ticks += per_container.get(name.as_str()).copied().unwrap_or(0);
             let id = self
                 .identities
                 .get(name.as_str())
