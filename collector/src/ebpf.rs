@@ -126,13 +126,22 @@ impl EbpfCpu {
             return Err(EbpfUnavailable::NotEmbedded);
         }
         raise_memlock_limit();
-        // Our offsets first, then aya's own parse, so the two are never in memory together.
-        let offsets = {
+        // Our offsets, and for aya only the part of the kernel's BTF it needs: the types up to
+        // the tracepoint's typedef (ids unchanged). The whole blob is freed before aya parses.
+        let (offsets, prefix) = {
             let raw =
                 std::fs::read(VMLINUX_BTF).map_err(|e| EbpfUnavailable::NoBtf(e.to_string()))?;
-            kernel_offsets(&raw).map_err(EbpfUnavailable::NoBtf)?
+            let offsets = kernel_offsets(&raw).map_err(EbpfUnavailable::NoBtf)?;
+            let prefix = btf::Btf::parse(&raw)
+                .and_then(|b| b.prefix_through_typedef(&format!("btf_trace_{TRACEPOINT}")))
+                .map_err(|e| {
+                    EbpfUnavailable::NoBtf(format!("finding btf_trace_{TRACEPOINT}: {e}"))
+                })?;
+            (offsets, prefix)
         };
-        let btf = Btf::from_sys_fs().map_err(|e| EbpfUnavailable::NoBtf(chain(&e)))?;
+        let btf = Btf::parse(&prefix, aya::Endianness::Little)
+            .map_err(|e| EbpfUnavailable::NoBtf(chain(&e)))?;
+        drop(prefix);
 
         let map_capacity = options.cgroup_map_entries.unwrap_or(CGROUP_MAP_ENTRIES);
         let mut loader = EbpfLoader::new();
@@ -355,8 +364,9 @@ where
     T::try_from(map).map_err(|e| EbpfUnavailable::Kernel(format!("map `{name}`: {e}")))
 }
 
-/// Parsing the kernel's BTF (6 MB, twice) leaves tens of MB of freed heap that glibc keeps;
-/// hand it back so the collector's resident memory reflects what it uses.
+/// Parsing the kernel's BTF (aya's `EbpfLoader::new()` always parses all 6 MB of it) leaves
+/// tens of MB of freed heap that glibc keeps; hand it back so the collector's resident memory
+/// reflects what it uses.
 fn release_freed_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only releases free memory.
