@@ -111,8 +111,6 @@ pub struct EbpfCpu {
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     totals: CgroupTotals,
     map_capacity: u32,
-    /// Reads that stayed torn after all retries (pending time deferred to the next read).
-    torn_reads: u64,
 }
 
 impl EbpfCpu {
@@ -191,7 +189,6 @@ impl EbpfCpu {
             logger,
             totals: CgroupTotals::default(),
             map_capacity,
-            torn_reads: 0,
         })
     }
 
@@ -269,11 +266,6 @@ impl EbpfCpu {
         }
     }
 
-    /// Reads that could not be made consistent after retries (their pending time was deferred).
-    pub fn torn_reads(&self) -> u64 {
-        self.torn_reads
-    }
-
     /// `run_time_ns / run_cnt` inputs of the attached program (zero unless
     /// `kernel.bpf_stats_enabled` is on).
     pub fn program_run_stats(&self) -> io::Result<ProgramRunStats> {
@@ -316,10 +308,8 @@ impl EbpfCpu {
             }
             let after = self.read_cpu_states()?;
             let (totals, torn) = cpu_totals::combine(&before, &hash, &after);
+            // A read still torn after the retries defers those CPUs' pending time to the next.
             if torn == 0 || attempt == ATTEMPTS {
-                if torn != 0 {
-                    self.torn_reads += 1;
-                }
                 let raw = hash.iter().map(|(c, v)| (*c, v.iter().sum())).collect();
                 let cached = after
                     .iter()

@@ -560,35 +560,6 @@ pub fn list_pids(proc_root: &Path) -> anyhow::Result<Vec<i32>> {
     Ok(pids)
 }
 
-/// One process at one instant, from its stat, status and cgroup files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessSnapshot {
-    /// Process id.
-    pub pid: i32,
-    /// Parent pid.
-    pub ppid: i32,
-    /// Command name from stat (unescaped, unlike status's `Name`).
-    pub comm: String,
-    /// `utime + stime` in clock ticks: CPU used over the process's life.
-    pub cpu_ticks: u64,
-    /// Resident memory: status `VmRSS`, else stat rss pages times the page size.
-    pub rss_bytes: u64,
-    /// Start time in clock ticks after boot: `(pid, start_time_ticks)` identifies a process
-    /// across pid reuse, so CPU deltas are never taken between two different processes.
-    pub start_time_ticks: u64,
-    /// cgroup v2 path, if the unified hierarchy is mounted.
-    pub cgroup_v2: Option<String>,
-    /// Most telling cgroup v1 path ([`cgroup_v1_path`]), on v1 and hybrid hosts.
-    pub cgroup_v1: Option<String>,
-}
-
-impl ProcessSnapshot {
-    /// The path to group this process by ([`best_cgroup_path`]).
-    pub fn cgroup_path(&self) -> Option<&str> {
-        best_cgroup_path(self.cgroup_v2.as_deref(), self.cgroup_v1.as_deref())
-    }
-}
-
 /// Reads small kernel-generated files (procfs, cgroupfs) with a reused buffer.
 ///
 /// `std::fs::read` asks for the size first (`statx`) and then grows its buffer over several
@@ -655,43 +626,6 @@ fn read_pid_file(proc_root: &Path, pid: i32, name: &str) -> anyhow::Result<Optio
         Err(e) if vanished(&e) => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
-}
-
-/// Reads one process. `Ok(None)` when it exited while being read (ENOENT/ESRCH on any of its
-/// files); errors only for unexpected I/O failures or an unparseable stat.
-pub fn read_process(proc_root: &Path, pid: i32) -> anyhow::Result<Option<ProcessSnapshot>> {
-    let Some(stat_text) = read_pid_file(proc_root, pid, "stat")? else {
-        return Ok(None);
-    };
-    let stat = parse_pid_stat(&stat_text).with_context(|| {
-        format!(
-            "parsing {}",
-            proc_root.join(pid.to_string()).join("stat").display()
-        )
-    })?;
-    let Some(status_text) = read_pid_file(proc_root, pid, "status")? else {
-        return Ok(None);
-    };
-    let status = parse_pid_status(&status_text);
-    let cgroups = match read_pid_file(proc_root, pid, "cgroup")? {
-        Some(text) => parse_pid_cgroup(&text),
-        // A kernel without cgroups has no such file: only a missing directory means gone.
-        None if proc_root.join(pid.to_string()).is_dir() => Vec::new(),
-        None => return Ok(None),
-    };
-    let rss_bytes = status
-        .vm_rss_bytes
-        .unwrap_or_else(|| stat.rss_pages.saturating_mul(page_size()));
-    Ok(Some(ProcessSnapshot {
-        pid: stat.pid,
-        ppid: stat.ppid,
-        comm: stat.comm,
-        cpu_ticks: stat.utime.saturating_add(stat.stime),
-        rss_bytes,
-        start_time_ticks: stat.starttime,
-        cgroup_v2: cgroup_v2_path(&cgroups).map(str::to_owned),
-        cgroup_v1: cgroup_v1_path(&cgroups).map(str::to_owned),
-    }))
 }
 
 /// Interface counters of the network namespace `pid` lives in (`/proc/PID/net/dev`);
@@ -1013,30 +947,9 @@ mod tests {
     }
 
     #[test]
-    fn reads_this_process() {
-        let root = Path::new("/proc");
-        let pid = i32::try_from(std::process::id()).unwrap();
-        let me = read_process(root, pid).unwrap().expect("we are alive");
-        assert_eq!(me.pid, pid);
-        assert!(me.rss_bytes > 0);
-        assert!(me.start_time_ticks > 0);
-        assert!(!me.comm.is_empty());
-        assert!(me.cgroup_path().is_some_and(|p| p.starts_with('/')));
-        assert!(list_pids(root).unwrap().contains(&pid));
-        let system = read_system(root).unwrap();
-        assert!(system.cpu.cpu_count >= 1);
-        assert!(system.memory.used_bytes() <= system.memory.total);
-        let net = read_net_dev(root, pid).unwrap().unwrap();
-        assert!(net.iter().any(|d| d.iface == "lo"));
-        assert!(clock_ticks_per_sec() > 0);
-        assert!(page_size().is_power_of_two());
-    }
-
-    #[test]
     fn vanished_process_is_none_and_bad_root_names_the_path() {
         let root = Path::new("/proc");
         // Above pid_max (at most 2^22), so never a live process.
-        assert_eq!(read_process(root, 999_999_999).unwrap(), None);
         assert_eq!(read_net_dev(root, 999_999_999).unwrap(), None);
         let missing = Path::new("/nonexistent-proc-root");
         let err = read_system(missing).unwrap_err();

@@ -1130,15 +1130,6 @@ impl Sampler {
         self.processes.contains_key(&pid)
     }
 
-    /// The cgroup path a container is grouped by (its first), untagged.
-    pub fn container_path(&self, name: &str) -> Option<&str> {
-        let c = self.containers.get(name)?;
-        c.cgroups
-            .iter()
-            .next()
-            .map(|t| t.split_once(':').map_or(t.as_str(), |(_, p)| p))
-    }
-
     /// Whether a container has live processes (as of the last scan).
     pub fn is_alive(&self, name: &str) -> bool {
         self.containers.get(name).is_some_and(|c| c.alive)
