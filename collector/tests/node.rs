@@ -127,6 +127,9 @@ fn node_collector(spool: &Path, port: u16, token: &str, log: &Path) -> Killed {
     )
 }
 
+/// A node collector sees every process on the machine, so the two tests take turns.
+static ONE_NODE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Prints the collector's log if the test fails, so a failure explains itself.
 struct DumpLogOnPanic(PathBuf);
 
@@ -149,6 +152,7 @@ fn wait_all(children: Vec<Child>) {
 
 #[test]
 fn simulated_node() {
+    let _turn = ONE_NODE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     if !is_root() {
         assert!(!required_in_ci(), "needs root");
         eprintln!("skipping the simulated node: needs root to create cgroups");
@@ -288,4 +292,72 @@ fn simulated_node() {
     }
     let log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn receiver_outage_is_survived_through_the_spool() {
+    let _turn = ONE_NODE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !is_root() {
+        assert!(!required_in_ci(), "needs root");
+        eprintln!("skipping: needs root to create cgroups");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Tokens are stateless: one issued by a receiver with the same key is valid at any other.
+    let token = {
+        let (_issuer, port) = start_receiver(&dir.path().join("issuer"));
+        push_token(
+            port,
+            r#"{"organization":"sim-org","repository":"*","workflow":"*","job":"*"}"#,
+        )
+    };
+    let port = free_port(); // the receiver is down: nothing listens here yet
+    let spool = dir.path().join("spool");
+    let log = dir.path().join("collector.log");
+    let _dump = DumpLogOnPanic(log.clone());
+    let root = cgroup2_mount().join(format!("sim-outage-{}", std::process::id()));
+    let _cleanup = CgroupTree(root.clone());
+    let _collector = node_collector(&spool, port, &token, &log);
+    std::thread::sleep(Duration::from_millis(800));
+
+    let pod = Pod::new(&root, 7);
+    wait_all(pod.start(&burner(2.0), 2.0));
+    let truth = cgroup_usage_ns(&pod.dir) as f64 / 1e9;
+    pod.remove();
+    // The job ends, its summary is spooled and retried while the receiver is down.
+    wait_for("the summary in the spool", Duration::from_secs(30), || {
+        let files = std::fs::read_dir(&spool)
+            .ok()?
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .count();
+        (files == 1).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    // The receiver comes up; the spooled summary arrives, once.
+    let _receiver = start_receiver_on(&dir.path().join("db"), port);
+    let runs = wait_for(
+        "the spooled summary at the receiver",
+        Duration::from_secs(60),
+        || {
+            let r = pod.runs(port);
+            (!r.is_empty()).then_some(r)
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(pod.runs(port).len(), 1, "pushed more than once");
+    let cpu: f64 = runs[0]
+        .payload
+        .containers
+        .iter()
+        .map(|c| c.cpu_seconds)
+        .sum();
+    println!("after an outage: collector {cpu:.4} s, pod cgroup {truth:.4} s");
+    assert!((cpu / truth - 1.0).abs() <= 0.03, "{cpu} vs {truth}");
+    let left = std::fs::read_dir(&spool)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .count();
+    assert_eq!(left, 0, "the spool is empty once acknowledged");
 }

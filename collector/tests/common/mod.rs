@@ -45,6 +45,12 @@ pub fn receiver_binary() -> PathBuf {
 /// Starts the receiver on a free port with its database in `dir`; waits until it answers.
 pub fn start_receiver(dir: &Path) -> (Killed, u16) {
     let port = free_port();
+    (start_receiver_on(dir, port), port)
+}
+
+/// Starts the receiver on `port` with its database in `dir`; waits until it answers.
+pub fn start_receiver_on(dir: &Path, port: u16) -> Killed {
+    std::fs::create_dir_all(dir).unwrap();
     let child = Command::new(receiver_binary())
         .arg(format!("--addr=127.0.0.1:{port}"))
         .arg(format!("--db={}", dir.join("metrics.db").display()))
@@ -61,7 +67,7 @@ pub fn start_receiver(dir: &Path) -> (Killed, u16) {
         assert!(Instant::now() < deadline, "the receiver did not come up");
         std::thread::sleep(Duration::from_millis(30));
     }
-    (Killed(child), port)
+    Killed(child)
 }
 
 /// One HTTP/1.1 exchange on loopback: (status, body), or `None` if the connection failed.
