@@ -4,6 +4,25 @@
 //! `aya::Pod` impls exist only with the `user` feature, so the eBPF build stays dependency-free.
 #![no_std]
 
+/// Names the user side looks up in the object. The kernel side's `#[map]` statics and
+/// program functions carry exactly these identifiers (attributes cannot take a constant).
+pub mod names {
+    /// The BTF tracepoint both programs attach to.
+    pub const TRACEPOINT: &str = "sched_switch";
+    /// The accounting program.
+    pub const PROGRAM: &str = "sched_switch";
+    /// An empty program on the same tracepoint: the benchmark's floor.
+    pub const PROGRAM_EMPTY: &str = "sched_switch_empty";
+    /// Per-CPU [`CpuState`](super::CpuState) array.
+    pub const CPU_STATE: &str = "CPU_STATE";
+    /// Per-CPU hash: cgroup v2 id -> on-CPU nanoseconds.
+    pub const CGROUP_CPU_NS: &str = "CGROUP_CPU_NS";
+    /// Ring buffer of [`ExitRecord`](super::ExitRecord)s.
+    pub const EXITS: &str = "EXITS";
+    /// Per-CPU [`Stat`](super::Stat) counters.
+    pub const STATS: &str = "STATS";
+}
+
 /// Per-CPU state of the `sched_switch` program (one slot of a per-CPU array).
 ///
 /// The program charges each slice as the growth of the task's own `se.sum_exec_runtime`

@@ -38,6 +38,9 @@ static OFF_CGROUP_KN: u64 = 0;
 #[unsafe(no_mangle)]
 static OFF_KERNFS_NODE_ID: u64 = 0;
 
+// The statics' and programs' identifiers are the names the loader looks up
+// (`collector_common::names`); rename both together.
+
 /// Per-CPU switch state and one-cgroup cache. Index 0 only.
 #[map]
 static CPU_STATE: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use collector::ebpf::{EbpfCpu, LoadOptions, Probe};
+use collector::sources::ebpf::{EbpfCpu, LoadOptions, Probe};
 
 const STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
 

@@ -1,14 +1,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use collector::{
-    app,
-    cli::{Cli, Command},
-};
+use collector::{logging, modes, settings::cli::Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = app::init_logging(&cli.common) {
+    if let Err(e) = logging::init_logging(&cli.common) {
         eprintln!("error: {e:#}");
         return ExitCode::from(2);
     }
@@ -22,16 +19,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            None => app::sidecar(cli.common).await,
-            Some(Command::Run(args)) => app::run(cli.common, args).await,
-            Some(Command::Node(args)) => collector::node::run(cli.common, args).await,
-            Some(Command::Check) => Ok(app::check(&cli.common)),
-            Some(Command::Show { file }) => app::show(file.as_deref()),
-        }
-    });
-    match result {
+    match runtime.block_on(modes::dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -203,6 +203,9 @@ pub struct Keys {
     /// SHA-256 of the read token: compared in constant time against the digest of the
     /// presented token, so neither content nor length leaks through timing.
     read_token_digest: [u8; 32],
+    /// The wall clock that TTLs start from and expiries are checked against
+    /// ([`SystemTime::now`] unless a test injects another, see `Config::clock`).
+    clock: fn() -> SystemTime,
 }
 
 impl std::fmt::Debug for Keys {
@@ -211,22 +214,35 @@ impl std::fmt::Debug for Keys {
     }
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now()
+/// `clock()` in Unix seconds (0 before the epoch).
+fn unix_secs(clock: fn() -> SystemTime) -> u64 {
+    clock()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
 
 impl Keys {
-    /// Builds the key holder. The caller has checked the secrets' lengths.
+    /// Builds the key holder on the system clock. The caller has checked the secrets'
+    /// lengths.
     pub fn new(hmac_key: &[u8], read_token: &[u8]) -> Self {
         // HMAC accepts keys of any length, so this cannot fail.
         let mac = HmacSha256::new_from_slice(hmac_key).unwrap_or_else(|_| unreachable!());
         Self {
             mac,
             read_token_digest: Sha256::digest(read_token).into(),
+            clock: SystemTime::now,
         }
+    }
+
+    /// The same keys on another wall clock (for TTLs and expiry checks).
+    pub fn with_clock(self, clock: fn() -> SystemTime) -> Self {
+        Self { clock, ..self }
+    }
+
+    /// The current time of this holder's clock, in Unix seconds: where TTLs start.
+    pub fn now(&self) -> u64 {
+        unix_secs(self.clock)
     }
 
     fn mac(&self, scope: &Scope, expiry: Option<u64>) -> [u8; 32] {
@@ -279,9 +295,9 @@ impl Keys {
         }
     }
 
-    /// [`Keys::verify_at`] at the current time.
+    /// [`Keys::verify_at`] at the current time of this holder's clock.
     pub fn verify(&self, token: &str, push: &Scope) -> Result<(), TokenError> {
-        self.verify_at(token, push, now_unix())
+        self.verify_at(token, push, self.now())
     }
 
     /// Whether `presented` is the read token (constant time).
@@ -289,11 +305,6 @@ impl Keys {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         bool::from(digest.ct_eq(&self.read_token_digest))
     }
-}
-
-/// The current time in Unix seconds (for TTLs).
-pub fn unix_now() -> u64 {
-    now_unix()
 }
 
 #[cfg(test)]
@@ -390,6 +401,21 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn verify_uses_the_injected_clock() {
+        fn at_1000() -> SystemTime {
+            UNIX_EPOCH + std::time::Duration::from_secs(1000)
+        }
+        let k = keys().with_clock(at_1000);
+        assert_eq!(k.now(), 1000);
+        let scope = Scope::new("o", "r", "w", "j").unwrap();
+        assert_eq!(k.verify(&k.issue(&scope, Some(1001)), &scope), Ok(()));
+        assert_eq!(
+            k.verify(&k.issue(&scope, Some(1000)), &scope),
+            Err(TokenError::Expired)
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use clap::{Parser, ValueEnum};
+use summary::duration::parse_duration;
 
 use crate::auth::MIN_SECRET_BYTES;
 
@@ -25,9 +26,14 @@ pub enum LogFormat {
     about = "Stores CI run summaries and answers queries"
 )]
 pub struct Cli {
-    /// HTTP listen address; `:PORT` means every interface.
+    /// HTTP listen address; `:PORT` means every interface, port 0 a free port.
     #[arg(long, default_value = ":8080")]
     pub addr: String,
+    /// Once the database is open and requests are answered, write the address actually
+    /// listened on (`127.0.0.1:43127`, one line) to this file, replacing it atomically
+    /// (for `--addr=...:0`).
+    #[arg(long, value_name = "PATH")]
+    pub addr_file: Option<PathBuf>,
     /// redb database file.
     #[arg(long, default_value = "metrics.db")]
     pub db: PathBuf,
@@ -43,13 +49,14 @@ pub struct Cli {
     /// Delete runs received more than this many days ago (kept forever if unset).
     #[arg(long)]
     pub retention_days: Option<u32>,
-    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT (positive, e.g.
+    /// `500ms`, `10s`, `1m 30s`, or plain seconds).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
-    /// How long a client may take to send a request's headers.
+    /// How long a client may take to send a request's headers (positive).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
-    /// How long a client may take to send a request's body.
+    /// How long a client may take to send a request's body (positive).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub body_timeout: Duration,
     /// Log level or tracing filter (`info`, `debug`, `receiver=debug,hyper=info`, ...).
@@ -69,6 +76,7 @@ impl std::fmt::Debug for Cli {
         f.debug_struct("Cli")
             .field("addr", &self.addr)
             .field("db", &self.db)
+            .field("addr_file", &self.addr_file)
             .field(
                 "read_token",
                 &self.read_token.as_ref().map(|_| "<redacted>"),
@@ -78,28 +86,6 @@ impl std::fmt::Debug for Cli {
             .field("retention_days", &self.retention_days)
             .finish_non_exhaustive()
     }
-}
-
-/// Parses `500ms`, `10s`, `2m`, `1h` or a plain number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    let secs = match unit {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration unit in {s:?} (use ms, s, m or h)"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("invalid duration {s:?}"))
 }
 
 /// Resolves `--addr`: `:8080` is every interface (`0.0.0.0:8080`), anything else is a
@@ -138,6 +124,8 @@ impl std::fmt::Debug for Secret {
 pub struct Config {
     /// redb database file.
     pub db: PathBuf,
+    /// Where to write the listening address once ready (`--addr-file`), if anywhere.
+    pub addr_file: Option<PathBuf>,
     /// Read/admin token.
     pub read_token: Secret,
     /// HMAC key for push tokens.
@@ -154,8 +142,9 @@ pub struct Config {
     pub body_timeout: Duration,
     /// Whether concurrent pushes share write transactions.
     pub group_commit: bool,
-    /// The wall clock: receive times and retention cutoffs. Always [`SystemTime::now`]
-    /// from the command line; tests inject a shifted one to age runs without waiting.
+    /// The wall clock: receive times, retention cutoffs, token expiry. Always
+    /// [`SystemTime::now`] from the command line; tests inject a shifted one to age runs
+    /// and tokens without waiting.
     pub clock: fn() -> SystemTime,
 }
 
@@ -187,6 +176,7 @@ impl Config {
         }
         Ok(Self {
             db: cli.db.clone(),
+            addr_file: cli.addr_file.clone(),
             read_token,
             hmac_key,
             max_body_bytes: cli.max_body_bytes,
@@ -206,6 +196,7 @@ impl Config {
     pub fn new(db: PathBuf, read_token: &str, hmac_key: &str) -> Self {
         Self {
             db,
+            addr_file: None,
             read_token: Secret(read_token.into()),
             hmac_key: Secret(hmac_key.into()),
             max_body_bytes: 1024 * 1024,
@@ -228,13 +219,34 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("3d").is_err());
-        assert!(parse_duration("-1s").is_err());
+    fn durations_are_positive() {
+        let c = cli(&["--shutdown-timeout", "1m 30s", "--body-timeout", "1.5"]);
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(90));
+        assert_eq!(c.body_timeout, Duration::from_millis(1500));
+        assert_eq!(c.header_timeout, Duration::from_secs(10));
+        for bad in ["0s", "0", "-1s", "soon"] {
+            let err =
+                Cli::try_parse_from(["receiver".to_owned(), format!("--header-timeout={bad}")])
+                    .map(|_| ())
+                    .unwrap_err()
+                    .to_string();
+            assert!(
+                err.contains("--header-timeout") && err.contains(bad),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn addr_file_flag() {
+        assert_eq!(cli(&[]).addr_file, None);
+        let c = cli(&[
+            "--addr-file",
+            "/tmp/a",
+            "--read-token",
+            "read-token-0123456789",
+        ]);
+        assert_eq!(c.addr_file.as_deref(), Some(std::path::Path::new("/tmp/a")));
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! The accept loop: per-connection HTTP/1.1 with header and body timeouts, retention,
 //! and graceful shutdown.
 //!
+//! Once the store is open, the listening address goes to `--addr-file` (if given): the
+//! file's appearance means "ready", and with `--addr=127.0.0.1:0` it is how a test learns
+//! the port.
+//!
 //! Shutdown, once the `shutdown` future completes: stop accepting (the listener is
 //! dropped); ask every connection to finish its in-flight request and close; wait for them
 //! up to `--shutdown-timeout`, then abort the rest; let the writer commit everything
@@ -8,6 +12,8 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -48,6 +54,12 @@ pub async fn run(
     let store = Arc::new(store);
     let state = Arc::new(AppState::new(&config, store.clone(), metrics.clone()));
     tracing::info!(db = %config.db.display(), group_commit = config.group_commit, "store open");
+    if let Some(path) = &config.addr_file {
+        let addr = listener.local_addr().context("the listening address")?;
+        write_addr_file(path, addr)
+            .with_context(|| format!("writing --addr-file {}", path.display()))?;
+        tracing::info!(%addr, file = %path.display(), "listening address written");
+    }
 
     let (closing_tx, closing_rx) = watch::channel(false);
     let clock = config.clock;
@@ -175,6 +187,15 @@ async fn prune(store: &Store, metrics: &Metrics, keep: Duration, clock: fn() -> 
     if total > 0 {
         tracing::info!(pruned = total, "retention pruned old runs");
     }
+}
+
+/// Writes `addr` and a newline to `path` atomically (a temporary file beside it, renamed),
+/// so a reader sees the whole address or no file.
+fn write_addr_file(path: &Path, addr: SocketAddr) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, format!("{addr}\n"))?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Completes once shutdown has begun (or the sender is gone).

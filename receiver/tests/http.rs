@@ -4,7 +4,8 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use serde_json::json;
@@ -82,10 +83,20 @@ fn docker_compose_example_queries_percent_encoded_repository() {
     assert_eq!(r.json().as_array().unwrap().len(), 1);
 }
 
+/// Seconds the clock of `scopes_wildcards_and_expiry` has moved on.
+static EXPIRY_SECONDS: AtomicU64 = AtomicU64::new(0);
+
+/// A stopped wall clock (2026-02-06T14:30:00Z) that moves only by `EXPIRY_SECONDS`.
+fn expiry_clock() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_770_388_200 + EXPIRY_SECONDS.load(Ordering::SeqCst))
+}
+
 #[test]
 fn scopes_wildcards_and_expiry() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(config(dir.path().join("metrics.db")));
+    let mut cfg = config(dir.path().join("metrics.db"));
+    cfg.clock = expiry_clock;
+    let server = TestServer::start(cfg);
     let build = server.token(&seed_scope());
     // A token for one scope cannot write another.
     let other_job = push_body("my-org", "my-org/my-repo", "ci.yml", "test", "1");
@@ -131,7 +142,7 @@ fn scopes_wildcards_and_expiry() {
     );
     assert_eq!(r.status, 400);
     assert!(r.error().contains("trailing"));
-    // Expiring tokens carry their expiry and stop working after it.
+    // Expiring tokens carry their expiry (on the receiver's clock) and stop working after it.
     let r = server.request(
         "POST",
         "/api/v1/token",
@@ -140,12 +151,12 @@ fn scopes_wildcards_and_expiry() {
     );
     assert_eq!(r.status, 200);
     let v = r.json();
-    assert!(v["expires_at"].is_string());
+    assert_eq!(v["expires_at"], "2026-02-06T14:30:01.000Z");
     let ttl_token = v["token"].as_str().unwrap().to_string();
     assert!(ttl_token.starts_with("v1."));
     let body = push_body("my-org", "my-repo", "ci.yml", "build", "4");
     assert_eq!(server.push(&ttl_token, &body).status, 201);
-    std::thread::sleep(Duration::from_millis(2100));
+    EXPIRY_SECONDS.store(1, Ordering::SeqCst);
     let r = server.push(&ttl_token, &body);
     assert_eq!(r.status, 401);
     assert!(r.error().contains("expired"));
@@ -492,17 +503,21 @@ fn shutdown_finishes_in_flight_requests() {
     let body = push_body("my-org", "my-repo", "ci.yml", "build", "in-flight").to_string();
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // `Expect: 100-continue`: the server says "100 Continue" once the handler reads the
+    // body, so the test knows the request is in flight before shutdown begins.
     let head = format!(
-        "POST /api/v1/metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
+        "POST /api/v1/metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).unwrap();
+    let interim = read_head(&mut s);
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
     s.write_all(&body.as_bytes()[..10]).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
     server.begin_shutdown();
-    std::thread::sleep(Duration::from_millis(200));
     // New connections are refused once shutdown has begun.
-    assert!(server.try_request("GET", "/healthz", &[], None).is_err());
+    testkit::wait_until(Duration::from_secs(10), "the listener to close", || {
+        TcpStream::connect(server.addr).is_err()
+    });
     s.write_all(&body.as_bytes()[10..]).unwrap();
     let r = read_response(&mut s).unwrap();
     assert_eq!(r.status, 201, "{}", r.text());
@@ -510,6 +525,17 @@ fn shutdown_finishes_in_flight_requests() {
     let server = TestServer::start(config(db));
     let r = server.get("/api/v1/metrics/repo/my-org/my-repo/ci.yml/build");
     assert_eq!(r.json()[0]["run_id"], "in-flight");
+}
+
+/// Reads one response head (through the blank line) byte by byte, leaving what follows.
+fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).unwrap(), 1, "connection closed in a head");
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
 }
 
 #[test]
@@ -521,11 +547,11 @@ fn healthz() {
 }
 
 /// Days the receivers of `retention_days_flag_prunes_old_runs` see the wall clock ahead by.
-static DAYS_AHEAD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static DAYS_AHEAD: AtomicU64 = AtomicU64::new(0);
 
-fn shifted_clock() -> std::time::SystemTime {
-    let days = DAYS_AHEAD.load(std::sync::atomic::Ordering::SeqCst);
-    std::time::SystemTime::now() + Duration::from_secs(days * 86_400)
+fn shifted_clock() -> SystemTime {
+    let days = DAYS_AHEAD.load(Ordering::SeqCst);
+    SystemTime::now() + Duration::from_secs(days * 86_400)
 }
 
 /// A config from the real command line (`--retention-days` as given), on the shifted clock.
@@ -570,27 +596,27 @@ fn retention_days_flag_prunes_old_runs() {
     server.stop();
 
     // Day 3, --retention-days=5: the 3-day-old run stays; a new one joins it.
-    DAYS_AHEAD.store(3, std::sync::atomic::Ordering::SeqCst);
+    DAYS_AHEAD.store(3, Ordering::SeqCst);
     let server = TestServer::start(cli_config(&db, Some(5)));
     assert_eq!(server.push(&token, &body("day-3")).status, 201);
-    // Retention ran at startup (before the server answered /healthz or soon after).
-    std::thread::sleep(Duration::from_millis(100));
+    // Retention runs at startup: its prune is the one operation committed besides the push.
+    testkit::wait_until(
+        Duration::from_secs(10),
+        "the startup retention pass",
+        || server.metric("receiver_store_commit_batch_size_sum") >= 2.0,
+    );
     assert_eq!(run_ids(&server), ["day-3", "day-0"]);
     server.stop();
 
     // Day 6, --retention-days=2: the day-0 run is 6 days old and goes at startup, the
     // day-3 run (3 days old) too; a run pushed now stays.
-    DAYS_AHEAD.store(6, std::sync::atomic::Ordering::SeqCst);
+    DAYS_AHEAD.store(6, Ordering::SeqCst);
     let server = TestServer::start(cli_config(&db, Some(2)));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !run_ids(&server).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "retention did not prune: {:?}",
-            run_ids(&server)
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    testkit::wait_until(
+        Duration::from_secs(10),
+        "retention to prune both runs",
+        || run_ids(&server).is_empty(),
+    );
     let metrics = server.request("GET", "/metrics", &[], None).text();
     assert!(
         metrics.contains("receiver_store_runs_pruned_total 2"),

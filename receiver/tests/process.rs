@@ -4,15 +4,14 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::*;
+use common::push_body;
+use testkit::{HMAC_KEY, JsonResponse as _, READ_TOKEN, Receiver};
 
 const BIN: &str = env!("CARGO_BIN_EXE_receiver");
 
@@ -70,91 +69,45 @@ fn refuses_to_start_without_strong_secrets() {
     );
 }
 
-/// A running `receiver` process and the address it listens on.
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
+/// The receiver binary of this test build on `127.0.0.1:0`, with its database in `dir`.
+fn spawn(dir: &Path) -> Receiver {
+    Receiver::builder(dir)
+        .bin(BIN)
+        .arg("--log-level=info")
+        .start()
 }
 
-fn spawn(db: &Path) -> Proc {
-    let mut child = Command::new(BIN)
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--db",
-            db.to_str().unwrap(),
-            "--log-level",
-            "info",
-        ])
-        .env("RECEIVER_READ_TOKEN", READ_TOKEN)
-        .env("RECEIVER_HMAC_KEY", HMAC_KEY)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            assert!(
-                !line.contains(READ_TOKEN) && !line.contains(HMAC_KEY),
-                "secret logged: {line}"
-            );
-            if !sent && line.contains("listening") {
-                if let Some(addr) = line.split("addr=").nth(1) {
-                    let addr = addr.split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(addr);
-                    sent = true;
-                }
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .ok()
-        .and_then(|a| a.parse::<SocketAddr>().ok());
-    if let Some(addr) = addr {
-        // Wait until the store is open.
-        for _ in 0..300 {
-            if request(addr, "GET", "/healthz", &[], None).is_ok_and(|r| r.status == 200) {
-                return Proc { child, addr };
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("receiver did not start");
+/// Secrets never reach the log.
+fn assert_no_secret_logged(receiver: &Receiver) {
+    let log = receiver.log();
+    assert!(!log.is_empty(), "the receiver logged nothing");
+    assert!(
+        !log.contains(READ_TOKEN) && !log.contains(HMAC_KEY),
+        "secret logged:\n{log}"
+    );
 }
 
-fn token(addr: SocketAddr) -> String {
-    let body = serde_json::json!({"organization":"o","repository":"o/r","workflow":"w","job":"j"})
-        .to_string();
-    let r = request(
-        addr,
-        "POST",
-        "/api/v1/token",
-        &[("Authorization", &format!("Bearer {READ_TOKEN}"))],
-        Some(body.as_bytes()),
-    )
-    .unwrap();
-    r.json()["token"].as_str().unwrap().to_string()
+fn token(receiver: &Receiver) -> String {
+    receiver.push_token(r#"{"organization":"o","repository":"o/r","workflow":"w","job":"j"}"#)
 }
 
-fn all_run_ids(addr: SocketAddr) -> Vec<String> {
+fn push(receiver: &Receiver, token: &str, run_id: &str) -> Result<u16, http_client::Error> {
+    let body = push_body("o", "o/r", "w", "j", run_id).to_string();
+    receiver
+        .try_http(
+            "POST",
+            "/api/v1/metrics",
+            Some(token),
+            Some(body.as_bytes()),
+        )
+        .map(|r| r.status.as_u16())
+}
+
+fn all_run_ids(receiver: &Receiver) -> Vec<String> {
     let mut ids = Vec::new();
     let mut path = "/api/v1/metrics/repo/o/r/w/j?limit=1000".to_string();
     for _ in 0..1000 {
-        let r = request(
-            addr,
-            "GET",
-            &path,
-            &[("Authorization", &format!("Bearer {READ_TOKEN}"))],
-            None,
-        )
-        .unwrap();
+        let r = receiver.http("GET", &path, Some(READ_TOKEN), None);
         assert_eq!(r.status, 200);
         for v in r.json().as_array().unwrap() {
             ids.push(v["run_id"].as_str().unwrap().to_string());
@@ -170,58 +123,55 @@ fn all_run_ids(addr: SocketAddr) -> Vec<String> {
 #[test]
 fn sigkill_during_pushes_loses_no_acknowledged_summary() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("metrics.db");
-    let mut proc = spawn(&db);
-    let addr = proc.addr;
-    let token = token(addr);
-    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut clients = Vec::new();
-    for c in 0..8 {
-        let (acked, stop, token) = (acked.clone(), stop.clone(), token.clone());
-        clients.push(std::thread::spawn(move || {
-            let auth = format!("Bearer {token}");
-            // Bounded: at most 5,000 pushes per client, and stop at the first failure.
-            for i in 0..5_000 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
+    let mut receiver = spawn(dir.path());
+    let token = token(&receiver);
+    let receiver_ref = &receiver;
+    let acked = Mutex::new(Vec::<String>::new());
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for c in 0..8 {
+            let (acked, stop, token) = (&acked, &stop, &token);
+            scope.spawn(move || {
+                // Bounded: at most 5,000 pushes per client, and stop at the first failure.
+                for i in 0..5_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let run_id = format!("c{c}-{i}");
+                    match push(receiver_ref, token, &run_id) {
+                        Ok(201) => acked.lock().unwrap().push(run_id),
+                        Ok(status) => panic!("unexpected answer {status}"),
+                        Err(_) => break,
+                    }
                 }
-                let run_id = format!("c{c}-{i}");
-                let body = push_body("o", "o/r", "w", "j", &run_id).to_string();
-                match request(
-                    addr,
-                    "POST",
-                    "/api/v1/metrics",
-                    &[("Authorization", &auth)],
-                    Some(body.as_bytes()),
-                ) {
-                    Ok(r) if r.status == 201 => acked.lock().unwrap().push(run_id),
-                    Ok(r) => panic!("unexpected answer {} {}", r.status, r.text()),
-                    Err(_) => break,
-                }
-            }
-        }));
-    }
-    // Let pushes stream, then kill the receiver mid-stream.
-    let started = Instant::now();
-    while acked.lock().unwrap().len() < 300 && started.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    proc.child.kill().unwrap(); // SIGKILL
-    proc.child.wait().unwrap();
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
+            });
+        }
+        // Let pushes stream, then kill the receiver mid-stream.
+        testkit::wait_until(Duration::from_secs(30), "300 acknowledged pushes", || {
+            acked.lock().unwrap().len() >= 300
+        });
+        // SIGKILL (a crash, not a shutdown); the clients see their connections fail. The
+        // clients share `receiver`, so the signal goes by pid; `sigkill` reaps it below.
+        let pid = receiver_ref.pid().unwrap();
+        let killed = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        assert!(killed.unwrap().success());
+        // The clients stop at their first failed push; the scope joins them.
+        stop.store(true, Ordering::Relaxed);
+    });
+    let acked = acked.into_inner().unwrap();
     assert!(
         acked.len() >= 300,
         "only {} pushes acknowledged",
         acked.len()
     );
+    assert_no_secret_logged(&receiver);
 
-    let mut proc = spawn(&db);
-    let stored: HashSet<String> = all_run_ids(proc.addr).into_iter().collect();
+    // Reaps the killed process, then starts again on the same database and port.
+    receiver.sigkill();
+    receiver.restart();
+    let stored: HashSet<String> = all_run_ids(&receiver).into_iter().collect();
     let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
     assert!(
         lost.is_empty(),
@@ -230,60 +180,39 @@ fn sigkill_during_pushes_loses_no_acknowledged_summary() {
         &lost[..lost.len().min(5)]
     );
     // The restarted receiver keeps accepting pushes.
-    let r = request(
-        proc.addr,
-        "POST",
-        "/api/v1/metrics",
-        &[("Authorization", &format!("Bearer {token}"))],
-        Some(
-            push_body("o", "o/r", "w", "j", "after")
-                .to_string()
-                .as_bytes(),
-        ),
-    )
-    .unwrap();
-    assert_eq!(r.status, 201);
-    proc.child.kill().unwrap();
-    proc.child.wait().unwrap();
+    assert_eq!(push(&receiver, &token, "after").unwrap(), 201);
 }
 
 #[test]
 fn sigterm_shuts_down_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("metrics.db");
-    let mut proc = spawn(&db);
-    let token = token(proc.addr);
-    let r = request(
-        proc.addr,
-        "POST",
-        "/api/v1/metrics",
-        &[("Authorization", &format!("Bearer {token}"))],
-        Some(push_body("o", "o/r", "w", "j", "1").to_string().as_bytes()),
-    )
-    .unwrap();
-    assert_eq!(r.status, 201);
-    let pid = proc.child.id().to_string();
+    let mut receiver = spawn(dir.path());
+    let token = token(&receiver);
+    assert_eq!(push(&receiver, &token, "1").unwrap(), 201);
+    let status = receiver.sigterm();
+    assert!(status.success(), "{status}");
     assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
+        receiver.log().contains("shutdown complete"),
+        "{}",
+        receiver.log()
     );
-    let started = Instant::now();
-    loop {
-        if let Some(status) = proc.child.try_wait().unwrap() {
-            assert!(status.success(), "{status}");
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "no exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut proc = spawn(&db);
-    assert_eq!(all_run_ids(proc.addr), vec!["1".to_string()]);
-    proc.child.kill().unwrap();
-    proc.child.wait().unwrap();
+    receiver.restart();
+    assert_eq!(all_run_ids(&receiver), vec!["1".to_string()]);
+    assert_no_secret_logged(&receiver);
+}
+
+#[test]
+fn addr_file_names_the_port_the_receiver_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut receiver = spawn(dir.path());
+    let port = receiver.port();
+    assert_ne!(port, 0);
+    let text = std::fs::read_to_string(dir.path().join("receiver.addr")).unwrap();
+    assert_eq!(text, format!("127.0.0.1:{port}\n"));
+    // A restart keeps the database and the port.
+    let token = token(&receiver);
+    assert_eq!(push(&receiver, &token, "before").unwrap(), 201);
+    receiver.restart();
+    assert_eq!(receiver.port(), port);
+    assert_eq!(all_run_ids(&receiver), vec!["before".to_string()]);
 }

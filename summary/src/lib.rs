@@ -10,11 +10,14 @@
 //! - [`accumulator`]: the HDR-histogram [`Accumulator`] that turns samples into [`Stats`].
 //! - [`validate`]: checks on untrusted summaries ([`ValidationError`] names the field).
 //! - [`time`]: RFC 3339 formatting and parsing without a date library.
+//! - [`duration`]: the duration syntax of every command line (`500ms`, `1m 30s`, `1.5`),
+//!   positive only.
 //! - [`merge`]: one run from two summaries (node mode across a collector restart).
 //! - [`exposition`]: the `/metrics` text shared by the collector and the receiver
 //!   (OpenMetrics for Prometheus, the classic format for everyone else).
 
 pub mod accumulator;
+pub mod duration;
 pub mod exposition;
 pub mod merge;
 pub mod time;
@@ -68,11 +71,33 @@ pub enum Source {
     Proc,
 }
 
+impl Source {
+    /// The name used in summaries and metric labels: `ebpf`, `cgroup` or `proc`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ebpf => "ebpf",
+            Self::Cgroup => "cgroup",
+            Self::Proc => "proc",
+        }
+    }
+}
+
 /// Named serialized histograms of a summary, so runs can be merged later.
 ///
-/// Keys are metric names (`cpu_total_percent`, `mem_used_bytes`, `cpu_cores`,
-/// `memory_bytes`, ...); a `BTreeMap` keeps the JSON deterministic.
+/// Keys are the metric names of [`hist`]; a `BTreeMap` keeps the JSON deterministic.
 pub type Histograms = BTreeMap<String, EncodedHistogram>;
+
+/// Keys of [`Histograms`]: each is the name of the stats field the histogram backs.
+pub mod hist {
+    /// The run's `cpu_total_percent`.
+    pub const CPU_TOTAL_PERCENT: &str = "cpu_total_percent";
+    /// The run's `mem_used_bytes`.
+    pub const MEM_USED_BYTES: &str = "mem_used_bytes";
+    /// A container's `cpu_cores`.
+    pub const CPU_CORES: &str = "cpu_cores";
+    /// A container's `memory_bytes`.
+    pub const MEMORY_BYTES: &str = "memory_bytes";
+}
 
 /// Which collector produced a summary.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

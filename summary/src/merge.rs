@@ -1,7 +1,7 @@
 //! Merging two summaries of one run measured in two pieces (node mode across a collector
 //! restart): the statistics are merged through their HDR histograms, totals are added.
 
-use crate::{Accumulator, ContainerSummary, Histograms, RunSummary, Stats};
+use crate::{Accumulator, ContainerSummary, Histograms, RunSummary, Stats, hist};
 
 /// The run from `earlier`'s start to `later`'s end.
 pub fn merge_runs(earlier: &RunSummary, later: &RunSummary) -> RunSummary {
@@ -21,7 +21,7 @@ pub fn merge_runs(earlier: &RunSummary, later: &RunSummary) -> RunSummary {
     if let Some(s) = merge_metric(
         earlier.histograms.as_ref(),
         later.histograms.as_ref(),
-        "cpu_total_percent",
+        hist::CPU_TOTAL_PERCENT,
         &mut histograms,
     ) {
         out.cpu_total_percent = s;
@@ -29,7 +29,7 @@ pub fn merge_runs(earlier: &RunSummary, later: &RunSummary) -> RunSummary {
     if let Some(s) = merge_metric(
         earlier.histograms.as_ref(),
         later.histograms.as_ref(),
-        "mem_used_bytes",
+        hist::MEM_USED_BYTES,
         &mut histograms,
     ) {
         out.mem_used_bytes = s;
@@ -75,7 +75,7 @@ fn merge_container(a: &ContainerSummary, b: &ContainerSummary) -> ContainerSumma
     if let Some(s) = merge_metric(
         a.histograms.as_ref(),
         b.histograms.as_ref(),
-        "cpu_cores",
+        hist::CPU_CORES,
         &mut histograms,
     ) {
         out.cpu_cores = s;
@@ -83,7 +83,7 @@ fn merge_container(a: &ContainerSummary, b: &ContainerSummary) -> ContainerSumma
     if let Some(s) = merge_metric(
         a.histograms.as_ref(),
         b.histograms.as_ref(),
-        "memory_bytes",
+        hist::MEMORY_BYTES,
         &mut histograms,
     ) {
         out.memory_bytes = s;

@@ -4,6 +4,9 @@
 //! (`2026-02-06T14:30:02.185Z`), as the seed's examples do. The parser is more lenient:
 //! any number of fractional digits and `Z` or a numeric `±hh:mm` offset, so timestamps
 //! written by other producers (Go's `RFC3339Nano`, for example) are understood too.
+//!
+//! Not humantime: its RFC 3339 parser takes only UTC (`Z`/`+00:00`, no other offsets) and
+//! no year before 1970, and its formatter panics before the epoch.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

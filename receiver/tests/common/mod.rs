@@ -1,20 +1,20 @@
-//! Helpers shared by the black-box tests: a real server on 127.0.0.1:0 with a real redb
-//! file, and a tiny blocking HTTP/1.1 client over `std::net::TcpStream`.
+//! Helpers shared by the black-box tests: a receiver in this process on a listener the test
+//! bound (so its clock and limits can be set), requests through the workspace's HTTP client,
+//! and the raw-socket response parser the protocol tests need.
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use http_client::{Method, Request};
 use receiver::config::Config;
+pub use testkit::{HMAC_KEY, READ_TOKEN};
 
-pub const READ_TOKEN: &str = "test-read-token-0123456789";
-pub const HMAC_KEY: &str = "test-hmac-key-0123456789";
-
-/// A receiver running in a thread of its own.
+/// A receiver running in a thread of its own, on a listener bound before it started.
 pub struct TestServer {
     pub addr: SocketAddr,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -22,8 +22,10 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// Starts the receiver; returns once it answers. The listener is bound first, so
+    /// requests wait in its backlog until the store is open: no polling.
     pub fn start(config: Config) -> Self {
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let std_listener = testkit::free_listener();
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -45,16 +47,9 @@ impl TestServer {
             shutdown: Some(tx),
             thread: Some(thread),
         };
-        // Wait until the store is open and requests are answered.
-        for _ in 0..200 {
-            if let Ok(r) = server.try_request("GET", "/healthz", &[], None) {
-                if r.status == 200 {
-                    return server;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("server did not come up");
+        let r = server.request("GET", "/healthz", &[], None);
+        assert_eq!(r.status, 200, "the receiver did not come up: {}", r.text());
+        server
     }
 
     /// Asks for a graceful shutdown without waiting for it.
@@ -77,7 +72,8 @@ impl TestServer {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> Resp {
-        self.try_request(method, path, headers, body).unwrap()
+        self.try_request(method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
     pub fn try_request(
@@ -86,7 +82,7 @@ impl TestServer {
         path: &str,
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
-    ) -> std::io::Result<Resp> {
+    ) -> Result<Resp, http_client::Error> {
         request(self.addr, method, path, headers, body)
     }
 
@@ -124,6 +120,15 @@ impl TestServer {
             None,
         )
     }
+
+    /// The value of an unlabelled series in `/metrics`, 0 if absent.
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self.request("GET", "/metrics", &[], None).text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
 }
 
 impl Drop for TestServer {
@@ -139,11 +144,31 @@ pub fn config(db: PathBuf) -> Config {
     Config::new(db, READ_TOKEN, HMAC_KEY)
 }
 
+/// An answer: from the HTTP client, or parsed from a raw socket.
 #[derive(Debug)]
 pub struct Resp {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+impl From<http_client::Response> for Resp {
+    fn from(r: http_client::Response) -> Self {
+        Self {
+            status: r.status.as_u16(),
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body: r.body.to_vec(),
+        }
+    }
 }
 
 impl Resp {
@@ -171,34 +196,26 @@ impl Resp {
     }
 }
 
-/// One request on a fresh connection (`Connection: close`), read to EOF.
+/// One request through the workspace's HTTP client (a fresh connection).
 pub fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
-) -> std::io::Result<Resp> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+) -> Result<Resp, http_client::Error> {
+    let mut req = Request::to(Method::from_bytes(method.as_bytes()).unwrap(), addr, path)
+        .timeout(Duration::from_secs(30));
     for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+        req = req.header(*k, *v);
     }
     if let Some(b) = body {
-        req.push_str(&format!("Content-Length: {}\r\n", b.len()));
+        req = req.body(b.to_vec());
     }
-    req.push_str("\r\n");
-    let mut bytes = req.into_bytes();
-    if let Some(b) = body {
-        bytes.extend_from_slice(b);
-    }
-    // The server may answer (413) and close before reading everything; still read.
-    let _ = stream.write_all(&bytes);
-    read_response(&mut stream)
+    http_client::blocking::request(req).map(Resp::from)
 }
 
-/// Reads one response to EOF.
+/// Reads one response to EOF (raw-protocol tests).
 pub fn read_response(stream: &mut TcpStream) -> std::io::Result<Resp> {
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;

@@ -1,0 +1,182 @@
+//! `collector run -- CMD`: runs the command in a cgroup of its own, measures it, prints a
+//! table (or `--json`), pushes when asked, and exits with the command's status.
+
+use std::{
+    ffi::OsString,
+    os::unix::process::ExitStatusExt,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
+
+use anyhow::Context;
+use summary::MetricsPush;
+
+use super::runner::{Ended, Measure, OnSignal, Runner};
+use crate::{
+    output::{push, report},
+    sampler::{Scope, grouping::ContainerName},
+    settings::{Settings, cli::RunArgs},
+    sources::{
+        cgroupfs::{self, Mounts},
+        procfs,
+    },
+};
+
+pub async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let name = args.name.clone().unwrap_or_else(|| {
+        Path::new(&args.command[0])
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    });
+    let cgroup = match RunCgroup::create(&settings.mounts) {
+        Ok(cg) => Some(cg),
+        Err(e) => {
+            tracing::warn!(
+                "cannot create a cgroup for the command ({e:#}): measuring its process tree instead; processes that leave the tree (daemons) are not counted"
+            );
+            None
+        }
+    };
+    let mut command = tokio::process::Command::new(&args.command[0]);
+    command.args(&args.command[1..]);
+    if let Some(cg) = &cgroup {
+        let procs = std::ffi::CString::new(
+            cg.dir
+                .join("cgroup.procs")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )?;
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(move || join_cgroup(&procs));
+        }
+    }
+    // The CPU source is picked before the command starts, so its first slices are counted.
+    let mut runner = Runner::start(
+        &settings,
+        Measure {
+            // Replaced below once the command's pid is known (tree scope).
+            scope: match &cgroup {
+                Some(cg) => Scope::Cgroup(cg.path.clone()),
+                None => Scope::Tree(0),
+            },
+            grouper: Default::default(),
+            single_container: Some(ContainerName::mapped(name, None)),
+            identity: settings.identity.clone(),
+            use_limits: true,
+            exclude_own_netns: true,
+        },
+    )
+    .await?;
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("starting {:?}", args.command[0]))?;
+    let pid = child.id().context("child has no pid")? as i32;
+    if cgroup.is_none() {
+        runner.sampler.set_scope(Scope::Tree(pid));
+    }
+    let status = match runner
+        .run_until(child.wait(), OnSignal::Forward(pid), |_| {})
+        .await
+    {
+        Ended::Done(status) => status?,
+        Ended::Signal(_) => unreachable!("run mode forwards signals"),
+    };
+    // Let the last switches of the command land, then take the final readings.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    runner.finish();
+    drop(cgroup);
+    let summary = runner.sampler.summary(runner.sampler.collector_info("run"));
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        let headline = report::run_headline(&display_command(&args.command), status, &summary);
+        print!("{}", report::table(&headline, &summary));
+    }
+    let push = MetricsPush {
+        execution: settings.identity.clone(),
+        summary,
+    };
+    let file = settings.common.summary_file.as_deref();
+    push::deliver(settings.push.as_ref(), file, push, false).await?;
+    Ok(exit_code(status))
+}
+
+/// The command's status as ours: its code, or 128 + the signal that killed it.
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn display_command(command: &[OsString]) -> String {
+    command
+        .iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Writes "0" (the calling process) into a cgroup.procs file. Runs between fork and exec.
+fn join_cgroup(procs: &std::ffi::CStr) -> std::io::Result<()> {
+    // SAFETY: open/write/close are async-signal-safe; the buffer and path are valid.
+    unsafe {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let ok = libc::write(fd, b"0\n".as_ptr().cast(), 2) == 2;
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if ok { Ok(()) } else { Err(err) }
+    }
+}
+
+/// The command's own cgroup: a child of the collector's cgroup v2.
+struct RunCgroup {
+    /// Path relative to the v2 mount (as in /proc/PID/cgroup).
+    path: String,
+    dir: PathBuf,
+}
+
+impl RunCgroup {
+    fn create(mounts: &Mounts) -> anyhow::Result<Self> {
+        mounts
+            .v2
+            .as_ref()
+            .context("no cgroup v2 hierarchy is mounted")?;
+        let own =
+            std::fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
+        let own = procfs::cgroup_v2_path(&procfs::parse_pid_cgroup(&own))
+            .context("this process has no cgroup v2 path")?
+            .to_owned();
+        let path = format!(
+            "{}/collector-run-{}",
+            own.trim_end_matches('/'),
+            std::process::id()
+        );
+        let dir = mounts
+            .v2_dir(&path)
+            .context("cgroup outside this namespace")?;
+        std::fs::create_dir(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+        tracing::debug!(cgroup = %dir.display(), id = cgroupfs::cgroup_id(&dir).unwrap_or(0), "command cgroup created");
+        Ok(Self { path, dir })
+    }
+}
+
+/// Removed when done (also on early errors); one left busy by daemons of the command stays.
+impl Drop for RunCgroup {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir(&self.dir) {
+            tracing::warn!(
+                "leaving {} in place: {e} (processes of the command are still running in it)",
+                self.dir.display()
+            );
+        }
+    }
+}

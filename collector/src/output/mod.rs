@@ -1,0 +1,12 @@
+//! Outputs: where measurements go.
+//!
+//! - [`push`]: the summary to the receiver, with retries and backoff; the summary file when
+//!   that fails.
+//! - [`file`]: the one atomic, fsynced file write (summary file, spool, checkpoints).
+//! - [`live`]: live per-container metrics for Prometheus (`--metrics-addr`).
+//! - [`report`]: the table `collector run` and `collector show` print.
+
+pub mod file;
+pub mod live;
+pub mod push;
+pub mod report;

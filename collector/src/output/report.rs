@@ -1,0 +1,188 @@
+//! The human-readable table `collector run` prints.
+
+use std::fmt::Write;
+
+use summary::RunSummary;
+
+/// Bytes with a binary unit, e.g. `1.5 GiB`.
+pub fn bytes(n: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n.max(0.0);
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{v:.0} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// The headline of `collector run`: how the command ended.
+pub fn run_headline(command: &str, status: std::process::ExitStatus, s: &RunSummary) -> String {
+    let how = match (
+        status.code(),
+        std::os::unix::process::ExitStatusExt::signal(&status),
+    ) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(sig)) => format!("was killed by signal {sig}"),
+        _ => "ended".to_owned(),
+    };
+    format!(
+        "`{command}` {how} after {:.2} s (CPU source: {})",
+        s.duration_seconds,
+        s.cpu_source.as_str()
+    )
+}
+
+/// Everything a summary says, as text (for `collector run` and `collector show`).
+pub fn table(headline: &str, s: &RunSummary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\n{headline}");
+    let _ = writeln!(
+        out,
+        "{} to {}, {} samples; system CPU avg {:.1} % (peak {:.1} %), memory used avg {} (peak {})",
+        s.start_time,
+        s.end_time,
+        s.sample_count,
+        s.cpu_total_percent.avg,
+        s.cpu_total_percent.peak,
+        bytes(s.mem_used_bytes.avg),
+        bytes(s.mem_used_bytes.peak)
+    );
+    let _ = writeln!(
+        out,
+        "\n{:<20} {:>9} {:>8} {:>8} {:>8} {:>11} {:>11} {:>11} {:>4}",
+        "CONTAINER", "CPU s", "avg", "p95", "peak", "mem avg", "mem peak", "net rx/tx", "OOM"
+    );
+    // Containers sharing a network namespace (a pod) report the same traffic: mark them.
+    let mut per_namespace: std::collections::HashMap<&str, usize> = Default::default();
+    for n in s.containers.iter().filter_map(|c| c.network.as_ref()) {
+        *per_namespace.entry(n.namespace.as_str()).or_default() += 1;
+    }
+    let mut shared = false;
+    for c in &s.containers {
+        let peak_mem = c
+            .memory_peak_bytes
+            .map(|p| p as f64)
+            .unwrap_or(c.memory_bytes.peak);
+        let net = c
+            .network
+            .as_ref()
+            .map(|n| {
+                let mark = if !n.namespace.is_empty() && per_namespace[n.namespace.as_str()] > 1 {
+                    shared = true;
+                    "*"
+                } else {
+                    ""
+                };
+                format!(
+                    "{}/{}{mark}",
+                    bytes(n.rx_bytes as f64),
+                    bytes(n.tx_bytes as f64)
+                )
+            })
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            out,
+            "{:<20} {:>9.3} {:>8.2} {:>8.2} {:>8.2} {:>11} {:>11} {:>11} {:>4}",
+            truncate(&c.name, 20),
+            c.cpu_seconds,
+            c.cpu_cores.avg,
+            c.cpu_cores.p95,
+            c.cpu_cores.peak,
+            bytes(c.memory_bytes.avg),
+            bytes(peak_mem),
+            net,
+            c.oom_kills
+        );
+        if let Some(l) = c.limits {
+            let cpu = c.cpu_to_limit.map(|r| {
+                format!(
+                    "CPU p95 {:.0} % of {} cores",
+                    r.p95 * 100.0,
+                    l.cpu_cores.unwrap_or(0.0)
+                )
+            });
+            let mem = c.memory_to_limit.map(|r| {
+                format!(
+                    "memory peak {:.0} % of {}",
+                    r.peak * 100.0,
+                    bytes(l.memory_bytes.unwrap_or(0) as f64)
+                )
+            });
+            let parts: Vec<String> = cpu.into_iter().chain(mem).collect();
+            if !parts.is_empty() {
+                let _ = writeln!(out, "{:<20} limits: {}", "", parts.join(", "));
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  (avg, p95, peak: cores used; CPU sampled every --cpu-interval)"
+    );
+    if shared {
+        let _ = writeln!(
+            out,
+            "  * network namespace shared with other containers: the same traffic"
+        );
+    }
+    for (title, list) in [
+        ("Top CPU processes", &s.top_cpu_processes),
+        ("Top memory processes", &s.top_mem_processes),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "\n{title}:\n{:>8} {:<16} {:>9} {:>8} {:>11}",
+            "PID", "NAME", "CPU s", "peak %", "peak RSS"
+        );
+        for p in list {
+            let _ = writeln!(
+                out,
+                "{:>8} {:<16} {:>9.3} {:>8.1} {:>11}{}",
+                p.pid,
+                truncate(&p.name, 16),
+                p.cpu_seconds,
+                p.peak_cpu_percent,
+                if p.peak_mem_rss_bytes > 0 {
+                    bytes(p.peak_mem_rss_bytes as f64)
+                } else {
+                    "-".into()
+                },
+                if p.exited { "  (exited)" } else { "" }
+            );
+        }
+    }
+    out
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        s.chars().take(max - 1).chain(['…']).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_bytes() {
+        assert_eq!(bytes(512.0), "512 B");
+        assert_eq!(bytes(1536.0), "1.5 KiB");
+        assert_eq!(bytes(3.0 * 1024.0 * 1024.0 * 1024.0), "3.0 GiB");
+    }
+
+    #[test]
+    fn truncates_long_names() {
+        assert_eq!(truncate("abcdef", 4), "abc…");
+        assert_eq!(truncate("abc", 4), "abc");
+    }
+}

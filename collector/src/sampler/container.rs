@@ -1,0 +1,155 @@
+//! Per-container state over a run, and how one CPU reading becomes statistics.
+
+use std::{
+    collections::{BTreeSet, HashSet},
+    time::Instant,
+};
+
+use summary::{Accumulator, Limits, SCALE_BYTES, SCALE_CORES, SCALE_PERCENT, Source};
+
+use crate::{
+    output::live::{self, ContainerLabels, LiveMetrics},
+    sampler::{grouping::ContainerName, rates},
+    sources::cgroupfs::CgroupPath,
+};
+
+/// Per-container state over the run.
+pub(super) struct Container {
+    /// cgroups its processes have lived in (kept after they go: their CPU still counts).
+    pub(super) cgroups: BTreeSet<CgroupPath>,
+    /// On hybrid hosts, the v1 memory-controller cgroups of its processes (kept after they
+    /// go, like `cgroups`): where its memory is counted when its v2 cgroups count none.
+    pub(super) memory_v1: BTreeSet<CgroupPath>,
+    /// cgroup v2 ids of those paths, for eBPF totals.
+    pub(super) cgroup_ids: BTreeSet<u64>,
+    pub(super) cpu_cores: Accumulator,
+    pub(super) cpu_to_limit: Accumulator,
+    pub(super) memory: Accumulator,
+    pub(super) memory_to_limit: Accumulator,
+    pub(super) rx_rate: Accumulator,
+    pub(super) tx_rate: Accumulator,
+    /// Latest cores and memory, for per-interval output and live metrics.
+    pub(super) last_cores: Option<f64>,
+    pub(super) last_memory: Option<u64>,
+    /// Cumulative CPU ns at the previous CPU read, and when that was.
+    last_cpu: Option<(Instant, u64)>,
+    /// CPU ns over the run.
+    pub(super) cpu_ns: u64,
+    /// /proc source: clock ticks of its processes over the run.
+    pub(super) proc_ticks: u64,
+    /// A CPU reading was tried and neither eBPF nor a cgroup counter could give one.
+    pub(super) cheap_unavailable: bool,
+    /// CPU ns read but not yet shown in a window: a read that could not be made consistent
+    /// defers a CPU's pending time to the next one, and no window may exceed all CPUs busy.
+    carry_ns: u64,
+    /// Where this container's CPU comes from, fixed at its first reading so cumulative
+    /// values never mix sources; `None` before that.
+    pub(super) cpu_source: Option<Source>,
+    pub(super) memory_source: Source,
+    /// Network namespaces its processes use, as `net:[inode]`.
+    pub(super) netns: BTreeSet<u64>,
+    /// Live-metric label sets created for it (deleted when it ends).
+    pub(super) live_sets: HashSet<ContainerLabels>,
+    /// Whether it had live processes at the last scan.
+    pub(super) alive: bool,
+    pub(super) memory_peak: Option<u64>,
+    pub(super) oom_kills: u64,
+    pub(super) rx_total: u64,
+    pub(super) tx_total: u64,
+    pub(super) limits: Option<Limits>,
+}
+
+impl Container {
+    pub(super) fn new(limits: Option<Limits>) -> Self {
+        Self {
+            cgroups: BTreeSet::new(),
+            memory_v1: BTreeSet::new(),
+            cgroup_ids: BTreeSet::new(),
+            cpu_cores: Accumulator::new(SCALE_CORES),
+            cpu_to_limit: Accumulator::new(SCALE_PERCENT),
+            memory: Accumulator::new(SCALE_BYTES),
+            memory_to_limit: Accumulator::new(SCALE_PERCENT),
+            rx_rate: Accumulator::new(SCALE_BYTES),
+            tx_rate: Accumulator::new(SCALE_BYTES),
+            last_cores: None,
+            last_memory: None,
+            last_cpu: None,
+            cpu_ns: 0,
+            proc_ticks: 0,
+            cheap_unavailable: false,
+            carry_ns: 0,
+            cpu_source: None,
+            memory_source: Source::Proc,
+            netns: BTreeSet::new(),
+            live_sets: HashSet::new(),
+            alive: false,
+            memory_peak: None,
+            oom_kills: 0,
+            rx_total: 0,
+            tx_total: 0,
+            limits,
+        }
+    }
+
+    /// Records one CPU reading: cumulative ns used during the run (every source measures
+    /// from the run's start or the cgroup's creation). The first reading has no window, so it
+    /// adds to the total without a cores sample.
+    /// Returns the nanoseconds this reading added to the run's total.
+    pub(super) fn record_cpu(&mut self, now: Instant, cumulative_ns: u64, cpus: u32) -> u64 {
+        let Some((then, prev)) = self.last_cpu else {
+            self.cpu_ns = cumulative_ns;
+            self.last_cpu = Some((now, cumulative_ns));
+            return cumulative_ns;
+        };
+        let window = now.saturating_duration_since(then);
+        if window.is_zero() {
+            return 0;
+        }
+        let delta = rates::counter_delta(prev, cumulative_ns);
+        self.cpu_ns += delta;
+        let (shown, carry) = rates::cap_window(delta + self.carry_ns, window, cpus);
+        self.carry_ns = carry;
+        let cores = rates::cores_from_ns(shown, window);
+        self.cpu_cores.record(cores);
+        self.last_cores = Some(cores);
+        if let Some(limit) = self.limits.and_then(|l| l.cpu_cores).filter(|l| *l > 0.0) {
+            self.cpu_to_limit.record(cores / limit);
+        }
+        self.last_cpu = Some((now, cumulative_ns));
+        delta
+    }
+
+    /// Takes a CPU reading from `source`: fixes the source, records it, and feeds the live
+    /// metrics while the container is alive.
+    pub(super) fn cpu_reading(&mut self, reading: CpuReading<'_>) {
+        self.cpu_source = Some(reading.source);
+        let added = self.record_cpu(reading.now, reading.cumulative_ns, reading.cpus);
+        if let Some(live) = reading.live.filter(|_| self.alive) {
+            let l = self.live_labels(reading.name, reading.id, reading.source);
+            live.add_cpu_seconds(&l, added as f64 / 1e9);
+        }
+    }
+
+    /// The label set for a figure of this container from `source`, remembered for deletion.
+    pub(super) fn live_labels(
+        &mut self,
+        name: &ContainerName,
+        id: &summary::Execution,
+        source: Source,
+    ) -> ContainerLabels {
+        let l = live::labels(name.as_str(), id, source);
+        self.live_sets.insert(l.clone());
+        l
+    }
+}
+
+/// One CPU reading of a container, with what labels its live metric.
+pub(super) struct CpuReading<'a> {
+    pub(super) name: &'a ContainerName,
+    pub(super) id: &'a summary::Execution,
+    pub(super) source: Source,
+    pub(super) now: Instant,
+    pub(super) cumulative_ns: u64,
+    pub(super) cpus: u32,
+    pub(super) live: Option<&'a LiveMetrics>,
+}

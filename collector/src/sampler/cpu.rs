@@ -1,0 +1,108 @@
+//! Container CPU: cheap counters at every CPU tick (eBPF totals, else cgroup counters), and
+//! the /proc tick-delta fallback at the slow tick.
+
+use std::{collections::HashMap, time::Instant};
+
+use summary::Source;
+
+use super::{Sampler, container::CpuReading, grouping::ContainerName};
+use crate::sources::{cgroupfs, cpu_source::CpuSource, cpu_totals::aggregate_exits};
+
+impl Sampler {
+    /// Reads container CPU from the cheap counters: eBPF for containers grouped by a cgroup v2
+    /// path, cgroup `cpu.stat`/`cpuacct.usage` for the others where readable. Containers with
+    /// neither get /proc tick deltas at the slow tick. Also drains eBPF exit records.
+    pub fn cpu_tick(&mut self) {
+        let now = Instant::now();
+        let mut totals = None;
+        if let CpuSource::Ebpf(ebpf) = &mut self.cpu {
+            match ebpf.cgroup_totals() {
+                Ok(t) => totals = Some(t.clone()),
+                Err(e) => {
+                    self.read_errors += 1;
+                    tracing::warn!("reading eBPF CPU totals: {e}");
+                }
+            }
+            let exits = ebpf.drain_exits();
+            ebpf.flush_logs();
+            let exits = aggregate_exits(&exits);
+            self.record_exits(exits);
+        }
+        let cgroup_allowed = !matches!(self.cpu, CpuSource::Proc { .. });
+        let live = self.cfg.live.as_deref();
+        for (name, c) in self.containers.iter_mut() {
+            let id = self.identities.get(name).unwrap_or(&self.cfg.identity);
+            let reading = |source, cumulative_ns| CpuReading {
+                name,
+                id,
+                source,
+                now,
+                cumulative_ns,
+                cpus: self.cpus,
+                live,
+            };
+            let use_ebpf =
+                matches!(c.cpu_source, None | Some(Source::Ebpf)) && !c.cgroup_ids.is_empty();
+            if let (true, Some(totals)) = (use_ebpf, &totals) {
+                let ns = c.cgroup_ids.iter().filter_map(|id| totals.get(id)).sum();
+                c.cpu_reading(reading(Source::Ebpf, ns));
+                continue;
+            }
+            if !matches!(c.cpu_source, None | Some(Source::Cgroup)) {
+                continue;
+            }
+            if !cgroup_allowed {
+                c.cheap_unavailable = true;
+                continue;
+            }
+            let mut sum = 0;
+            let mut any = false;
+            for cgroup in &c.cgroups {
+                let value = cgroupfs::read_cpu_usage_ns(&self.mounts, cgroup)
+                    .or_else(|| self.cgroup_cpu_last.get(cgroup).copied());
+                if let Some(v) = value {
+                    any = true;
+                    self.cgroup_cpu_last.insert(cgroup.clone(), v);
+                    let base = self.cgroup_cpu_baseline.get(cgroup).copied().unwrap_or(0);
+                    sum += v.saturating_sub(base);
+                }
+            }
+            if any {
+                c.cpu_reading(reading(Source::Cgroup, sum));
+            } else {
+                // Neither eBPF nor a readable cgroup counter: /proc it is.
+                c.cheap_unavailable |= c.cpu_source.is_none();
+            }
+        }
+    }
+
+    /// /proc fallback: container CPU from process tick deltas (the last ticks of processes
+    /// that exit between two scans are lost: the known limit of polling).
+    pub(super) fn proc_cpu(&mut self, now: Instant) {
+        let mut per_container: HashMap<&ContainerName, u64> = HashMap::new();
+        for p in self.processes.values() {
+            *per_container.entry(&p.container).or_default() += p.window_ticks;
+        }
+        let ns_per_tick = 1_000_000_000 / self.ticks_per_sec.max(1);
+        let live = self.cfg.live.as_deref();
+        for (name, c) in self.containers.iter_mut() {
+            // Counted for every container, so one that turns out to need /proc has its
+            // first window too; recorded only for those (the others use a cheap counter).
+            c.proc_ticks += per_container.get(name).copied().unwrap_or(0);
+            match c.cpu_source {
+                Some(Source::Proc) => {}
+                None if c.cheap_unavailable => c.cpu_source = Some(Source::Proc),
+                _ => continue,
+            }
+            c.cpu_reading(CpuReading {
+                name,
+                id: self.identities.get(name).unwrap_or(&self.cfg.identity),
+                source: Source::Proc,
+                now,
+                cumulative_ns: c.proc_ticks * ns_per_tick,
+                cpus: self.cpus,
+                live,
+            });
+        }
+    }
+}

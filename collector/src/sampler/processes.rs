@@ -1,0 +1,363 @@
+//! Processes: the /proc scan, which process is in scope, which container each belongs to,
+//! and what is kept of processes that ended (exact figures from eBPF exit records).
+
+use std::{
+    collections::{HashMap, HashSet},
+    os::unix::fs::MetadataExt,
+    time::Duration,
+};
+
+use summary::ProcessSummary;
+
+use super::{Sampler, Scope, container::Container, grouping::ContainerName, rates};
+use crate::sources::{
+    cgroupfs::{self, CgroupPath},
+    cpu_totals::ExitedProcess,
+    procfs,
+};
+
+/// A live process as last seen.
+pub(super) struct Process {
+    start_ticks: u64,
+    pub(super) comm: String,
+    pub(super) container: ContainerName,
+    /// cgroup v2 path, for scoping and for the container's cgroup set.
+    cgroup_v2: Option<String>,
+    cgroup_v1: Option<String>,
+    /// Its cgroup in the v1 memory controller, when not the root: where a hybrid host keeps
+    /// the memory counters of a process grouped by its v2 cgroup.
+    pub(super) memory_v1: Option<String>,
+    /// Network namespace inode.
+    pub(super) netns: Option<u64>,
+    ppid: i32,
+    pub(super) first_ticks: u64,
+    pub(super) last_ticks: u64,
+    /// Ticks used since the previous scan (for the /proc CPU fallback).
+    pub(super) window_ticks: u64,
+    pub(super) peak_cpu_percent: f64,
+    /// Resident memory at the last scan, and the most seen.
+    pub(super) rss: u64,
+    pub(super) peak_rss: u64,
+    seen_at_slow_tick: u64,
+    /// Scans it has been seen in.
+    scans: u32,
+    /// Exact CPU seconds and lifetime average from its eBPF exit record, once it arrived.
+    pub(super) exact_exit: Option<(f64, f64)>,
+}
+
+impl Process {
+    /// The cgroup it is grouped by (see [`CgroupPath::best`]).
+    fn group_cgroup(&self) -> Option<CgroupPath> {
+        CgroupPath::best(self.cgroup_v2.as_deref(), self.cgroup_v1.as_deref())
+    }
+}
+
+impl Sampler {
+    pub(super) fn scan_processes(&mut self, window: Option<Duration>) {
+        let pids = match procfs::list_pids(&self.cfg.proc_root) {
+            Ok(p) => p,
+            Err(e) => {
+                self.read_errors += 1;
+                tracing::warn!("{e:#}");
+                return;
+            }
+        };
+        let tick = self.slow_ticks;
+        let mut new_pids = Vec::new();
+        let mut moved = Vec::new();
+        let mut settled = Vec::new();
+        for pid in pids {
+            let stat = match self.reader.read_pid(&self.cfg.proc_root, pid, "stat") {
+                Ok(Some(text)) => match procfs::parse_pid_stat(&text) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.read_errors += 1;
+                        tracing::debug!("skipping pid {pid}: unparsable stat: {e}");
+                        continue;
+                    }
+                },
+                Ok(None) => continue,
+                Err(e) => {
+                    self.read_errors += 1;
+                    tracing::debug!("skipping pid {pid}: {e:#}");
+                    continue;
+                }
+            };
+            let ticks = stat.utime.saturating_add(stat.stime);
+            let rss = stat.rss_pages.saturating_mul(procfs::page_size());
+            match self.processes.get_mut(&pid) {
+                Some(p) if p.start_ticks == stat.starttime => {
+                    if let Some(w) = window.filter(|w| !w.is_zero()) {
+                        let delta = ticks.saturating_sub(p.last_ticks);
+                        let cores = rates::cores_from_ticks(delta, self.ticks_per_sec, w);
+                        p.peak_cpu_percent = p.peak_cpu_percent.max(rates::percent_of_core(cores));
+                    }
+                    p.window_ticks = ticks.saturating_sub(p.last_ticks);
+                    p.last_ticks = ticks;
+                    p.rss = rss;
+                    p.peak_rss = p.peak_rss.max(rss);
+                    p.scans += 1;
+                    // A process can move to another cgroup just after it starts (a runtime
+                    // placing it, `sh -c 'echo $$ > cgroup.procs; exec ...'`): look again at
+                    // its second scan and after an exec (its command name changed).
+                    if p.scans == 2 || p.comm != stat.comm {
+                        if let Ok(Some(text)) =
+                            self.reader.read_pid(&self.cfg.proc_root, pid, "cgroup")
+                        {
+                            let lines = procfs::parse_pid_cgroup(&text);
+                            let v2 = procfs::cgroup_v2_path(&lines).map(str::to_owned);
+                            let v1 = procfs::cgroup_v1_path(&lines).map(str::to_owned);
+                            if v2 != p.cgroup_v2 || v1 != p.cgroup_v1 {
+                                (p.cgroup_v2, p.cgroup_v1) = (v2, v1);
+                                p.memory_v1 = memory_v1_of(&lines);
+                                p.netns = netns_of(&self.cfg.proc_root, pid);
+                                moved.push(pid);
+                            }
+                        }
+                        if p.scans == 2 {
+                            settled.push(pid);
+                        }
+                    }
+                    p.comm = stat.comm;
+                    p.seen_at_slow_tick = tick;
+                }
+                _ => {
+                    // New process (or a reused pid): learn its cgroup and network namespace.
+                    let lines = match self.reader.read_pid(&self.cfg.proc_root, pid, "cgroup") {
+                        Ok(Some(text)) => procfs::parse_pid_cgroup(&text),
+                        _ => continue,
+                    };
+                    let process = Process {
+                        start_ticks: stat.starttime,
+                        comm: stat.comm,
+                        container: ContainerName::unassigned(),
+                        cgroup_v2: procfs::cgroup_v2_path(&lines).map(str::to_owned),
+                        cgroup_v1: procfs::cgroup_v1_path(&lines).map(str::to_owned),
+                        memory_v1: memory_v1_of(&lines),
+                        netns: netns_of(&self.cfg.proc_root, pid),
+                        ppid: stat.ppid,
+                        first_ticks: ticks,
+                        last_ticks: ticks,
+                        // Found after the first scan: it started during the run.
+                        window_ticks: if tick > 1 { ticks } else { 0 },
+                        peak_cpu_percent: 0.0,
+                        rss,
+                        peak_rss: rss,
+                        seen_at_slow_tick: tick,
+                        scans: 1,
+                        exact_exit: None,
+                    };
+                    if let Some(old) = self.processes.insert(pid, process) {
+                        self.retire_process(pid, old);
+                    }
+                    new_pids.push(pid);
+                }
+            }
+        }
+        // Held thread CPU of processes that are gone for good (their leader's record lost).
+        let live: HashSet<i32> = self.processes.keys().copied().collect();
+        self.pending_threads
+            .retain(|tgid, (_, at)| live.contains(&(*tgid as i32)) || tick <= *at + 2);
+        // Processes not seen this tick have exited.
+        let gone: Vec<i32> = self
+            .processes
+            .iter()
+            .filter(|(_, p)| p.seen_at_slow_tick != tick)
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in gone {
+            if let Some(p) = self.processes.remove(&pid) {
+                self.retire_process(pid, p);
+            }
+        }
+        // Processes at their second scan, or that moved: their cgroup is now trustworthy.
+        settled.extend(moved.iter().copied());
+        settled.sort_unstable();
+        settled.dedup();
+        self.new_at_last_scan = settled;
+        self.first_seen_at_last_scan.clone_from(&new_pids);
+        if !moved.is_empty() && new_pids.is_empty() {
+            self.assign_containers();
+        }
+        // Scope: drop what is not ours (new processes only; scope never widens).
+        if !new_pids.is_empty() {
+            let out_of_scope: Vec<i32> = new_pids
+                .iter()
+                .copied()
+                .filter(|pid| !self.in_scope(*pid))
+                .collect();
+            for pid in &out_of_scope {
+                self.processes.remove(pid);
+            }
+            self.assign_containers();
+        }
+    }
+
+    fn in_scope(&self, pid: i32) -> bool {
+        let Some(p) = self.processes.get(&pid) else {
+            return false;
+        };
+        match &self.cfg.scope {
+            Scope::All => true,
+            Scope::Cgroup(root) => p
+                .cgroup_v2
+                .as_deref()
+                .is_some_and(|path| cgroupfs::is_within(path, root)),
+            Scope::Tree(root) => {
+                // Walk up the parent chain through the processes we know.
+                let mut cur = pid;
+                for _ in 0..64 {
+                    if cur == *root {
+                        return true;
+                    }
+                    match self.processes.get(&cur) {
+                        Some(p) if p.ppid > 0 && p.ppid != cur => cur = p.ppid,
+                        _ => return false,
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// (Re)computes every live process's container and each container's cgroup set.
+    fn assign_containers(&mut self) {
+        let names: HashMap<i32, ContainerName> = match &self.cfg.single_container {
+            Some(name) => self
+                .processes
+                .keys()
+                .map(|pid| (*pid, name.clone()))
+                .collect(),
+            None => {
+                let paths: Vec<(i32, &str, Option<CgroupPath>)> = self
+                    .processes
+                    .iter()
+                    .map(|(pid, p)| (*pid, p.comm.as_str(), p.group_cgroup()))
+                    .collect();
+                let rows: Vec<(i32, &str, &str)> = paths
+                    .iter()
+                    .map(|(pid, comm, cg)| (*pid, *comm, cg.as_ref().map_or("/", |c| c.path())))
+                    .collect();
+                self.cfg.grouper.group(&rows)
+            }
+        };
+        for (pid, p) in self.processes.iter_mut() {
+            let Some(name) = names.get(pid) else { continue };
+            p.container = name.clone();
+            let limits = self.cfg.limits.get(name.as_str()).copied();
+            let c = self
+                .containers
+                .entry(name.clone())
+                .or_insert_with(|| Container::new(limits));
+            if let Some(ns) = p.netns {
+                c.netns.insert(ns);
+            }
+            if let Some(cgroup) = p.group_cgroup()
+                && c.cgroups.insert(cgroup.clone())
+            {
+                // eBPF counts per cgroup v2 id: only meaningful when the container is a v2
+                // cgroup (a v1-grouped one shares the v2 root with everything else).
+                if let CgroupPath::V2(path) = &cgroup
+                    && let Some(dir) = self.mounts.v2_dir(path)
+                    && let Ok(id) = cgroupfs::cgroup_id(&dir)
+                {
+                    c.cgroup_ids.insert(id);
+                    self.container_of_cgroup.insert(id, name.clone());
+                }
+            }
+        }
+    }
+
+    pub(super) fn retire_process(&mut self, pid: i32, p: Process) {
+        let (cpu_seconds, avg) = p.exact_exit.unwrap_or((
+            (p.last_ticks - p.first_ticks) as f64 / self.ticks_per_sec.max(1) as f64,
+            0.0,
+        ));
+        self.push_exited(ProcessSummary {
+            pid,
+            name: p.comm,
+            peak_cpu_percent: p.peak_cpu_percent.max(avg),
+            peak_mem_rss_bytes: p.peak_rss,
+            cpu_seconds,
+            container: p.container.assigned().map(str::to_owned),
+            exited: true,
+        });
+    }
+
+    /// Exact per-process CPU of processes that exited (eBPF), short-lived ones included.
+    pub(super) fn record_exits(&mut self, exits: Vec<ExitedProcess>) {
+        for mut e in exits {
+            // A thread exiting is not its process exiting: hold its CPU until the leader goes.
+            if !e.leader_exited {
+                let slot = self.pending_threads.entry(e.tgid).or_default();
+                slot.0 += e.runtime_ns;
+                slot.1 = self.slow_ticks;
+                continue;
+            }
+            if let Some((ns, _)) = self.pending_threads.remove(&e.tgid) {
+                e.runtime_ns += ns;
+            }
+            let Some(container) = self.container_of_cgroup.get(&e.cgroup_id).cloned() else {
+                continue; // not one of ours (out of scope)
+            };
+            let cpu_seconds = e.runtime_ns as f64 / 1e9;
+            let avg_percent = if e.lifetime_ns > 0 {
+                e.runtime_ns as f64 / e.lifetime_ns as f64 * 100.0
+            } else {
+                0.0
+            };
+            let pid = e.tgid as i32;
+            // Still listed from /proc: keep it there (it may linger as a zombie) with the
+            // exact figures; the scan retires it.
+            if let Some(p) = self.processes.get_mut(&pid) {
+                p.exact_exit = Some((cpu_seconds, avg_percent));
+                continue;
+            }
+            // Already retired by a scan: correct that entry.
+            if let Some(p) = self
+                .exited
+                .iter_mut()
+                .rev()
+                .find(|p| p.pid == pid && p.name == e.comm)
+            {
+                p.cpu_seconds = cpu_seconds;
+                p.peak_cpu_percent = p.peak_cpu_percent.max(avg_percent);
+                continue;
+            }
+            self.push_exited(ProcessSummary {
+                pid,
+                name: e.comm,
+                peak_cpu_percent: avg_percent,
+                peak_mem_rss_bytes: 0,
+                cpu_seconds,
+                container: Some(container.to_string()),
+                exited: true,
+            });
+        }
+    }
+
+    fn push_exited(&mut self, p: ProcessSummary) {
+        self.exited.push(p);
+        let keep = self.cfg.top.max(1) * 4;
+        if self.exited.len() > keep * 4 {
+            super::summary::prune_top(&mut self.exited, keep);
+        }
+    }
+}
+
+/// The v1 memory cgroup of a process when it is the twin of its v2 cgroup (the same last
+/// component, as systemd, container runtimes and `collector run` create them). Another one
+/// is inherited from whoever started the process and counts others' memory too.
+fn memory_v1_of(lines: &[procfs::CgroupLine]) -> Option<String> {
+    let v1 = procfs::cgroup_v1_controller_path(lines, "memory")?;
+    let v2 = procfs::cgroup_v2_path(lines)?;
+    let last = |p: &str| p.rsplit('/').next().unwrap_or("").to_owned();
+    (last(v1) == last(v2)).then(|| v1.to_owned())
+}
+
+/// The network namespace inode of a process, if it is still there.
+fn netns_of(proc_root: &std::path::Path, pid: i32) -> Option<u64> {
+    std::fs::metadata(proc_root.join(format!("{pid}/ns/net")))
+        .ok()
+        .map(|m| m.ino())
+}

@@ -1,0 +1,184 @@
+//! Assembling the run summary: per-container figures, the top processes, the histograms.
+
+use std::{
+    collections::{BTreeSet, HashSet},
+    time::SystemTime,
+};
+
+use summary::{
+    Accumulator, CollectorInfo, ContainerSummary, Histograms, NetworkSummary, ProcessSummary,
+    RunSummary, hist,
+};
+
+use super::{Sampler, container::Container, grouping::ContainerName};
+
+/// A job's own system statistics and start, for [`Sampler::summary_of`].
+pub struct JobSystem<'a> {
+    pub start: SystemTime,
+    pub cpu: &'a Accumulator,
+    pub mem: &'a Accumulator,
+    pub samples: u64,
+}
+
+impl Sampler {
+    /// Builds the run summary (call after a final `cpu_tick` and `slow_tick`).
+    pub fn summary(&self, info: CollectorInfo) -> RunSummary {
+        let system = JobSystem {
+            start: self.start_wall,
+            cpu: &self.system_cpu,
+            mem: &self.system_mem,
+            samples: self.slow_ticks,
+        };
+        self.summary_of(None, &system, info)
+    }
+
+    /// What this collector is, for the summary's `collector` field.
+    pub fn collector_info(&self, mode: &str) -> CollectorInfo {
+        CollectorInfo {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            mode: mode.to_owned(),
+            ebpf: matches!(self.cpu, crate::sources::cpu_source::CpuSource::Ebpf(_)),
+        }
+    }
+
+    /// The summary of some containers only (a job in node mode), with the job's own system
+    /// figures; `None` means every container.
+    pub fn summary_of(
+        &self,
+        only: Option<&BTreeSet<ContainerName>>,
+        system: &JobSystem<'_>,
+        info: CollectorInfo,
+    ) -> RunSummary {
+        let end = SystemTime::now();
+        let wanted = |name: &str| only.is_none_or(|set| set.contains(name));
+        // Sorted by name: the map is ordered by name already.
+        let containers: Vec<ContainerSummary> = self
+            .containers
+            .iter()
+            .filter(|(name, _)| wanted(name.as_str()))
+            .map(|(name, c)| container_summary(name, c))
+            .collect();
+
+        let mut processes: Vec<ProcessSummary> = self
+            .exited
+            .iter()
+            .filter(|p| only.is_none() || p.container.as_deref().is_some_and(wanted))
+            .cloned()
+            .collect();
+        for (pid, p) in self
+            .processes
+            .iter()
+            .filter(|(_, p)| wanted(p.container.as_str()))
+        {
+            let ticks_seconds =
+                (p.last_ticks - p.first_ticks) as f64 / self.ticks_per_sec.max(1) as f64;
+            let (cpu_seconds, avg) = p.exact_exit.unwrap_or((ticks_seconds, 0.0));
+            processes.push(ProcessSummary {
+                pid: *pid,
+                name: p.comm.clone(),
+                peak_cpu_percent: p.peak_cpu_percent.max(avg),
+                peak_mem_rss_bytes: p.peak_rss,
+                cpu_seconds,
+                container: p.container.assigned().map(str::to_owned),
+                exited: p.exact_exit.is_some(),
+            });
+        }
+        let top = self.cfg.top;
+        let mut by_cpu = processes.clone();
+        // CPU consumed is what right-sizing needs; a 20 ms burner is "100 %" too.
+        by_cpu.sort_by(|a, b| {
+            b.cpu_seconds
+                .total_cmp(&a.cpu_seconds)
+                .then(b.peak_cpu_percent.total_cmp(&a.peak_cpu_percent))
+        });
+        by_cpu.truncate(top);
+        let mut by_mem = processes;
+        by_mem.sort_by_key(|p| std::cmp::Reverse(p.peak_mem_rss_bytes));
+        by_mem.truncate(top);
+
+        let mut histograms = Histograms::new();
+        histograms.insert(hist::CPU_TOTAL_PERCENT.into(), system.cpu.encode());
+        histograms.insert(hist::MEM_USED_BYTES.into(), system.mem.encode());
+        let duration = end.duration_since(system.start).unwrap_or_default();
+        RunSummary {
+            schema_version: summary::SCHEMA_VERSION,
+            start_time: summary::time::format_rfc3339(system.start),
+            end_time: summary::time::format_rfc3339(end),
+            duration_seconds: duration.as_secs_f64(),
+            sample_count: system.samples,
+            cpu_total_percent: system.cpu.stats(),
+            mem_used_bytes: system.mem.stats(),
+            cpu_source: self.cpu.source(),
+            containers,
+            top_cpu_processes: by_cpu,
+            top_mem_processes: by_mem,
+            histograms: Some(histograms),
+            collector: Some(info),
+        }
+    }
+}
+
+fn container_summary(name: &ContainerName, c: &Container) -> ContainerSummary {
+    let opt = |a: &Accumulator| (a.sample_count() > 0).then(|| a.stats());
+    let mut histograms = Histograms::new();
+    histograms.insert(hist::CPU_CORES.into(), c.cpu_cores.encode());
+    histograms.insert(hist::MEMORY_BYTES.into(), c.memory.encode());
+    let network = (c.rx_rate.sample_count() > 0 || c.rx_total > 0 || c.tx_total > 0).then(|| {
+        NetworkSummary {
+            namespace: c
+                .netns
+                .iter()
+                .map(|ns| format!("net:[{ns}]"))
+                .collect::<Vec<_>>()
+                .join(","),
+            rx_bytes: c.rx_total,
+            tx_bytes: c.tx_total,
+            rx_bytes_per_sec: c.rx_rate.stats(),
+            tx_bytes_per_sec: c.tx_rate.stats(),
+        }
+    });
+    ContainerSummary {
+        name: name.to_string(),
+        cpu_cores: c.cpu_cores.stats(),
+        memory_bytes: c.memory.stats(),
+        cpu_seconds: c.cpu_ns as f64 / 1e9,
+        cpu_source: c.cpu_source.unwrap_or(summary::Source::Proc),
+        memory_source: c.memory_source,
+        memory_peak_bytes: c.memory_peak,
+        oom_kills: c.oom_kills,
+        network,
+        limits: c.limits,
+        cpu_to_limit: opt(&c.cpu_to_limit),
+        memory_to_limit: opt(&c.memory_to_limit),
+        histograms: Some(histograms),
+    }
+}
+
+/// Keeps the `keep` highest by CPU and the `keep` highest by memory.
+pub(super) fn prune_top(list: &mut Vec<ProcessSummary>, keep: usize) {
+    let mut by_cpu: Vec<usize> = (0..list.len()).collect();
+    by_cpu.sort_by(|a, b| {
+        list[*b].cpu_seconds.total_cmp(&list[*a].cpu_seconds).then(
+            list[*b]
+                .peak_cpu_percent
+                .total_cmp(&list[*a].peak_cpu_percent),
+        )
+    });
+    let mut by_mem: Vec<usize> = (0..list.len()).collect();
+    by_mem.sort_by(|a, b| {
+        list[*b]
+            .peak_mem_rss_bytes
+            .cmp(&list[*a].peak_mem_rss_bytes)
+    });
+    let wanted: HashSet<usize> = by_cpu
+        .into_iter()
+        .take(keep)
+        .chain(by_mem.into_iter().take(keep))
+        .collect();
+    let mut i = 0;
+    list.retain(|_| {
+        let k = wanted.contains(&i);
+        i += 1;
+        k
+    });
+}

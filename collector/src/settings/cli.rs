@@ -1,0 +1,218 @@
+//! Command-line interface. The flags and environment variables of the seed collector are
+//! kept as they were (`--interval`, `--proc-path`, `--log-level`, `--log-format`, `--top`,
+//! `--push-endpoint`, `--push-token`/`COLLECTOR_PUSH_TOKEN`); everything else is added.
+
+use std::{ffi::OsString, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use summary::duration::parse_duration;
+
+const AFTER_HELP: &str = "\
+Modes:
+  collector [OPTIONS]                 sidecar: measure everything visible in --proc-path until
+                                      SIGINT/SIGTERM, then push one summary (or print it)
+  collector run [OPTIONS] -- CMD...   run CMD in a cgroup of its own, measure it, print a table
+                                      (or --json), push if --push-endpoint is set, exit with
+                                      CMD's status
+  collector node [OPTIONS]            one per CI node (DaemonSet): every job found from its
+                                      processes' GITHUB_* variables, one summary per job at its end
+  collector check                     say which CPU source (eBPF, cgroup, /proc) works here
+  collector show [FILE]               print a summary (file, run --json, or query answer) as a table
+
+Environment:
+  GITHUB_REPOSITORY_OWNER, GITHUB_REPOSITORY, GITHUB_WORKFLOW, GITHUB_JOB, GITHUB_RUN_ID
+      run identity of the pushed summary (FORGEJO_* equivalents are accepted)
+  COLLECTOR_PUSH_TOKEN   Bearer token for the push endpoint (same as --push-token)
+  CGROUP_PROCESS_MAP     JSON: process name -> container name, e.g. {\"node\":\"runner\"}
+  CGROUP_LIMITS          JSON: container -> {\"cpu\": \"500m\", \"memory\": \"1Gi\"} (Kubernetes notation)
+  RUST_LOG               fine-grained log filter (overrides --log-level)
+
+CPU comes from eBPF (exact, every context switch) when it can be loaded (root or CAP_BPF +
+CAP_PERFMON, kernel BTF), else from cgroup cpu.stat/cpuacct, else from /proc polling. The
+summary says which source each figure came from.";
+
+#[derive(Parser, Debug)]
+#[command(name = "collector", version, about = "Measures CPU, memory and network of CI jobs and their containers", after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a command in a cgroup of its own, measure it, and exit with its status.
+    Run(RunArgs),
+    /// Node mode (a privileged DaemonSet): measure every CI job on this node and push one
+    /// summary per job when it ends (needs a wildcard-scoped push token).
+    Node(NodeArgs),
+    /// Report which CPU source this machine allows (eBPF, cgroup counters or /proc) and why.
+    Check,
+    /// Print a summary as a table: a summary file, `run --json` output, or a receiver query
+    /// answer (`curl .../api/v1/metrics/repo/... | collector show`).
+    Show {
+        /// JSON file to read; `-` or nothing reads standard input.
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Print the JSON summary instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Container name in the summary (default: the command's file name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The command and its arguments.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// What makes up a job: its Kubernetes pod (every container of it) or only the container
+    /// whose processes carry the job's GITHUB_*/FORGEJO_* variables.
+    #[arg(long, value_enum, default_value_t = GroupBy::Pod)]
+    pub group_by: GroupBy,
+    /// Where finished jobs' summaries wait for the receiver, and active jobs' checkpoints
+    /// live (survives restarts; put it on the host).
+    #[arg(long, default_value = "/var/lib/ci-collector/spool")]
+    pub spool_dir: PathBuf,
+    /// Most bytes of summaries kept while the receiver is unreachable; past that the oldest
+    /// are dropped (and logged).
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub spool_max_bytes: u64,
+    /// How long a job must have no process before it counts as ended.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub job_grace: Duration,
+    /// How often active jobs are checkpointed to the spool directory.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub checkpoint_interval: Duration,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupBy {
+    Pod,
+    Container,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// How often to sample processes, memory and network (e.g. 2s, 500ms, 1m).
+    #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// How often to read container CPU when the counters are cheap (eBPF or cgroup).
+    /// With the /proc fallback CPU follows --interval.
+    #[arg(long, global = true, default_value = "100ms", value_parser = parse_duration)]
+    pub cpu_interval: Duration,
+    /// Root of the proc filesystem to read (e.g. a host's /proc mounted elsewhere).
+    #[arg(long, global = true, default_value = "/proc")]
+    pub proc_path: PathBuf,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, global = true, default_value = "info")]
+    pub log_level: String,
+    /// Log and per-interval output format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// How many processes to list in top_cpu_processes and top_mem_processes.
+    #[arg(long, global = true, default_value_t = 5)]
+    pub top: usize,
+    /// Receiver endpoint to push the summary to, e.g. http://receiver:8080/api/v1/metrics.
+    #[arg(long, global = true)]
+    pub push_endpoint: Option<String>,
+    /// Bearer push token (from POST /api/v1/token).
+    #[arg(
+        long,
+        global = true,
+        env = "COLLECTOR_PUSH_TOKEN",
+        hide_env_values = true
+    )]
+    pub push_token: Option<String>,
+    /// How long to keep retrying the push before writing the summary to --summary-file.
+    #[arg(long, global = true, default_value = "30s", value_parser = parse_duration)]
+    pub push_timeout: Duration,
+    /// Where to write the summary when it cannot be pushed (default:
+    /// ./collector-summary-<run id or start time>.json, or the temp directory if the current
+    /// one is not writable).
+    #[arg(long, global = true)]
+    pub summary_file: Option<PathBuf>,
+    /// Serve live per-container metrics for Prometheus at http://ADDR/metrics (e.g.
+    /// 127.0.0.1:9464). Off unless set: the figures name jobs and repositories.
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Do not try eBPF; use cgroup counters or /proc (same as --cpu-source cgroup).
+    #[arg(long, global = true)]
+    pub no_ebpf: bool,
+    /// Where container CPU comes from: auto tries eBPF, then cgroup counters, then /proc;
+    /// naming one uses only that (and fails if it is not available).
+    #[arg(long, global = true, value_enum, default_value_t = CpuSourceChoice::Auto)]
+    pub cpu_source: CpuSourceChoice,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuSourceChoice {
+    Auto,
+    Ebpf,
+    Cgroup,
+    Proc,
+}
+
+impl Common {
+    /// The effective choice (`--no-ebpf` narrows `auto`).
+    pub fn cpu_choice(&self) -> CpuSourceChoice {
+        match (self.cpu_source, self.no_ebpf) {
+            (CpuSourceChoice::Auto, true) => CpuSourceChoice::Cgroup,
+            (choice, _) => choice,
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "collector",
+            "--interval=2s",
+            "--top=10",
+            "--push-endpoint=http://r:8080/api/v1/metrics",
+            "--push-token",
+            "abc",
+            "--log-format",
+            "json",
+            "--proc-path",
+            "/host/proc",
+        ])
+        .unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.common.interval, Duration::from_secs(2));
+        assert_eq!(cli.common.top, 10);
+        assert_eq!(cli.common.log_format, LogFormat::Json);
+        let run = Cli::try_parse_from(["collector", "run", "--json", "--", "make", "-j4"]).unwrap();
+        match run.command {
+            Some(Command::Run(r)) => {
+                assert!(r.json);
+                assert_eq!(
+                    r.command,
+                    vec![OsString::from("make"), OsString::from("-j4")]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

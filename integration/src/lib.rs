@@ -1,0 +1,1 @@
+//! Nothing here: this package holds the cross-binary tests in `tests/`.

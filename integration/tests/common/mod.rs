@@ -1,0 +1,210 @@
+//! What the cross-binary tests share besides `testkit`: the collector binary, a child
+//! process whose log can be waited on, and cgroups made by a test.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+/// The collector binary of this build, beside the receiver's (`target/<profile>/`).
+pub fn collector_binary() -> PathBuf {
+    // The test binary is `target/<profile>/deps/<test>-<hash>`.
+    let exe = std::env::current_exe().expect("the path of the test binary");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join("collector");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build -p collector` (same profile as the tests) first",
+        path.display()
+    );
+    path
+}
+
+/// A command for the collector binary.
+pub fn collector() -> Command {
+    Command::new(collector_binary())
+}
+
+/// A child process killed and reaped when dropped, whose stderr is collected line by line
+/// so a test can wait for what it logs.
+pub struct Proc {
+    pub child: Child,
+    log: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Proc {
+    /// Spawns `cmd` with stderr captured (stdout as the command set it).
+    #[track_caller]
+    pub fn spawn(cmd: &mut Command) -> Self {
+        let mut child = cmd
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Self {
+            child,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// How many logged lines contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Waits until `n` logged lines contain `needle`.
+    #[track_caller]
+    pub fn wait_for_lines(&self, needle: &str, n: usize, deadline: Duration) {
+        let what = format!("{n} log lines containing {needle:?}");
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            testkit::wait_until(deadline, &what, || self.count(needle) >= n)
+        }));
+        if ok.is_err() {
+            panic!("timed out waiting for {what}; log:\n{}", self.log());
+        }
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own, not yet reaped, child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits for the exit; the whole log once it has ended.
+    #[track_caller]
+    pub fn wait(&mut self, deadline: Duration) -> (std::process::ExitStatus, String) {
+        let child = &mut self.child;
+        let status = testkit::wait_for(deadline, "the process to exit", || {
+            child.try_wait().expect("waiting for the child")
+        });
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        (status, self.log())
+    }
+}
+
+/// Killed and reaped when dropped; a failing test also shows what it logged.
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- {:?} log ---\n{}", self.child.id(), self.log());
+        }
+    }
+}
+
+/// Files of `dir` with the extension `ext` (0 when the directory is missing).
+pub fn count_files(dir: &Path, ext: &str) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == ext))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// The cgroup v2 mount of this machine (from mountinfo).
+pub fn cgroup2_mount() -> PathBuf {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    collector::sources::cgroupfs::cgroup2_mount_point(&text).expect("cgroup v2 mount")
+}
+
+/// The v1 mount of a controller, on hybrid hosts.
+pub fn cgroup_v1_mount(controller: &str) -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    collector::sources::cgroupfs::Mounts::parse(&text)
+        .v1
+        .get(controller)
+        .cloned()
+}
+
+/// `pure v2` or `hybrid`, for the tests to say which layout they ran on.
+pub fn cgroup_layout() -> &'static str {
+    if cgroup_v1_mount("memory").is_some() || cgroup_v1_mount("cpuacct").is_some() {
+        "hybrid (v1 controllers, v2 beside them)"
+    } else {
+        "pure v2"
+    }
+}
+
+/// `usage_usec` of a cgroup's cpu.stat, in ns.
+pub fn cgroup_usage_ns(dir: &Path) -> u64 {
+    let text = std::fs::read_to_string(dir.join("cpu.stat")).unwrap();
+    collector::sources::cgroupfs::parse_keyed(&text, "usage_usec").expect("usage_usec") * 1000
+}
+
+/// A cgroup subtree made by a test, removed (deepest first) when dropped, also when the test
+/// fails, so failed runs leave nothing behind.
+pub struct CgroupTree(pub PathBuf);
+
+impl Drop for CgroupTree {
+    fn drop(&mut self) {
+        fn remove(dir: &Path) {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        remove(&e.path());
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(dir);
+        }
+        remove(&self.0);
+    }
+}
+
+/// The TCP port process `pid` listens on, once it does: servers started on port 0 (the
+/// collector's `--metrics-addr`, Prometheus) are found from their sockets in /proc, so no
+/// port is ever picked by the test, closed and bound again.
+pub fn listening_port(pid: u32, deadline: Duration) -> u16 {
+    testkit::wait_for(deadline, &format!("process {pid} to listen"), || {
+        let sockets: std::collections::HashSet<String> =
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .ok()?
+                .flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .filter_map(|target| {
+                    let t = target.to_string_lossy();
+                    Some(t.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+                })
+                .collect();
+        let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).ok()?;
+        table.lines().skip(1).find_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address is `IP:PORT` in hex; state 0A is LISTEN; field 9 the inode.
+            let listening = f.get(3) == Some(&"0A") && sockets.contains(*f.get(9)?);
+            let port = f.get(1)?.rsplit_once(':')?.1;
+            listening
+                .then(|| u16::from_str_radix(port, 16).ok())
+                .flatten()
+        })
+    })
+}

@@ -1,0 +1,324 @@
+//! A simulated CI node: several concurrent "jobs", each a Kubernetes-shaped pod of two
+//! containers (cgroups), whose runner processes carry GITHUB_* variables and whose service
+//! process does not, start and end at different times under one `collector node`. Each job
+//! gets exactly one summary at a real receiver, with the right identity, and its CPU within
+//! 1 % of the pod cgroup's own accounting. Then the collector is restarted in the middle of
+//! two jobs: one that runs on and one that ends while the collector is down.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use common::*;
+use summary::StoredRun;
+use testkit::{READ_TOKEN, Receiver, wait_for, wait_until};
+
+const WILDCARD: &str = r#"{"organization":"sim-org","repository":"*","workflow":"*","job":"*"}"#;
+/// Long enough for anything here on a loaded 2-core machine; conditions end waits early.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A fake pod: `<root>/kubepods/besteffort/pod<uid>/<container id>` for runner and service.
+struct Pod {
+    dir: PathBuf,
+    runner: PathBuf,
+    service: PathBuf,
+    repo: String,
+    job: String,
+}
+
+impl Pod {
+    fn new(root: &Path, n: u32) -> Self {
+        // Pods differ in their first 8 uid characters (the short pod name keeps those).
+        let uid = format!(
+            "{n:04x}{:04x}-0000-4000-8000-{:012x}",
+            std::process::id() & 0xffff,
+            n
+        );
+        let dir = root.join("kubepods/besteffort").join(format!("pod{uid}"));
+        // Container ids differ in their first 12 characters (the short id names them).
+        let runner = dir.join(format!("{:012x}{:052x}", u64::from(n) * 2 + 1, 0));
+        let service = dir.join(format!("{:012x}{:052x}", u64::from(n) * 2 + 2, 0));
+        for d in [&runner, &service] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        Self {
+            dir,
+            runner,
+            service,
+            repo: format!("sim-org/repo-{n}"),
+            job: format!("build-{n}"),
+        }
+    }
+
+    /// Starts the runner (with the job's identity) and the service (without).
+    fn start(&self, runner_script: &str, service_secs: f32) -> Vec<Child> {
+        let spawn = |cgroup: &Path, script: &str, identity: bool| {
+            let mut cmd = Command::new("sh");
+            cmd.arg("-c")
+                .arg(format!(
+                    "echo $$ > {}/cgroup.procs && exec bash -c '{script}'",
+                    cgroup.display()
+                ))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            if identity {
+                cmd.envs([
+                    ("GITHUB_REPOSITORY", self.repo.as_str()),
+                    ("GITHUB_WORKFLOW", "ci.yml"),
+                    ("GITHUB_JOB", self.job.as_str()),
+                    ("GITHUB_RUN_ID", "1001"),
+                ]);
+            }
+            cmd.spawn().unwrap()
+        };
+        vec![
+            spawn(&self.runner, runner_script, true),
+            spawn(&self.service, &format!("sleep {service_secs}"), false),
+        ]
+    }
+
+    fn runs(&self, receiver: &Receiver) -> Vec<StoredRun> {
+        let repo = self.repo.split('/').nth(1).unwrap();
+        let path = format!("/api/v1/metrics/repo/sim-org/{repo}/ci.yml/{}", self.job);
+        let r = receiver.http("GET", &path, Some(READ_TOKEN), None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
+    /// Its one summary, once it has arrived.
+    fn summary(&self, receiver: &Receiver) -> StoredRun {
+        let runs = wait_for(DEADLINE, &format!("the summary of {}", self.job), || {
+            Some(self.runs(receiver)).filter(|r| !r.is_empty())
+        });
+        runs.into_iter().next().unwrap()
+    }
+
+    fn remove(&self) {
+        for d in [&self.runner, &self.service, &self.dir] {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// Burns about `secs` of one core in short-lived subshells (fork-heavy, like a build).
+fn burner(secs: f32) -> String {
+    format!(
+        "end=$((SECONDS+{})); while ((SECONDS<end)); do (i=0; while ((i<3000)); do ((i++)); done); done",
+        secs.ceil() as u32
+    )
+}
+
+/// A node collector; returns once it measures (its first scan is under way).
+fn node_collector(spool: &Path, receiver: &Receiver, token: &str) -> Proc {
+    let p = Proc::spawn(
+        collector()
+            .args([
+                "node",
+                "--interval=300ms",
+                "--job-grace=900ms",
+                "--checkpoint-interval=600ms",
+            ])
+            .env("RUST_LOG", "info,collector::modes::node=debug")
+            .arg(format!("--spool-dir={}", spool.display()))
+            .arg(format!(
+                "--push-endpoint={}",
+                receiver.url("/api/v1/metrics")
+            ))
+            .arg(format!("--push-token={token}"))
+            .stdout(Stdio::null()),
+    );
+    p.wait_for_lines("node mode: measuring", 1, DEADLINE);
+    p
+}
+
+/// A node collector sees every process on the machine, so the tests take turns.
+static ONE_NODE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Waits until every summary in the spool has been acknowledged.
+fn wait_spool_empty(spool: &Path) {
+    wait_until(DEADLINE, "the spool to empty", || {
+        count_files(spool, "json") == 0
+    });
+}
+
+fn wait_all(children: Vec<Child>) {
+    for mut c in children {
+        c.wait().unwrap();
+    }
+}
+
+#[test]
+fn simulated_node() {
+    let _turn = ONE_NODE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !testkit::require_root("creates cgroups") {
+        return;
+    }
+    println!("cgroup layout: {}", cgroup_layout());
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(dir.path());
+    // A wildcard token for the whole organization, as a node collector has.
+    let token = receiver.push_token(WILDCARD);
+    let spool = dir.path().join("spool");
+    let root = cgroup2_mount().join(format!("sim-node-{}", std::process::id()));
+    let _cleanup = CgroupTree(root.clone());
+    let mut collector = node_collector(&spool, &receiver, &token);
+
+    // Three jobs, staggered: each starts once the one before has been identified.
+    let pods: Vec<Pod> = (1..=3).map(|n| Pod::new(&root, n)).collect();
+    let mut running = Vec::new();
+    // Jobs last seconds, like real ones: a job must outlive two scans to be identified.
+    for (i, (pod, (secs, service))) in pods
+        .iter()
+        .zip([(2.5, 3.0), (2.0, 2.5), (3.0, 1.0)])
+        .enumerate()
+    {
+        running.push(pod.start(&burner(secs), service));
+        collector.wait_for_lines("job started", i + 1, DEADLINE);
+    }
+    for r in running {
+        wait_all(r);
+    }
+    let truth: Vec<u64> = pods.iter().map(|p| cgroup_usage_ns(&p.dir)).collect();
+    pods.iter().for_each(Pod::remove);
+
+    for (pod, truth) in pods.iter().zip(&truth) {
+        let run = pod.summary(&receiver);
+        assert_eq!(
+            (
+                run.organization.as_str(),
+                run.repository.as_str(),
+                run.workflow.as_str(),
+                run.job.as_str(),
+                run.run_id.as_str()
+            ),
+            (
+                "sim-org",
+                pod.repo.as_str(),
+                "ci.yml",
+                pod.job.as_str(),
+                "1001"
+            )
+        );
+        run.payload.validate().unwrap();
+        assert_eq!(
+            run.payload.containers.len(),
+            2,
+            "runner and service: {:?}",
+            run.payload
+                .containers
+                .iter()
+                .map(|c| &c.name)
+                .collect::<Vec<_>>()
+        );
+        let cpu: f64 = run.payload.containers.iter().map(|c| c.cpu_seconds).sum();
+        let truth = *truth as f64 / 1e9;
+        println!(
+            "{}: collector {cpu:.4} s, pod cgroup {truth:.4} s, ratio {:.4}",
+            pod.job,
+            cpu / truth
+        );
+        assert!(
+            (cpu / truth - 1.0).abs() <= 0.01,
+            "{}: {cpu} vs {truth}",
+            pod.job
+        );
+    }
+    // Exactly one summary each, also once nothing is left to push.
+    wait_spool_empty(&spool);
+    for pod in &pods {
+        assert_eq!(
+            pod.runs(&receiver).len(),
+            1,
+            "{} pushed more than once",
+            pod.job
+        );
+    }
+
+    // A restart in the middle: job 4 runs on across it, job 5 ends while the collector is down.
+    let (p4, p5) = (Pod::new(&root, 4), Pod::new(&root, 5));
+    let j4 = p4.start(&burner(4.0), 4.0);
+    let j5 = p5.start(&burner(2.0), 2.0);
+    // Both identified and checkpointed before the stop.
+    collector.wait_for_lines("job started", 5, DEADLINE);
+    wait_until(DEADLINE, "checkpoints of jobs 4 and 5", || {
+        count_files(&spool.join("active"), "json") == 2
+    });
+    collector.signal(libc::SIGTERM);
+    let (status, log) = collector.wait(DEADLINE);
+    assert!(status.success(), "{log}");
+    wait_all(j5);
+    let collector = node_collector(&spool, &receiver, &token);
+    wait_all(j4);
+    let (t4, t5) = (
+        cgroup_usage_ns(&p4.dir) as f64 / 1e9,
+        cgroup_usage_ns(&p5.dir) as f64 / 1e9,
+    );
+    p4.remove();
+    p5.remove();
+    for (pod, truth) in [(&p4, t4), (&p5, t5)] {
+        let run = pod.summary(&receiver);
+        let cpu: f64 = run.payload.containers.iter().map(|c| c.cpu_seconds).sum();
+        println!(
+            "{} across a restart: collector {cpu:.4} s, pod cgroup {truth:.4} s (the downtime is not measured)",
+            pod.job
+        );
+        assert!(
+            cpu > 0.3 * truth && cpu <= truth * 1.01,
+            "{}: {cpu} vs {truth}",
+            pod.job
+        );
+    }
+    wait_spool_empty(&spool);
+    wait_until(DEADLINE, "no checkpoint left", || {
+        count_files(&spool.join("active"), "json") == 0
+    });
+    for pod in [&p4, &p5] {
+        assert_eq!(
+            pod.runs(&receiver).len(),
+            1,
+            "{} pushed more than once",
+            pod.job
+        );
+    }
+    assert!(!collector.log().contains("panicked"), "{}", collector.log());
+}
+
+#[test]
+fn receiver_outage_is_survived_through_the_spool() {
+    let _turn = ONE_NODE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !testkit::require_root("creates cgroups") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut receiver = Receiver::start(&dir.path().join("db"));
+    let token = receiver.push_token(WILDCARD);
+    // The receiver goes down: nothing listens on its port until it restarts there.
+    receiver.sigkill();
+    let spool = dir.path().join("spool");
+    let root = cgroup2_mount().join(format!("sim-outage-{}", std::process::id()));
+    let _cleanup = CgroupTree(root.clone());
+    let collector = node_collector(&spool, &receiver, &token);
+
+    let pod = Pod::new(&root, 7);
+    wait_all(pod.start(&burner(2.0), 2.0));
+    let truth = cgroup_usage_ns(&pod.dir) as f64 / 1e9;
+    pod.remove();
+    // The job ends, its summary is spooled and retried while the receiver is down.
+    wait_until(DEADLINE, "the summary in the spool", || {
+        count_files(&spool, "json") == 1
+    });
+    let retries = collector.count("receiver unavailable");
+    collector.wait_for_lines("receiver unavailable", retries + 1, DEADLINE);
+    // The receiver comes up; the spooled summary arrives, once.
+    receiver.restart();
+    let run = pod.summary(&receiver);
+    wait_spool_empty(&spool);
+    assert_eq!(pod.runs(&receiver).len(), 1, "pushed more than once");
+    let cpu: f64 = run.payload.containers.iter().map(|c| c.cpu_seconds).sum();
+    println!("after an outage: collector {cpu:.4} s, pod cgroup {truth:.4} s");
+    assert!((cpu / truth - 1.0).abs() <= 0.01, "{cpu} vs {truth}");
+}

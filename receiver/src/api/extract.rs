@@ -1,0 +1,277 @@
+//! What handlers take from a request: credentials, the body, the query path and its
+//! parameters. Each step fails with the answer the client gets.
+
+use std::borrow::Cow;
+
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use hyper::body::{Body, Bytes};
+use hyper::header;
+use hyper::{Request, StatusCode};
+use percent_encoding::percent_decode_str;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::{AppState, DEFAULT_LIMIT, MAX_LIMIT, QUERY_PREFIX};
+
+/// The bearer token of a request; 401 if there is none.
+pub(crate) fn bearer<B>(req: &Request<B>) -> Result<&str, ApiError> {
+    let missing = || ApiError::new(StatusCode::UNAUTHORIZED, "missing bearer token");
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(missing)?;
+    let value = value.to_str().map_err(|_| missing())?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or_else(missing)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(missing());
+    }
+    Ok(token.trim())
+}
+
+/// 401 unless the request carries the read token.
+pub(crate) fn require_read_token<B>(state: &AppState, req: &Request<B>) -> Result<(), ApiError> {
+    if state.keys.is_read_token(bearer(req)?) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid read token",
+        ))
+    }
+}
+
+/// 415 if a `Content-Type` is given and is not JSON (parameters such as `charset` are fine).
+pub(crate) fn require_json<B>(req: &Request<B>) -> Result<(), ApiError> {
+    let Some(ct) = req.headers().get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let mime = ct
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim();
+    if mime.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        ))
+    }
+}
+
+/// Reads the body, at most `max_body_bytes` (413), within `body_timeout` (408).
+pub(crate) async fn read_body<B>(state: &AppState, req: Request<B>) -> Result<Bytes, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body exceeds {} bytes", state.max_body_bytes),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
+        return Err(too_large());
+    }
+    let limited = Limited::new(req.into_body(), state.max_body_bytes);
+    match tokio::time::timeout(state.body_timeout, limited.collect()).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timed out reading the request body",
+        )),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(_)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "could not read the request body",
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// The body as JSON; 400 with serde's message if it is not.
+pub(crate) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")))
+}
+
+/// Decodes the `%XX` escapes of one path segment; `None` if an escape is malformed (`%`
+/// not followed by two hex digits) or the result is not UTF-8.
+pub fn percent_decode(segment: &str) -> Option<String> {
+    // percent-encoding passes malformed escapes through as text; here they are errors.
+    let bytes = segment.as_bytes();
+    let well_formed = bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
+    }
+    percent_decode_str(segment)
+        .decode_utf8()
+        .ok()
+        .map(Cow::into_owned)
+}
+
+/// `/api/v1/metrics/repo/{org}/{repo}/{workflow}/{job}`, decoded: 404 if the shape is
+/// wrong, 400 if an escape is.
+pub(crate) fn query_path(path: &str) -> Result<[String; 4], ApiError> {
+    let shape = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "expected /api/v1/metrics/repo/{org}/{repo}/{workflow}/{job}",
+        )
+    };
+    let rest = path.strip_prefix(QUERY_PREFIX).ok_or_else(shape)?;
+    let segments: Vec<&str> = rest.split('/').collect();
+    let [org, repo, workflow, job] = segments[..] else {
+        return Err(shape());
+    };
+    let segments = [org, repo, workflow, job];
+    if segments.iter().any(|s| s.is_empty()) {
+        return Err(shape());
+    }
+    let mut decoded = segments.map(|_| String::new());
+    for (out, s) in decoded.iter_mut().zip(segments) {
+        *out = percent_decode(s).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed percent-encoding in path",
+            )
+        })?;
+    }
+    Ok(decoded)
+}
+
+/// The `limit` and `cursor` parameters of a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PageParams {
+    /// Page size, 1..=[`MAX_LIMIT`].
+    pub(crate) limit: usize,
+    /// Runs older than this id, if given.
+    pub(crate) cursor: Option<u64>,
+}
+
+/// Parses `limit=N&cursor=HEX` (other parameters are ignored); 400 on a bad value.
+pub(crate) fn page_params(query: Option<&str>) -> Result<PageParams, ApiError> {
+    let mut params = PageParams {
+        limit: DEFAULT_LIMIT,
+        cursor: None,
+    };
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "limit" => {
+                params.limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            "limit must be an integer from 1 to 1000",
+                        )
+                    })?;
+            }
+            "cursor" => {
+                params.cursor = Some(
+                    decode_cursor(v)
+                        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid cursor"))?,
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(params)
+}
+
+/// Encodes a cursor (the id of the last run on a page).
+pub(crate) fn encode_cursor(id: u64) -> String {
+    hex::encode(id.to_be_bytes())
+}
+
+fn decode_cursor(s: &str) -> Option<u64> {
+    let mut bytes = [0u8; 8];
+    hex::decode_to_slice(s, &mut bytes).ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(
+            percent_decode("test-org%2Fstress-test").as_deref(),
+            Some("test-org/stress-test")
+        );
+        assert_eq!(percent_decode("ci.yml").as_deref(), Some("ci.yml"));
+        assert_eq!(percent_decode("a%20b%2f").as_deref(), Some("a b/"));
+        assert_eq!(percent_decode("%"), None);
+        assert_eq!(percent_decode("%2"), None);
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%%41"), None);
+        assert_eq!(percent_decode("my%2-repo"), None);
+        assert_eq!(percent_decode("%ff"), None);
+        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("é"));
+        assert_eq!(percent_decode("").as_deref(), Some(""));
+    }
+
+    #[test]
+    fn query_paths() {
+        assert_eq!(
+            query_path("/api/v1/metrics/repo/o/o%2Fr/ci.yml/build").unwrap(),
+            ["o", "o/r", "ci.yml", "build"].map(String::from)
+        );
+        for (path, status) in [
+            ("/api/v1/metrics/repo/o/r/w", 404),
+            ("/api/v1/metrics/repo/o/r/w/j/x", 404),
+            ("/api/v1/metrics/repo/o//w/j", 404),
+            ("/api/v1/metrics/repo/o/r%zz/w/j", 400),
+        ] {
+            let err = query_path(path).unwrap_err();
+            assert_eq!(err.into_response().status().as_u16(), status, "{path}");
+        }
+    }
+
+    #[test]
+    fn page_parameters() {
+        assert_eq!(
+            page_params(None).unwrap(),
+            PageParams {
+                limit: DEFAULT_LIMIT,
+                cursor: None
+            }
+        );
+        assert_eq!(
+            page_params(Some("limit=3&cursor=00000000000003e8&x=y")).unwrap(),
+            PageParams {
+                limit: 3,
+                cursor: Some(1000)
+            }
+        );
+        for bad in ["limit=0", "limit=1001", "limit=x", "cursor=zz", "cursor="] {
+            assert!(page_params(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        for id in [0, 1, 42, u64::MAX] {
+            assert_eq!(decode_cursor(&encode_cursor(id)), Some(id));
+        }
+        assert_eq!(decode_cursor("xyz"), None);
+        assert_eq!(decode_cursor(""), None);
+    }
+}

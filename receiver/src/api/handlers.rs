@@ -1,0 +1,167 @@
+//! One function per endpoint: issue a token, store a push, answer a query, serve metrics.
+
+use http_body_util::Full;
+use hyper::body::{Body, Bytes};
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use serde::Deserialize;
+use summary::MetricsPush;
+
+use super::error::{ApiError, json_response};
+use super::extract::{
+    bearer, encode_cursor, page_params, parse_json, query_path, read_body, require_json,
+    require_read_token,
+};
+use super::{AppState, Resp};
+use crate::auth::{Scope, TokenError};
+use crate::store::{NewRun, job_key};
+
+/// `GET /healthz`.
+pub(crate) fn healthz() -> Resp {
+    json_response(StatusCode::OK, r#"{"status":"ok"}"#)
+}
+
+/// `GET /metrics`: OpenMetrics for Prometheus (it asks for it), the classic text for
+/// everyone else.
+pub(crate) fn metrics<B>(state: &AppState, req: &Request<B>) -> Resp {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let (ctype, body) = summary::exposition::negotiate(accept, state.metrics.encode());
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    resp
+}
+
+/// Body of `POST /api/v1/token`.
+#[derive(Debug, Deserialize)]
+struct TokenRequest {
+    organization: String,
+    repository: String,
+    workflow: String,
+    job: String,
+    /// Optional lifetime in seconds; the token expires after it.
+    #[serde(default)]
+    ttl_seconds: Option<u64>,
+}
+
+/// `POST /api/v1/token` (read token): a push token for the requested scope.
+pub(crate) async fn issue_token<B>(state: &AppState, req: Request<B>) -> Result<Resp, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    require_read_token(state, &req)?;
+    require_json(&req)?;
+    let body = read_body(state, req).await?;
+    let request: TokenRequest = parse_json(&body)?;
+    let scope = Scope::new(
+        &request.organization,
+        &request.repository,
+        &request.workflow,
+        &request.job,
+    )
+    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let expiry = match request.ttl_seconds {
+        None => None,
+        Some(0) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "ttl_seconds must be positive",
+            ));
+        }
+        Some(ttl) => Some(
+            state
+                .keys
+                .now()
+                .checked_add(ttl)
+                .filter(|t| *t < i64::MAX as u64 / 1000)
+                .ok_or_else(|| {
+                    ApiError::new(StatusCode::BAD_REQUEST, "ttl_seconds is too large")
+                })?,
+        ),
+    };
+    let token = state.keys.issue(&scope, expiry);
+    let body = match expiry {
+        None => serde_json::json!({ "token": token }),
+        Some(t) => serde_json::json!({
+            "token": token,
+            "expires_at": summary::time::format_unix_millis(t as i64 * 1000),
+        }),
+    };
+    Ok(json_response(StatusCode::OK, body.to_string()))
+}
+
+/// `POST /api/v1/metrics` (push token): stores a summary; 201 after a durable commit.
+pub(crate) async fn push<B>(state: &AppState, req: Request<B>) -> Result<Resp, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let token = bearer(&req)?.to_owned();
+    require_json(&req)?;
+    let body = read_body(state, req).await?;
+    let push: MetricsPush = parse_json(&body)?;
+    let e = &push.execution;
+    let scope = Scope::exact(&e.organization, &e.repository, &e.workflow, &e.job);
+    state.keys.verify(&token, &scope).map_err(|err| match err {
+        TokenError::Malformed | TokenError::Expired => {
+            ApiError::new(StatusCode::UNAUTHORIZED, err.to_string())
+        }
+        TokenError::WrongScope => ApiError::new(StatusCode::FORBIDDEN, err.to_string()),
+    })?;
+    push.validate()
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    // Encoded once, here: the writer thread only copies these bytes into the transaction.
+    let run = NewRun::new(&push.execution, &push.summary).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "could not encode the summary",
+        )
+    })?;
+    drop(push);
+    let inserted = state.store.insert(run).await?;
+    // `received_at` is RFC 3339 (digits, `-`, `:`, `.`, `T`, `Z`): nothing to escape.
+    let body = format!(
+        r#"{{"id":{},"received_at":"{}"}}"#,
+        inserted.id, inserted.received_at
+    );
+    Ok(json_response(StatusCode::CREATED, body))
+}
+
+/// `GET /api/v1/metrics/repo/{org}/{repo}/{workflow}/{job}` (read token): one page of the
+/// job's runs, newest first, with `X-Next-Cursor` and `Link` when more follow.
+pub(crate) async fn query<B>(state: &AppState, req: &Request<B>) -> Result<Resp, ApiError> {
+    require_read_token(state, req)?;
+    let path = req.uri().path();
+    let [org, repo, workflow, job] = query_path(path)?;
+    let page = page_params(req.uri().query())?;
+    let (limit, cursor) = (page.limit, page.cursor);
+    let key = job_key(&org, &repo, &workflow, &job);
+    let store = state.store.clone();
+    let page = tokio::task::spawn_blocking(move || store.query(&key, limit, cursor))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "query task failed"))??;
+    let total: usize = page.runs.iter().map(|r| r.len() + 1).sum();
+    let mut body = Vec::with_capacity(total + 2);
+    body.push(b'[');
+    for (i, run) in page.runs.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(run);
+    }
+    body.push(b']');
+    let mut resp = json_response(StatusCode::OK, body);
+    if let Some(next) = page.next {
+        let c = encode_cursor(next);
+        let link = format!("<{path}?limit={limit}&cursor={c}>; rel=\"next\"");
+        if let (Ok(c), Ok(link)) = (HeaderValue::from_str(&c), HeaderValue::from_str(&link)) {
+            resp.headers_mut().insert("x-next-cursor", c);
+            resp.headers_mut().insert(header::LINK, link);
+        }
+    }
+    Ok(resp)
+}

@@ -1,0 +1,128 @@
+//! The HTTP API: a `match (method, path)` router over a request, callable without a socket.
+//!
+//! | method | path | auth | answer |
+//! |---|---|---|---|
+//! | POST | `/api/v1/token` | read token | 200 `{"token": ...}` (plus `expires_at` with a TTL) |
+//! | POST | `/api/v1/metrics` | push token for the body's scope | 201 `{"id", "received_at"}` after a durable commit |
+//! | GET | `/api/v1/metrics/repo/{org}/{repo}/{workflow}/{job}` | read token | 200, JSON array, newest first |
+//! | GET | `/healthz` | none | 200 `{"status":"ok"}` |
+//! | GET | `/metrics` | none | the receiver's own metrics (OpenMetrics when asked for, else the Prometheus text format) |
+//!
+//! Errors are `{"error": "..."}` with 400 (malformed), 401 (missing, malformed or expired
+//! credentials), 403 (a valid push token for another scope), 404, 405 (with `Allow`),
+//! 408 (body too slow), 413 (body over `--max-body-bytes`), 415 (not JSON), 422 (a
+//! well-formed summary that fails validation), 500 and 503.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::body::{Body, Bytes};
+use hyper::{Method, Request, Response};
+use tracing::instrument;
+
+use crate::auth::Keys;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+mod error;
+mod extract;
+mod handlers;
+
+use error::ApiError;
+pub use extract::percent_decode;
+
+/// A response with a fully buffered body.
+pub type Resp = Response<http_body_util::Full<Bytes>>;
+
+/// Default page size of the query endpoint.
+pub const DEFAULT_LIMIT: usize = 50;
+/// Largest page size of the query endpoint.
+pub const MAX_LIMIT: usize = 1000;
+
+const QUERY_PREFIX: &str = "/api/v1/metrics/repo/";
+
+/// What every request handler needs.
+#[derive(Debug)]
+pub struct AppState {
+    /// Token issuing and checking, on the configured clock.
+    pub keys: Keys,
+    /// The database.
+    pub store: Arc<Store>,
+    /// The receiver's own metrics.
+    pub metrics: Arc<Metrics>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Deadline for reading a request body.
+    pub body_timeout: Duration,
+}
+
+impl AppState {
+    /// State for `config` over an opened store.
+    pub fn new(config: &Config, store: Arc<Store>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            keys: Keys::new(config.hmac_key.expose(), config.read_token.expose())
+                .with_clock(config.clock),
+            store,
+            metrics,
+            max_body_bytes: config.max_body_bytes,
+            body_timeout: config.body_timeout,
+        }
+    }
+}
+
+/// Answers one request. Never panics on request data; every failure is a JSON error.
+///
+/// The request span is at debug level: at the default `info` its creation and field
+/// formatting cost ~1% of a push's CPU, and the only event inside it at `info` or above
+/// (a storage failure) names what failed on its own.
+#[instrument(level = "debug", name = "request", skip_all, fields(method = %req.method(), path = %req.uri().path()))]
+pub async fn handle<B>(state: &AppState, req: Request<B>) -> Resp
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let started = Instant::now();
+    let (route, result) = route(state, req).await;
+    let resp = result.unwrap_or_else(ApiError::into_response);
+    let status = resp.status().as_u16();
+    state
+        .metrics
+        .observe_request(route, status, started.elapsed());
+    tracing::debug!(
+        route,
+        status,
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "answered"
+    );
+    resp
+}
+
+async fn route<B>(state: &AppState, req: Request<B>) -> (&'static str, Result<Resp, ApiError>)
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    match (&method, path.as_str()) {
+        (&Method::GET | &Method::HEAD, "/healthz") => ("healthz", Ok(handlers::healthz())),
+        (_, "/healthz") => ("healthz", Err(ApiError::method_not_allowed("GET"))),
+        (&Method::GET, "/metrics") => ("metrics", Ok(handlers::metrics(state, &req))),
+        (_, "/metrics") => ("metrics", Err(ApiError::method_not_allowed("GET"))),
+        (&Method::POST, "/api/v1/token") => ("token", handlers::issue_token(state, req).await),
+        (_, "/api/v1/token") => ("token", Err(ApiError::method_not_allowed("POST"))),
+        (&Method::POST, "/api/v1/metrics") => ("push", handlers::push(state, req).await),
+        (_, "/api/v1/metrics") => ("push", Err(ApiError::method_not_allowed("POST"))),
+        (&Method::GET, p) if p.starts_with(QUERY_PREFIX) => {
+            ("query", handlers::query(state, &req).await)
+        }
+        (_, p) if p.starts_with(QUERY_PREFIX) => {
+            ("query", Err(ApiError::method_not_allowed("GET")))
+        }
+        _ => (
+            "other",
+            Err(ApiError::new(hyper::StatusCode::NOT_FOUND, "not found")),
+        ),
+    }
+}
