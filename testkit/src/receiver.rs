@@ -233,10 +233,9 @@ impl Receiver {
             "kill -TERM {pid}: {}",
             std::io::Error::last_os_error()
         );
-        let status = wait_for(START_STOP, "the receiver to exit after SIGTERM", || {
+        wait_for(START_STOP, "the receiver to exit after SIGTERM", || {
             child.try_wait().expect("waiting for the receiver")
-        });
-        status
+        })
     }
 
     /// Starts the receiver again on the same database and port; a running one is stopped

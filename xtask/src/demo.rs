@@ -8,7 +8,7 @@
 
 use std::{
     io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpListener},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -57,16 +57,15 @@ pub fn run(object: &Path, seconds: u64) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let db = dir.join("metrics.db");
 
-    // 1. The receiver.
-    let addr = free_addr(8080);
-    step(format!(
-        "starting the receiver on http://{addr} with {}",
-        db.display()
-    ));
+    // 1. The receiver, on a port of the kernel's choosing; it says which in --addr-file.
+    step(format!("starting the receiver with {}", db.display()));
     let receiver_log = std::fs::File::create(dir.join("receiver.log"))?;
-    let receiver = Guard(
+    let addr_file = dir.join("receiver.addr");
+    let _ = std::fs::remove_file(&addr_file);
+    let mut receiver = Guard(
         Command::new(bin.join("receiver"))
-            .arg(format!("--addr={addr}"))
+            .arg("--addr=127.0.0.1:0")
+            .arg(format!("--addr-file={}", addr_file.display()))
             .arg(format!("--db={}", db.display()))
             .args([
                 format!("--read-token={READ_TOKEN}"),
@@ -77,7 +76,16 @@ pub fn run(object: &Path, seconds: u64) -> Result<()> {
             .spawn()
             .context("starting the receiver")?,
     );
-    wait_healthy(addr)?;
+    let addr: SocketAddr = util::wait_for(Duration::from_secs(30), "the receiver to start", || {
+        if let Ok(Some(status)) = receiver.0.try_wait() {
+            return Some(Err(anyhow::anyhow!(
+                "the receiver exited with {status} (see target/demo/receiver.log)"
+            )));
+        }
+        let text = std::fs::read_to_string(&addr_file).ok()?;
+        text.trim().parse().ok().map(Ok)
+    })??;
+    step(format!("the receiver listens on http://{addr}"));
 
     // 2. A push token for the demo job.
     step("issuing a push token: POST /api/v1/token");
@@ -85,7 +93,10 @@ pub fn run(object: &Path, seconds: u64) -> Result<()> {
     if status != 200 {
         bail!("token request failed with {status}: {body}");
     }
-    let token = json_string_field(&body, "token").context("no token in the answer")?;
+    let token = serde_json::from_str::<serde_json::Value>(&body)?["token"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("no token in the answer: {body}"))?;
 
     // 3. The workload's cgroups and network namespace.
     let mount = cgroup2_mount(&bin)?;
@@ -122,7 +133,17 @@ pub fn run(object: &Path, seconds: u64) -> Result<()> {
             .spawn()
             .context("starting the collector")?,
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    // It measures once it says so (the eBPF program loads first).
+    util::wait_for(Duration::from_secs(60), "the collector to start measuring", || {
+        if let Ok(Some(status)) = collector.0.try_wait() {
+            return Some(Err(anyhow::anyhow!(
+                "the collector exited with {status}; see {}",
+                collector_log.display()
+            )));
+        }
+        let log = std::fs::read_to_string(&collector_log).unwrap_or_default();
+        log.contains("collecting until").then_some(Ok(()))
+    })??;
 
     // 5. The workload.
     step(format!("running the workload for about {seconds} s"));
@@ -153,14 +174,9 @@ pub fn run(object: &Path, seconds: u64) -> Result<()> {
         Err(_) => None,
     };
     let started = Instant::now();
+    let limit = Duration::from_secs(seconds + 30);
     for mut w in workers {
-        let limit = Duration::from_secs(seconds + 30);
-        while w.0.try_wait()?.is_none() {
-            if started.elapsed() > limit {
-                bail!("the workload did not finish within {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        util::wait_for(limit, "the workload to finish", || w.0.try_wait().ok().flatten())?;
     }
     drop(sink);
     step(format!(
@@ -170,19 +186,10 @@ pub fn run(object: &Path, seconds: u64) -> Result<()> {
 
     // 6. Stop the collector: it takes a final sample and pushes its summary.
     util::run(Command::new("kill").args(["-TERM", &collector.0.id().to_string()]))?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = collector.0.try_wait()? {
-            break status;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the collector did not exit; see {}",
-                collector_log.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = util::wait_for(Duration::from_secs(60), "the collector to exit", || {
+        collector.0.try_wait().ok().flatten()
+    })
+    .with_context(|| format!("see {}", collector_log.display()))?;
     let log = std::fs::read_to_string(&collector_log).unwrap_or_default();
     if !status.success() || !log.contains("summary pushed") {
         bail!("the collector did not push its summary ({status}); its log:\n{log}");
@@ -220,26 +227,7 @@ pub fn run(object: &Path, seconds: u64) -> Result<()> {
     Ok(())
 }
 
-/// 127.0.0.1:`preferred` if free, else any free port.
-fn free_addr(preferred: u16) -> SocketAddr {
-    TcpListener::bind(("127.0.0.1", preferred))
-        .or_else(|_| TcpListener::bind("127.0.0.1:0"))
-        .and_then(|l| l.local_addr())
-        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], preferred)))
-}
-
-fn wait_healthy(addr: SocketAddr) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if matches!(http(addr, "GET", "/healthz", None, None), Ok((200, _))) {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!("the receiver did not answer /healthz on {addr} (see target/demo/receiver.log)")
-}
-
-/// One HTTP/1.1 exchange over loopback; returns (status, body).
+/// One request to the receiver: (status, body).
 pub fn http(
     addr: SocketAddr,
     method: &str,
@@ -247,58 +235,18 @@ pub fn http(
     token: Option<&str>,
     body: Option<&str>,
 ) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let body = body.unwrap_or("");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let raw = String::from_utf8_lossy(&raw);
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .context("malformed HTTP answer")?;
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    Ok((status, body))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
+    let method = http_client::Method::from_bytes(method.as_bytes())?;
+    let mut request = http_client::Request::to(method, addr, path).timeout(Duration::from_secs(30));
+    if let Some(token) = token {
+        request = request.bearer(token);
     }
-    out
+    if let Some(body) = body {
+        request = request.json(body.to_owned());
+    }
+    let response = http_client::blocking::request(request)?;
+    Ok((response.status.as_u16(), response.text().into_owned()))
 }
 
-/// `"field":"value"` from a flat JSON object (the token answer), without a JSON dependency.
-fn json_string_field(body: &str, field: &str) -> Option<String> {
-    let rest = &body[body.find(&format!("\"{field}\""))? + field.len() + 2..];
-    let rest = &rest[rest.find('"')? + 1..];
-    Some(rest[..rest.find('"')?].to_owned())
-}
 
 /// The cgroup v2 mount, as the collector itself finds it (`collector check`).
 fn cgroup2_mount(bin: &Path) -> Result<PathBuf> {

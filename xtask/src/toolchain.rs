@@ -218,7 +218,8 @@ fn ensure_debian_rustc() -> Result<PathBuf> {
         .args(DEBIAN_PACKAGES)
         .arg(&runtime)
         .current_dir(&debs);
-    util::run(&mut download).context("downloading Debian's rustc-web packages")?;
+    util::run_logged(&mut download, "apt-download")
+        .context("downloading Debian's rustc-web packages")?;
     for entry in std::fs::read_dir(&debs)? {
         let deb = entry?.path();
         util::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
@@ -298,14 +299,14 @@ fn ensure_bpf_linker(major: u32) -> Result<PathBuf> {
         }
     }
     step(format!(
-        "building bpf-linker {BPF_LINKER_VERSION} against LLVM {major} (about a minute)"
+        "building bpf-linker {BPF_LINKER_VERSION} against LLVM {major} (a few minutes on 2 cores; output in target/xtask-logs/bpf-linker.log)"
     ));
     let path = format!(
         "{}:{}",
         llvm_bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    util::run(
+    util::run_logged(
         util::cargo()
             .args(["install", "--locked", "--root"])
             .arg(&tools)
@@ -313,6 +314,7 @@ fn ensure_bpf_linker(major: u32) -> Result<PathBuf> {
             .args(["--no-default-features", "--features"])
             .arg(format!("llvm-{major}"))
             .env("PATH", path),
+        "bpf-linker",
     )
     .context("building bpf-linker")?;
     Ok(ours)

@@ -46,6 +46,34 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Runs a noisy set-up command (apt, a tool build) with its output in
+/// `target/xtask-logs/<name>.log`, so the screen keeps one line per step; on failure the
+/// error carries the log's last lines.
+pub fn run_logged(cmd: &mut Command, name: &str) -> Result<()> {
+    let line = describe(cmd);
+    let dir = root().join("target/xtask-logs");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{name}.log"));
+    let log = std::fs::File::create(&path)?;
+    let started = Instant::now();
+    let status = cmd
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .status()
+        .with_context(|| format!("could not start `{line}`"))?;
+    if !status.success() {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+        bail!(
+            "`{line}` failed ({status}) after {:.0?}; last lines of {}:\n{tail}",
+            started.elapsed(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Test counts added up over every `test result:` line of a cargo test run.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct TestTotals {
@@ -149,7 +177,7 @@ static APT_UPDATED: AtomicBool = AtomicBool::new(false);
 pub fn apt_update() -> Result<()> {
     if !APT_UPDATED.swap(true, Ordering::SeqCst) {
         step("apt-get update");
-        run(Command::new("apt-get").args(["update", "-qq"]))?;
+        run_logged(Command::new("apt-get").args(["update", "-qq"]), "apt-update")?;
     }
     Ok(())
 }
@@ -172,11 +200,17 @@ pub fn ensure_debs(packages: &[&str]) -> Result<()> {
         );
     }
     apt_update()?;
-    step(format!("apt-get install {}", missing.join(" ")));
-    run(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
+    step(format!(
+        "apt-get install {} (output in target/xtask-logs/apt-install.log)",
+        missing.join(" ")
+    ));
+    run_logged(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        "apt-install",
+    )
 }
 
 #[cfg(test)]
@@ -197,5 +231,24 @@ mod tests {
                 ignored: 1
             }
         );
+    }
+}
+
+/// Polls `probe` until it returns `Some`, pausing 20 ms between tries; an error naming
+/// `what` once `limit` has passed.
+pub fn wait_for<T>(
+    limit: std::time::Duration,
+    what: &str,
+    mut probe: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return Ok(value);
+        }
+        if started.elapsed() > limit {
+            anyhow::bail!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

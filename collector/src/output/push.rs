@@ -9,9 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use http_body_util::{BodyExt, Full};
-use hyper::{Request, StatusCode, Uri, body::Bytes, header};
-use hyper_util::rt::TokioIo;
+use http_client::{Bytes, StatusCode};
+use hyper::Uri;
 use summary::MetricsPush;
 
 use super::file::write_atomically;
@@ -80,21 +79,17 @@ pub async fn push(target: &PushTarget, push: &MetricsPush) -> Result<String, Pus
     loop {
         attempts += 1;
         let remaining = target.deadline.saturating_sub(started.elapsed());
-        let attempt = tokio::time::timeout(
-            remaining.max(Duration::from_millis(1)),
-            post_once(target, body.clone()),
-        );
+        let attempt = post_once(target, body.clone(), remaining.max(Duration::from_millis(1)));
         let last = match attempt.await {
-            Ok(Ok((status, text))) if status.is_success() => {
+            Ok((status, text)) if status.is_success() => {
                 tracing::info!(%status, attempts, "summary pushed to {}", target.endpoint);
                 return Ok(text);
             }
-            Ok(Ok((status, text))) if !retryable(status) => {
+            Ok((status, text)) if !retryable(status) => {
                 return Err(PushError::Refused { status, body: text });
             }
-            Ok(Ok((status, text))) => format!("{status}: {text}"),
-            Ok(Err(e)) => e,
-            Err(_) => "timed out".to_owned(),
+            Ok((status, text)) => format!("{status}: {text}"),
+            Err(e) => e,
         };
         let elapsed = started.elapsed();
         let backoff = delays.next().unwrap_or(Duration::from_secs(5));
@@ -129,45 +124,27 @@ fn retryable(status: StatusCode) -> bool {
         || status.is_server_error()
 }
 
-async fn post_once(target: &PushTarget, body: Bytes) -> Result<(StatusCode, String), String> {
-    let uri = &target.endpoint;
-    let host = uri.host().unwrap_or_default();
-    let port = uri.port_u16().unwrap_or(80);
-    let stream = tokio::net::TcpStream::connect((host, port))
-        .await
-        .map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP handshake: {e}"))?;
-    let driver = tokio::spawn(conn);
-    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
-    let mut request = Request::post(path)
-        .header(header::HOST, authority)
-        .header(header::CONTENT_TYPE, "application/json")
+async fn post_once(
+    target: &PushTarget,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<(StatusCode, String), String> {
+    let mut request = http_client::Request::post(target.endpoint.to_string())
         .header(
-            header::USER_AGENT,
+            "user-agent",
             concat!("ci-collector/", env!("CARGO_PKG_VERSION")),
-        );
+        )
+        .json(body)
+        .timeout(timeout);
     if let Some(token) = &target.token {
-        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        request = request.bearer(token);
     }
-    let request = request.body(Full::new(body)).map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
+    let response = http_client::request(request)
         .await
-        .map_err(|e| format!("sending: {e}"))?;
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    driver.abort();
-    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+        .map_err(|e| e.to_string())?;
+    let mut text = response.text().into_owned();
     text.truncate(512);
-    Ok((status, text))
+    Ok((response.status, text))
 }
 
 /// Writes the summary where a person can find it; falls back to the temp directory when the

@@ -358,11 +358,13 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn parses_the_running_kernel_when_present() {
-        let Ok(data) = std::fs::read("/sys/kernel/btf/vmlinux") else {
-            eprintln!("skipping: /sys/kernel/btf/vmlinux not readable");
+    fn parses_the_running_kernel() {
+        let data = std::fs::read("/sys/kernel/btf/vmlinux");
+        let readable = data.as_ref().map(drop).map_err(|e| e.to_string());
+        if !testkit::require("reads the kernel's BTF (/sys/kernel/btf/vmlinux)", readable) {
             return;
-        };
+        }
+        let data = data.unwrap();
         let btf = Btf::parse(&data).unwrap();
         let prefix = btf
             .prefix_through_typedef("btf_trace_sched_switch")

@@ -8,7 +8,7 @@
 //! Every write goes through one writer thread. Requests send `(record, reply)` over a
 //! channel, the record already encoded by the request task ([`NewRun`]); the writer
 //! takes everything queued (up to [`MAX_BATCH`]) into **one** write transaction with
-//! [`Durability::Immediate`], commits, and only then answers every request of the batch.
+//! [`redb::Durability::Immediate`], commits, and only then answers every request of the batch.
 //! So a 2xx still means "durably committed", while concurrent pushes share one fsync.
 //! With group commit off (the benchmark baseline, the seed's design) every record gets a
 //! transaction of its own.

@@ -12,7 +12,7 @@ pub const SCHEMA_VERSION: u64 = 1;
 /// Bookkeeping. Key: a name. Value: a number.
 /// - `"schema_version"`: the layout version ([`SCHEMA_VERSION`]) the file was created with.
 /// - `"next_id"`: the id the next stored run gets (ids start at 1 and never repeat).
-pub(super) const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta_v1");
+pub const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta_v1");
 
 /// The stored runs.
 ///
@@ -22,11 +22,11 @@ pub(super) const META: TableDefinition<'static, &str, u64> = TableDefinition::ne
 /// first", answered by one range scan.
 ///
 /// Value: the UTF-8 JSON of the [`summary::StoredRun`] exactly as the query API returns it.
-pub(super) const RUNS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("runs_v1");
+pub const RUNS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("runs_v1");
 
 /// Retention index. Key: `(received_at_unix_ms, id)`. Value: the run's key in [`RUNS`].
 /// A range scan up to a cutoff finds every run older than it.
-pub(super) const RUNS_BY_TIME: TableDefinition<'static, (u64, u64), &[u8]> =
+pub const RUNS_BY_TIME: TableDefinition<'static, (u64, u64), &[u8]> =
     TableDefinition::new("runs_by_time_v1");
 
 pub(super) const META_SCHEMA: &str = "schema_version";

@@ -3,6 +3,7 @@
 
 use std::{
     path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
     time::SystemTime,
 };
 
@@ -36,13 +37,17 @@ impl Spool {
 
     /// Adds a finished job's summary, then drops the oldest entries past the size bound.
     pub fn add(&self, push: &MetricsPush) -> anyhow::Result<PathBuf> {
+        // Names sort oldest first: the time, then a sequence for adds within one millisecond.
+        static SEQUENCE: AtomicU64 = AtomicU64::new(0);
         let millis = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis();
-        let path = self
-            .dir
-            .join(format!("{millis:015}-{}.json", job_key(&push.execution)));
+        let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed) % 1_000_000;
+        let path = self.dir.join(format!(
+            "{millis:015}-{seq:06}-{}.json",
+            job_key(&push.execution)
+        ));
         write_atomically(&path, &serde_json::to_vec(push)?)?;
         let mut entries = self.pending();
         let mut total: u64 = entries
@@ -147,8 +152,6 @@ pub(super) async fn drain_spool(spool: &Spool, target: &PushTarget) -> Result<us
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use summary::Execution;
 
     use super::*;
@@ -167,7 +170,6 @@ mod tests {
         let spool = Spool::open(dir.path(), one * 2 + one / 2).unwrap();
         for run in ["1", "2", "3"] {
             spool.add(&push(run)).unwrap();
-            std::thread::sleep(Duration::from_millis(2));
         }
         let left: Vec<String> = spool
             .pending()
