@@ -76,15 +76,16 @@ pub fn run(object: &Path, seconds: u64) -> Result<()> {
             .spawn()
             .context("starting the receiver")?,
     );
-    let addr: SocketAddr = util::wait_for(Duration::from_secs(30), "the receiver to start", || {
-        if let Ok(Some(status)) = receiver.0.try_wait() {
-            return Some(Err(anyhow::anyhow!(
-                "the receiver exited with {status} (see target/demo/receiver.log)"
-            )));
-        }
-        let text = std::fs::read_to_string(&addr_file).ok()?;
-        text.trim().parse().ok().map(Ok)
-    })??;
+    let addr: SocketAddr =
+        util::wait_for(Duration::from_secs(30), "the receiver to start", || {
+            if let Ok(Some(status)) = receiver.0.try_wait() {
+                return Some(Err(anyhow::anyhow!(
+                    "the receiver exited with {status} (see target/demo/receiver.log)"
+                )));
+            }
+            let text = std::fs::read_to_string(&addr_file).ok()?;
+            text.trim().parse().ok().map(Ok)
+        })??;
     step(format!("the receiver listens on http://{addr}"));
 
     // 2. A push token for the demo job.
@@ -134,16 +135,20 @@ pub fn run(object: &Path, seconds: u64) -> Result<()> {
             .context("starting the collector")?,
     );
     // It measures once it says so (the eBPF program loads first).
-    util::wait_for(Duration::from_secs(60), "the collector to start measuring", || {
-        if let Ok(Some(status)) = collector.0.try_wait() {
-            return Some(Err(anyhow::anyhow!(
-                "the collector exited with {status}; see {}",
-                collector_log.display()
-            )));
-        }
-        let log = std::fs::read_to_string(&collector_log).unwrap_or_default();
-        log.contains("collecting until").then_some(Ok(()))
-    })??;
+    util::wait_for(
+        Duration::from_secs(60),
+        "the collector to start measuring",
+        || {
+            if let Ok(Some(status)) = collector.0.try_wait() {
+                return Some(Err(anyhow::anyhow!(
+                    "the collector exited with {status}; see {}",
+                    collector_log.display()
+                )));
+            }
+            let log = std::fs::read_to_string(&collector_log).unwrap_or_default();
+            log.contains("collecting until").then_some(Ok(()))
+        },
+    )??;
 
     // 5. The workload.
     step(format!("running the workload for about {seconds} s"));
@@ -176,7 +181,9 @@ pub fn run(object: &Path, seconds: u64) -> Result<()> {
     let started = Instant::now();
     let limit = Duration::from_secs(seconds + 30);
     for mut w in workers {
-        util::wait_for(limit, "the workload to finish", || w.0.try_wait().ok().flatten())?;
+        util::wait_for(limit, "the workload to finish", || {
+            w.0.try_wait().ok().flatten()
+        })?;
     }
     drop(sink);
     step(format!(
@@ -246,7 +253,6 @@ pub fn http(
     let response = http_client::blocking::request(request)?;
     Ok((response.status.as_u16(), response.text().into_owned()))
 }
-
 
 /// The cgroup v2 mount, as the collector itself finds it (`collector check`).
 fn cgroup2_mount(bin: &Path) -> Result<PathBuf> {

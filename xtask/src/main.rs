@@ -168,6 +168,11 @@ fn test(route: Route) -> Result<()> {
     run(std::process::Command::new("bash")
         .arg(util::root().join("deploy/observability/validate.sh"))
         .current_dir(util::root()))?;
+    // The cross-binary tests run the workspace's own binaries.
+    step("cargo build --bins (the binaries the integration tests run)");
+    run(util::cargo()
+        .args(["build", "-p", "collector", "-p", "receiver", "--bins"])
+        .env("COLLECTOR_EBPF_OBJECT", &object))?;
     step("cargo test (every test, eBPF ones included)");
     let totals = util::run_counting_tests(
         util::cargo()

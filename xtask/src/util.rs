@@ -177,7 +177,10 @@ static APT_UPDATED: AtomicBool = AtomicBool::new(false);
 pub fn apt_update() -> Result<()> {
     if !APT_UPDATED.swap(true, Ordering::SeqCst) {
         step("apt-get update");
-        run_logged(Command::new("apt-get").args(["update", "-qq"]), "apt-update")?;
+        run_logged(
+            Command::new("apt-get").args(["update", "-qq"]),
+            "apt-update",
+        )?;
     }
     Ok(())
 }
@@ -213,6 +216,25 @@ pub fn ensure_debs(packages: &[&str]) -> Result<()> {
     )
 }
 
+/// Polls `probe` until it returns `Some`, pausing 20 ms between tries; an error naming
+/// `what` once `limit` has passed.
+pub fn wait_for<T>(
+    limit: std::time::Duration,
+    what: &str,
+    mut probe: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return Ok(value);
+        }
+        if started.elapsed() > limit {
+            anyhow::bail!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,24 +253,5 @@ mod tests {
                 ignored: 1
             }
         );
-    }
-}
-
-/// Polls `probe` until it returns `Some`, pausing 20 ms between tries; an error naming
-/// `what` once `limit` has passed.
-pub fn wait_for<T>(
-    limit: std::time::Duration,
-    what: &str,
-    mut probe: impl FnMut() -> Option<T>,
-) -> anyhow::Result<T> {
-    let started = std::time::Instant::now();
-    loop {
-        if let Some(value) = probe() {
-            return Ok(value);
-        }
-        if started.elapsed() > limit {
-            anyhow::bail!("timed out after {limit:?} waiting for {what}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

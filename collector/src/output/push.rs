@@ -79,7 +79,11 @@ pub async fn push(target: &PushTarget, push: &MetricsPush) -> Result<String, Pus
     loop {
         attempts += 1;
         let remaining = target.deadline.saturating_sub(started.elapsed());
-        let attempt = post_once(target, body.clone(), remaining.max(Duration::from_millis(1)));
+        let attempt = post_once(
+            target,
+            body.clone(),
+            remaining.max(Duration::from_millis(1)),
+        );
         let last = match attempt.await {
             Ok((status, text)) if status.is_success() => {
                 tracing::info!(%status, attempts, "summary pushed to {}", target.endpoint);

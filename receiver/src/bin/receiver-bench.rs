@@ -14,16 +14,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use http_body_util::{BodyExt as _, Full};
+use hyper::StatusCode;
 use hyper::body::Bytes;
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
 use receiver::config::Config;
 use summary::{
     Accumulator, CollectorInfo, ContainerSummary, Execution, Limits, MetricsPush, ProcessSummary,
     RunSummary, SCALE_BYTES, SCALE_CORES, SCALE_PERCENT, Source,
 };
-use tokio::net::TcpStream;
 
 const READ_TOKEN: &str = "bench-read-token-0123456789";
 const HMAC_KEY: &str = "bench-hmac-key-0123456789";
@@ -115,20 +112,16 @@ impl Server {
     }
 }
 
-/// One keep-alive HTTP/1.1 connection.
+/// One keep-alive HTTP/1.1 connection (the workspace's HTTP client).
 struct Client {
-    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    conn: http_client::Connection,
+    addr: std::net::SocketAddr,
 }
 
 impl Client {
     async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<Self> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(Self { sender })
+        let conn = http_client::Connection::open(addr, Duration::from_secs(30)).await?;
+        Ok(Self { conn, addr })
     }
 
     async fn send(
@@ -138,33 +131,16 @@ impl Client {
         auth: Option<&str>,
         body: Option<Bytes>,
     ) -> Result<(StatusCode, Bytes), String> {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "bench");
+        let method = http_client::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        let mut req = http_client::Request::to(method, self.addr, path).header("host", "bench");
         if let Some(a) = auth {
             req = req.header("authorization", a);
         }
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
+        if let Some(body) = body {
+            req = req.json(body);
         }
-        let req = req
-            .body(Full::new(body.unwrap_or_default()))
-            .map_err(|e| e.to_string())?;
-        self.sender.ready().await.map_err(|e| e.to_string())?;
-        let resp = self
-            .sender
-            .send_request(req)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok((status, body))
+        let resp = self.conn.send(req).await.map_err(|e| e.to_string())?;
+        Ok((resp.status, resp.body))
     }
 }
 
