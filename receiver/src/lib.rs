@@ -7,15 +7,24 @@
 //! - [`auth`]: the scoped push-token scheme (HMAC-SHA256 over an unambiguous,
 //!   length-prefixed scope encoding, trailing wildcards, optional expiry) and the
 //!   constant-time read-token check. Pure, property-tested.
-//! - [`store`]: the redb tables (defined once, each documented), the group-commit writer
-//!   thread, paginated queries and retention.
-//! - [`api`]: the `match (method, path)` router; a function of the request, callable
-//!   without a socket.
-//! - [`server`]: the accept loop, header/body timeouts and graceful shutdown.
+//! - [`store`]: the redb store, by concern:
+//!   - `store/mod.rs`: [`store::Store`] (open, insert, query, prune, close) and its errors;
+//!   - [`store::schema`]: every table, documented (key and value layout), the
+//!     `SCHEMA_VERSION` checked at open, and the `job_key` every key starts with;
+//!   - `store/records.rs`: the stored value of a run, encoded by the request task;
+//!   - `store/writer.rs`: the writer thread and its group commit.
+//! - [`api`]: the HTTP API, a function of the request callable without a socket:
+//!   - `api/mod.rs`: the `match (method, path)` router and the shared state;
+//!   - `api/handlers.rs`: one function per endpoint;
+//!   - `api/extract.rs`: what handlers take from a request (bearer token, JSON body within
+//!     its size and time limits, the percent-decoded query path, `limit`/`cursor`);
+//!   - `api/error.rs`: `{"error": ...}` answers.
+//! - [`server`]: the accept loop, header/body timeouts, `--addr-file` and graceful shutdown.
 //! - [`metrics`]: the receiver's own counters and latency histograms (`GET /metrics`).
 //!
 //! `main.rs` only parses the command line, sets up tracing and calls [`server::run`].
-//! `bin/receiver-bench.rs` is the benchmark driver (`cargo xtask bench receiver`).
+//! `bin/receiver-bench.rs` is the benchmark driver (`cargo xtask bench receiver`); its
+//! clients use the workspace's `http-client` keep-alive connections.
 
 pub mod api;
 pub mod auth;

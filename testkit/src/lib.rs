@@ -5,8 +5,8 @@
 //! - [`wait`]: [`wait_until`] and [`wait_for`], polling a condition up to a deadline. Tests
 //!   never wait with a fixed sleep: a sleep is either too short on a loaded machine or too
 //!   long everywhere else.
-//! - [`mod@require`]: [`require_root`], [`require_ebpf`] and [`require()`] mark a test that needs
-//!   something this machine may lack. Under `CI=true` or `REQUIRE_EBPF=1` a missing
+//! - [`mod@require`]: [`require_root`], [`require_ebpf`] and [`require()`] mark a test that
+//!   needs something this machine may lack. Under `CI=true` or `REQUIRE_EBPF=1` a missing
 //!   requirement fails the test; elsewhere the test prints `SKIP <test>: <why>` and returns.
 //! - [`receiver`]: [`Receiver`], the real receiver binary on `127.0.0.1:0` with a real redb
 //!   file: requests, push tokens, restart on the same database and port, SIGKILL; and

@@ -126,3 +126,51 @@ where
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::{BodyExt as _, Full};
+
+    use super::*;
+
+    /// The router is a function of the request: no socket needed.
+    #[tokio::test]
+    async fn routes_without_a_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::new(
+            dir.path().join("t.redb"),
+            "read-0123456789abcdef",
+            "hmac-0123456789abcdef",
+        );
+        let metrics = Arc::new(Metrics::default());
+        let store = Store::open(
+            &config.db,
+            crate::store::StoreOptions::default(),
+            metrics.clone(),
+        )
+        .unwrap();
+        let state = AppState::new(&config, Arc::new(store), metrics);
+        let call = |method: Method, path: &str| {
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        };
+        let resp = handle(&state, call(Method::GET, "/healthz")).await;
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, r#"{"status":"ok"}"#);
+        let resp = handle(&state, call(Method::DELETE, "/api/v1/token")).await;
+        assert_eq!(resp.status(), 405);
+        assert_eq!(resp.headers()["allow"], "POST");
+        let resp = handle(&state, call(Method::GET, "/api/v1/metrics/repo/o/r/w/j")).await;
+        assert_eq!(resp.status(), 401);
+        assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+        assert_eq!(
+            handle(&state, call(Method::GET, "/nope")).await.status(),
+            404
+        );
+        state.store.close().await;
+    }
+}

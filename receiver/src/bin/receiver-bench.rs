@@ -131,7 +131,8 @@ impl Client {
         auth: Option<&str>,
         body: Option<Bytes>,
     ) -> Result<(StatusCode, Bytes), String> {
-        let method = http_client::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        let method =
+            http_client::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
         let mut req = http_client::Request::to(method, self.addr, path).header("host", "bench");
         if let Some(a) = auth {
             req = req.header("authorization", a);
