@@ -173,8 +173,8 @@ fn realistic_push(run_id: &str) -> MetricsPush {
         memory_to_limit: Some(mem.stats()),
         histograms: Some(
             [
-                ("cpu_cores".into(), cpu.encode()),
-                ("memory_bytes".into(), mem.encode()),
+                (summary::hist::CPU_CORES.into(), cpu.encode()),
+                (summary::hist::MEMORY_BYTES.into(), mem.encode()),
             ]
             .into(),
         ),
@@ -211,7 +211,7 @@ fn realistic_push(run_id: &str) -> MetricsPush {
             containers: vec![container("runner"), container("sidecar"), container("db")],
             top_cpu_processes: procs(50_000_000),
             top_mem_processes: procs(400_000_000),
-            histograms: Some([("cpu_total_percent".into(), total.encode())].into()),
+            histograms: Some([(summary::hist::CPU_TOTAL_PERCENT.into(), total.encode())].into()),
             collector: Some(CollectorInfo {
                 version: "0.1.0".into(),
                 mode: "sidecar".into(),

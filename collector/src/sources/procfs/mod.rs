@@ -7,7 +7,8 @@
 //! mid-read as gone, not as an error.
 //!
 //! Malformed lines are skipped, logged at `debug` with the file and the reason, and counted
-//! in a process-wide counter ([`skipped_lines`]) that the collector can report once.
+//! in a process-wide counter ([`skipped_lines`]) that the sampler reports at every scan that
+//! grew it: a warning in the log and `ci_collector_proc_lines_skipped_total` in `/metrics`.
 
 use std::{
     fmt,
