@@ -142,8 +142,17 @@ fn build_ebpf(route: Route) -> Result<PathBuf> {
 
 /// Debian packages the tests use: curl (the end-to-end test follows the seed README's curl
 /// commands), iproute2, prometheus (a real Prometheus and promtool for the live metrics),
-/// python3-venv (the manifest validators run in a project-local virtualenv).
-const TEST_DEBS: &[&str] = &["curl", "iproute2", "prometheus", "python3-venv"];
+/// python3-venv (the manifest validators run in a project-local virtualenv), podman with runc
+/// and busybox-static (real containers as jobs in the node test; crun refuses hybrid cgroups).
+const TEST_DEBS: &[&str] = &[
+    "curl",
+    "iproute2",
+    "prometheus",
+    "python3-venv",
+    "podman",
+    "runc",
+    "busybox-static",
+];
 
 fn test(route: Route) -> Result<()> {
     util::ensure_debs(TEST_DEBS)?;

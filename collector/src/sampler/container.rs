@@ -35,6 +35,10 @@ pub(super) struct Container {
     last_cpu: Option<(Instant, u64)>,
     /// CPU ns over the run.
     pub(super) cpu_ns: u64,
+    /// CPU ns its cgroups had used before this collector measured them (cgroups found at
+    /// the first scan: a job already running when the collector started), from the cgroups'
+    /// own counters. Not in `cpu_ns`; node mode adds it to a job's total.
+    pub(super) cpu_before_start_ns: u64,
     /// /proc source: clock ticks of its processes over the run.
     pub(super) proc_ticks: u64,
     /// A CPU reading was tried and neither eBPF nor a cgroup counter could give one.
@@ -75,6 +79,7 @@ impl Container {
             last_memory: None,
             last_cpu: None,
             cpu_ns: 0,
+            cpu_before_start_ns: 0,
             proc_ticks: 0,
             cheap_unavailable: false,
             carry_ns: 0,

@@ -251,6 +251,63 @@ impl Sampler {
                     self.cgroup_cpu_baseline.insert(cgroup.clone(), v);
                 }
             }
+            self.count_cpu_before_start();
+        }
+    }
+
+    /// For each container found at the first scan, the CPU its cgroups used before this
+    /// collector measured them. The cgroup source measures from the baselines just read, so
+    /// that is their sum. eBPF counts from its attach, which may be after the container
+    /// started (a collector started just after, or while, jobs start): the difference
+    /// between the cgroups' own counters (read first) and the eBPF totals of their ids.
+    /// Counters are hierarchical, eBPF totals are per cgroup: only the outermost cgroups'
+    /// counters are summed, against all of their ids.
+    fn count_cpu_before_start(&mut self) {
+        let ebpf = matches!(self.cpu, CpuSource::Ebpf(_));
+        // (container, counter ns, compared with eBPF totals)
+        let counters: Vec<(ContainerName, u64, bool)> = self
+            .containers
+            .iter()
+            .map(|(name, c)| {
+                let via_ebpf = ebpf && !c.cgroup_ids.is_empty();
+                let outermost_v2 = |cg: &&CgroupPath| {
+                    matches!(cg, CgroupPath::V2(_))
+                        && !c.cgroups.iter().any(|other| cg.is_below(other))
+                };
+                let ns = c
+                    .cgroups
+                    .iter()
+                    .filter(|cg| !via_ebpf || outermost_v2(cg))
+                    .filter_map(|cg| self.cgroup_cpu_baseline.get(cg))
+                    .sum();
+                (name.clone(), ns, via_ebpf)
+            })
+            .collect();
+        let totals = match &mut self.cpu {
+            CpuSource::Ebpf(ebpf) => match ebpf.cgroup_totals() {
+                Ok(t) => Some(t.clone()),
+                Err(e) => {
+                    tracing::debug!("reading eBPF CPU totals at the first scan: {e}");
+                    None
+                }
+            },
+            _ => None,
+        };
+        for (name, counter_ns, via_ebpf) in counters {
+            let Some(c) = self.containers.get_mut(&name) else {
+                continue;
+            };
+            c.cpu_before_start_ns = match (via_ebpf, &totals) {
+                (false, _) => counter_ns,
+                (true, Some(totals)) => {
+                    let seen: u64 = c.cgroup_ids.iter().filter_map(|id| totals.get(id)).sum();
+                    counter_ns.saturating_sub(seen)
+                }
+                (true, None) => 0,
+            };
+            if c.cpu_before_start_ns > 0 {
+                tracing::debug!(container = %name, ns = c.cpu_before_start_ns, "CPU used before the collector started");
+            }
         }
     }
 

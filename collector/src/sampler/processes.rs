@@ -252,7 +252,26 @@ impl Sampler {
             if let Some(ns) = p.netns {
                 c.netns.insert(ns);
             }
-            if let Some(cgroup) = p.group_cgroup()
+            // The same cgroup in the other hierarchy is the same container, counted once. On
+            // hybrid hosts runc joins the v1 controllers first and the unified hierarchy last,
+            // so a process caught in between is grouped by its v1 path; a cgroup counter
+            // summed over both would count its CPU twice. Before the first CPU reading the v2
+            // path replaces the v1 one (it has an eBPF id); after it, the source stays.
+            let cgroup = p.group_cgroup().filter(|cgroup| {
+                let twin = match cgroup {
+                    CgroupPath::V2(path) => CgroupPath::V1(path.clone()),
+                    CgroupPath::V1(path) => CgroupPath::V2(path.clone()),
+                };
+                if !c.cgroups.contains(&twin) {
+                    return true;
+                }
+                let replace = matches!(cgroup, CgroupPath::V2(_)) && c.cpu_source.is_none();
+                if replace {
+                    c.cgroups.remove(&twin);
+                }
+                replace
+            });
+            if let Some(cgroup) = cgroup
                 && c.cgroups.insert(cgroup.clone())
             {
                 // eBPF counts per cgroup v2 id: only meaningful when the container is a v2

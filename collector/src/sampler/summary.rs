@@ -18,6 +18,10 @@ pub struct JobSystem<'a> {
     pub cpu: &'a Accumulator,
     pub mem: &'a Accumulator,
     pub samples: u64,
+    /// Add what each container's cgroups used before the collector measured them (node
+    /// mode, a job measured from its start; not for a job resumed from a checkpoint, whose
+    /// checkpoint holds that part already).
+    pub count_before_start: bool,
 }
 
 impl Sampler {
@@ -28,6 +32,7 @@ impl Sampler {
             cpu: &self.system_cpu,
             mem: &self.system_mem,
             samples: self.slow_ticks,
+            count_before_start: false,
         };
         self.summary_of(None, &system, info)
     }
@@ -56,7 +61,7 @@ impl Sampler {
             .containers
             .iter()
             .filter(|(name, _)| wanted(name.as_str()))
-            .map(|(name, c)| container_summary(name, c))
+            .map(|(name, c)| container_summary(name, c, system.count_before_start))
             .collect();
 
         let mut processes: Vec<ProcessSummary> = self
@@ -118,8 +123,13 @@ impl Sampler {
     }
 }
 
-fn container_summary(name: &ContainerName, c: &Container) -> ContainerSummary {
+fn container_summary(name: &ContainerName, c: &Container, before_start: bool) -> ContainerSummary {
     let opt = |a: &Accumulator| (a.sample_count() > 0).then(|| a.stats());
+    let before = if before_start {
+        c.cpu_before_start_ns
+    } else {
+        0
+    };
     let mut histograms = Histograms::new();
     histograms.insert(hist::CPU_CORES.into(), c.cpu_cores.encode());
     histograms.insert(hist::MEMORY_BYTES.into(), c.memory.encode());
@@ -141,7 +151,7 @@ fn container_summary(name: &ContainerName, c: &Container) -> ContainerSummary {
         name: name.to_string(),
         cpu_cores: c.cpu_cores.stats(),
         memory_bytes: c.memory.stats(),
-        cpu_seconds: c.cpu_ns as f64 / 1e9,
+        cpu_seconds: (c.cpu_ns + before) as f64 / 1e9,
         cpu_source: c.cpu_source.unwrap_or(summary::Source::Proc),
         memory_source: c.memory_source,
         memory_peak_bytes: c.memory_peak,

@@ -293,6 +293,9 @@ fn job_summary(sampler: &Sampler, job: &Job, top: usize) -> MetricsPush {
         cpu: &job.system_cpu,
         mem: &job.system_mem,
         samples: job.samples,
+        // A job already running when the collector started: its cgroups' own counters hold
+        // what it used before. A resumed job's checkpoint has that part already.
+        count_before_start: job.resumed.is_none(),
     };
     let info = sampler.collector_info("node");
     let mut summary = sampler.summary_of(Some(&job.containers), &system, info);
