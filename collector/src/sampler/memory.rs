@@ -20,28 +20,21 @@ impl Sampler {
             let mut anon: Option<u64> = None;
             let mut from_cgroup = false;
             let kills_before = c.oom_kills;
-            let mut cgroups = distinct_roots(&c.cgroups);
-            if self.mounts.v1.contains_key("memory")
-                && cgroups.iter().all(|cg| matches!(cg, CgroupPath::V2(_)))
-                && cgroups
-                    .iter()
-                    .all(|cg| cgroupfs::read_memory(&self.mounts, cg).is_none())
-            {
+            let mut readings: Vec<(CgroupPath, cgroupfs::MemoryReading)> =
+                read_all(&self.mounts, distinct_roots(&c.cgroups));
+            let all_v2 = c.cgroups.iter().all(|cg| matches!(cg, CgroupPath::V2(_)));
+            if readings.is_empty() && all_v2 && self.mounts.v1.contains_key("memory") {
                 // A hybrid host: the v2 cgroups have no memory files; the v1 memory
                 // controller has the same processes in cgroups of their own.
-                let v1: BTreeSet<CgroupPath> = self
+                let v1 = self
                     .processes
                     .values()
                     .filter(|p| p.container == name)
-                    .filter_map(|p| p.memory_v1.clone().map(CgroupPath::V1))
-                    .collect();
+                    .filter_map(|p| p.memory_v1.clone().map(CgroupPath::V1));
                 c.memory_v1.extend(v1);
-                cgroups = distinct_roots(&c.memory_v1);
+                readings = read_all(&self.mounts, distinct_roots(&c.memory_v1));
             }
-            for cgroup in cgroups {
-                let Some(m) = cgroupfs::read_memory(&self.mounts, &cgroup) else {
-                    continue;
-                };
+            for (cgroup, m) in readings {
                 from_cgroup = true;
                 total += m.current;
                 if let Some(a) = m.anon {
@@ -54,7 +47,7 @@ impl Sampler {
                     // Kills before the run (a cgroup seen at the first scan) are not ours.
                     let base = *self
                         .oom_baseline
-                        .entry(cgroup.clone())
+                        .entry(cgroup)
                         .or_insert(if self.slow_ticks <= 1 { kills } else { 0 });
                     c.oom_kills = c.oom_kills.max(kills.saturating_sub(base));
                 }
@@ -88,6 +81,17 @@ impl Sampler {
             }
         }
     }
+}
+
+/// The memory readings of the cgroups that have memory files.
+fn read_all(
+    mounts: &cgroupfs::Mounts,
+    cgroups: Vec<CgroupPath>,
+) -> Vec<(CgroupPath, cgroupfs::MemoryReading)> {
+    cgroups
+        .into_iter()
+        .filter_map(|cg| Some((cg.clone(), cgroupfs::read_memory(mounts, &cg)?)))
+        .collect()
 }
 
 /// cgroups of the set that are not below another member (so nested cgroups are not counted
