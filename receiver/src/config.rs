@@ -9,6 +9,11 @@ use summary::duration::parse_duration;
 
 use crate::auth::MIN_SECRET_BYTES;
 
+/// Default `--max-response-bytes`: 8 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// Default `--max-connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -46,6 +51,14 @@ pub struct Cli {
     /// Largest accepted request body, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Largest query answer, in bytes: a page stops before the run that would go over it
+    /// (the cursor gives the rest); a single run larger than this is still answered.
+    #[arg(long, default_value_t = DEFAULT_MAX_RESPONSE_BYTES)]
+    pub max_response_bytes: usize,
+    /// Most connections served at once; beyond it a new connection is answered 503
+    /// `{"error":"too many connections"}` and closed.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
     /// Delete runs received more than this many days ago (kept forever if unset).
     #[arg(long)]
     pub retention_days: Option<u32>,
@@ -83,6 +96,8 @@ impl std::fmt::Debug for Cli {
             )
             .field("hmac_key", &self.hmac_key.as_ref().map(|_| "<redacted>"))
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_connections", &self.max_connections)
             .field("retention_days", &self.retention_days)
             .finish_non_exhaustive()
     }
@@ -132,6 +147,10 @@ pub struct Config {
     pub hmac_key: Secret,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Largest query answer (`--max-response-bytes`); at least one run is always answered.
+    pub max_response_bytes: usize,
+    /// Most connections served at once (`--max-connections`).
+    pub max_connections: usize,
     /// Runs older than this are pruned.
     pub retention: Option<Duration>,
     /// Deadline for in-flight requests at shutdown.
@@ -174,12 +193,20 @@ impl Config {
         if cli.max_body_bytes == 0 {
             return Err("--max-body-bytes must be positive".into());
         }
+        if cli.max_response_bytes == 0 {
+            return Err("--max-response-bytes must be positive".into());
+        }
+        if cli.max_connections == 0 {
+            return Err("--max-connections must be positive".into());
+        }
         Ok(Self {
             db: cli.db.clone(),
             addr_file: cli.addr_file.clone(),
             read_token,
             hmac_key,
             max_body_bytes: cli.max_body_bytes,
+            max_response_bytes: cli.max_response_bytes,
+            max_connections: cli.max_connections,
             retention: cli
                 .retention_days
                 .map(|d| Duration::from_secs(u64::from(d) * 86_400)),
@@ -200,6 +227,8 @@ impl Config {
             read_token: Secret(read_token.into()),
             hmac_key: Secret(hmac_key.into()),
             max_body_bytes: 1024 * 1024,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             retention: None,
             shutdown_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
@@ -234,6 +263,35 @@ mod tests {
                 err.contains("--header-timeout") && err.contains(bad),
                 "{bad}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn limits_are_positive() {
+        let (read, key) = ("read-token-0123456789", "hmac-key-0123456789");
+        let c = cli(&[
+            "--read-token",
+            read,
+            "--hmac-key",
+            key,
+            "--max-connections=16",
+            "--max-response-bytes=4096",
+        ]);
+        let config = Config::from_cli(&c).unwrap();
+        assert_eq!(
+            (config.max_connections, config.max_response_bytes),
+            (16, 4096)
+        );
+        for flag in ["--max-connections", "--max-response-bytes"] {
+            let c = cli(&[
+                "--read-token",
+                read,
+                "--hmac-key",
+                key,
+                &format!("{flag}=0"),
+            ]);
+            let err = Config::from_cli(&c).unwrap_err();
+            assert!(err.contains(flag), "{err}");
         }
     }
 
@@ -295,6 +353,8 @@ mod tests {
             "{printed}"
         );
         assert_eq!(config.max_body_bytes, 1 << 20);
+        assert_eq!(config.max_response_bytes, 8 << 20);
+        assert_eq!(config.max_connections, 1024);
         assert!(config.group_commit);
     }
 }

@@ -1,4 +1,7 @@
-//! The `receiver` binary: parse the command line, set up tracing, serve.
+//! The `receiver` binary: parse the command line, set up tracing, open the store, then bind
+//! the listening socket and serve. Binding only once the store is open means no connection
+//! is accepted that could not be answered (a connection attempt before that is refused by
+//! the kernel, which clients retry).
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -48,12 +51,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    fit_fd_limit(config.max_connections);
     let result = runtime.block_on(async move {
+        let server = receiver::server::open(config).await?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         tracing::info!(addr = %listener.local_addr()?, "listening");
-        receiver::server::run(config, listener, shutdown_signal()).await
+        server.serve(listener, shutdown_signal()).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -62,6 +67,46 @@ fn main() -> ExitCode {
             eprintln!("receiver: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// File descriptors the receiver needs besides its connections: the database, the
+/// listener, the log, the runtime's own, a margin.
+const FD_RESERVE: libc::rlim_t = 64;
+
+/// Raises the soft file-descriptor limit (up to the hard one) so that `--max-connections`
+/// connections fit, or warns that accepts will fail with EMFILE before the cap is reached.
+fn fit_fd_limit(max_connections: usize) {
+    let needed = (max_connections as libc::rlim_t).saturating_add(FD_RESERVE);
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit for getrlimit to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let soft = limit.rlim_cur;
+    if soft >= needed {
+        return;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: needed.min(limit.rlim_max),
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: `raised` is a valid rlimit whose soft limit does not exceed the hard one.
+    let ok = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0;
+    let now = if ok { raised.rlim_cur } else { soft };
+    if now < needed {
+        tracing::warn!(
+            max_connections,
+            fd_limit = now,
+            "the file-descriptor limit is below --max-connections plus {FD_RESERVE}: accepts \
+             will fail (EMFILE) before the cap is reached; raise `ulimit -n` or lower \
+             --max-connections"
+        );
+    } else {
+        tracing::debug!(from = soft, to = now, "raised the file-descriptor limit");
     }
 }
 

@@ -5,13 +5,14 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// Labels of the request counter.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// Route name (`push`, `token`, `query`, `healthz`, `metrics`, `other`), never the raw
+    /// Route name (`push`, `token`, `query`, `healthz`, `livez`, `metrics`, `other`), never the raw
     /// path, so cardinality stays bounded.
     pub route: &'static str,
     /// HTTP status code.
@@ -50,6 +51,16 @@ pub struct Metrics {
     pub commit_duration: Histogram,
     /// Runs pruned by retention.
     pub runs_pruned: Counter,
+    /// 1 while the store accepts writes, 0 while it recovers from an I/O error.
+    pub store_available: Gauge,
+    /// Times the database was reopened after an I/O error.
+    pub store_reopens: Counter,
+    /// Connections being served now.
+    pub connections_open: Gauge,
+    /// Connections refused because `--max-connections` were open.
+    pub connections_refused: Counter,
+    /// Failed `accept` calls (EMFILE, ENFILE, ENOBUFS, ...).
+    pub accept_errors: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -68,6 +79,11 @@ impl Default for Metrics {
         let commit_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 11));
         let commit_duration = latency_histogram();
         let runs_pruned = Counter::default();
+        let store_available = Gauge::default();
+        let store_reopens = Counter::default();
+        let connections_open = Gauge::default();
+        let connections_refused = Counter::default();
+        let accept_errors = Counter::default();
         registry.register("http_requests", "HTTP requests answered", requests.clone());
         registry.register(
             "http_request_duration_seconds",
@@ -99,6 +115,31 @@ impl Default for Metrics {
             "Runs deleted by retention",
             runs_pruned.clone(),
         );
+        registry.register(
+            "store_available",
+            "1 while the store accepts writes, 0 while it recovers from an I/O error",
+            store_available.clone(),
+        );
+        registry.register(
+            "store_reopens",
+            "Times the database was reopened after an I/O error",
+            store_reopens.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Connections being served",
+            connections_open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections refused because --max-connections were open",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "accept_errors",
+            "Failed accept calls such as EMFILE",
+            accept_errors.clone(),
+        );
         Self {
             registry,
             requests,
@@ -108,6 +149,11 @@ impl Default for Metrics {
             commit_batch_size,
             commit_duration,
             runs_pruned,
+            store_available,
+            store_reopens,
+            connections_open,
+            connections_refused,
+            accept_errors,
         }
     }
 }
@@ -163,6 +209,15 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("receiver_store_commits_total 1"), "{text}");
+        for series in [
+            "receiver_connections_open 0",
+            "receiver_connections_refused_total 0",
+            "receiver_accept_errors_total 0",
+            "receiver_store_available 0",
+            "receiver_store_reopens_total 0",
+        ] {
+            assert!(text.contains(series), "{series}: {text}");
+        }
         assert!(text.ends_with("# EOF\n"));
     }
 }

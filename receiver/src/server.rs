@@ -1,9 +1,18 @@
-//! The accept loop: per-connection HTTP/1.1 with header and body timeouts, retention,
-//! and graceful shutdown.
+//! The accept loop: per-connection HTTP/1.1 with header and body timeouts, a connection
+//! cap, retention, and graceful shutdown.
 //!
-//! Once the store is open, the listening address goes to `--addr-file` (if given): the
+//! [`open`] opens the store; [`Server::serve`] then answers on a listener. The binary binds
+//! its socket between the two, so no connection is accepted before requests can be
+//! answered. Once serving, the listening address goes to `--addr-file` (if given): the
 //! file's appearance means "ready", and with `--addr=127.0.0.1:0` it is how a test learns
 //! the port.
+//!
+//! At most `--max-connections` connections are served at once. Beyond that a new
+//! connection is accepted, answered `503 {"error":"too many connections"}` with
+//! `Connection: close` in a single non-blocking write, and closed at once: it costs no task,
+//! no timer and no file descriptor past that moment. Failed accepts (`EMFILE` and the like)
+//! are counted and logged, and the loop pauses (10 ms, doubling up to 1 s) instead of
+//! spinning.
 //!
 //! Shutdown, once the `shutdown` future completes: stop accepting (the listener is
 //! dropped); ask every connection to finish its in-flight request and close; wait for them
@@ -15,7 +24,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use hyper::server::conn::http1;
@@ -34,26 +43,90 @@ use crate::store::{Store, StoreOptions};
 /// How often retention runs.
 const RETENTION_PERIOD: Duration = Duration::from_secs(3600);
 
-/// Serves `listener` until `shutdown` completes, then shuts down gracefully.
+/// First pause after a failed accept; it doubles, up to [`ACCEPT_MAX_PAUSE`], while accepts
+/// keep failing.
+const ACCEPT_FIRST_PAUSE: Duration = Duration::from_millis(10);
+/// Longest pause after a failed accept.
+const ACCEPT_MAX_PAUSE: Duration = Duration::from_secs(1);
+/// At most one "refusing connections" warning per this period (each refusal is counted).
+const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// The answer to a connection over `--max-connections`.
+const TOO_MANY_CONNECTIONS: &str = r#"{"error":"too many connections"}"#;
+
+/// Opens the store, then serves `listener` until `shutdown` completes, then shuts down
+/// gracefully. (The binary calls [`open`] and [`Server::serve`] with the bind between them.)
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    open(config).await?.serve(listener, shutdown).await
+}
+
+/// A receiver whose store is open, ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    /// The checked configuration.
+    config: Config,
+    /// The open store.
+    store: Arc<Store>,
+    /// The receiver's own metrics, shared with the store.
+    metrics: Arc<Metrics>,
+}
+
+/// Opens the store (after a crash, a quick repair: milliseconds whatever the file's size).
+pub async fn open(config: Config) -> anyhow::Result<Server> {
     let metrics = Arc::new(Metrics::default());
     let options = StoreOptions {
         group_commit: config.group_commit,
         clock: config.clock,
+        headroom_bytes: config.max_body_bytes as u64,
     };
     let db_path = config.db.clone();
     let store_metrics = metrics.clone();
+    let started = Instant::now();
     let store = tokio::task::spawn_blocking(move || Store::open(&db_path, options, store_metrics))
         .await
         .context("opening the database")?
         .with_context(|| format!("opening the database {}", config.db.display()))?;
-    let store = Arc::new(store);
+    tracing::info!(
+        db = %config.db.display(),
+        group_commit = config.group_commit,
+        open_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "store open"
+    );
+    Ok(Server {
+        config,
+        store: Arc::new(store),
+        metrics,
+    })
+}
+
+impl Server {
+    /// Serves `listener` until `shutdown` completes, then shuts down gracefully.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let Self {
+            config,
+            store,
+            metrics,
+        } = self;
+        serve(config, store, metrics, listener, shutdown).await
+    }
+}
+
+async fn serve(
+    config: Config,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let state = Arc::new(AppState::new(&config, store.clone(), metrics.clone()));
-    tracing::info!(db = %config.db.display(), group_commit = config.group_commit, "store open");
     if let Some(path) = &config.addr_file {
         let addr = listener.local_addr().context("the listening address")?;
         write_addr_file(path, addr)
@@ -79,23 +152,41 @@ pub async fn run(
     });
 
     let mut connections = JoinSet::new();
+    let max_connections = i64::try_from(config.max_connections).unwrap_or(i64::MAX);
+    let refusal = refusal_response();
+    let mut accept_pause = ACCEPT_FIRST_PAUSE;
+    let mut refusals = Refusals::default();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let state = state.clone();
-                    let closing = closing_rx.clone();
-                    let header_timeout = config.header_timeout;
-                    let span = tracing::debug_span!("connection", %peer);
-                    connections.spawn(serve_connection(stream, state, closing, header_timeout).instrument(span));
+                    accept_pause = ACCEPT_FIRST_PAUSE;
+                    if metrics.connections_open.get() >= max_connections {
+                        metrics.connections_refused.inc();
+                        refusals.log(config.max_connections);
+                        refuse(stream, &refusal);
+                    } else {
+                        let _ = stream.set_nodelay(true);
+                        let open = OpenConnection::new(metrics.clone());
+                        let state = state.clone();
+                        let closing = closing_rx.clone();
+                        let header_timeout = config.header_timeout;
+                        let span = tracing::debug_span!("connection", %peer);
+                        connections.spawn(
+                            serve_connection(stream, state, closing, header_timeout, open)
+                                .instrument(span),
+                        );
+                    }
                 }
                 Err(e) => {
-                    // Typically EMFILE; back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Typically EMFILE or ENFILE: the connection stays in the backlog. Pause
+                    // instead of spinning; the pause grows while accepts keep failing.
+                    metrics.accept_errors.inc();
+                    tracing::warn!(error = %e, pause = ?accept_pause, "accept failed; pausing");
+                    tokio::time::sleep(accept_pause).await;
+                    accept_pause = (accept_pause * 2).min(ACCEPT_MAX_PAUSE);
                 }
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -135,11 +226,87 @@ pub async fn run(
     Ok(())
 }
 
+/// One served connection, counted in `receiver_connections_open` until it is dropped (when
+/// the connection's task ends, however it ends).
+struct OpenConnection(Arc<Metrics>);
+
+impl OpenConnection {
+    fn new(metrics: Arc<Metrics>) -> Self {
+        metrics.connections_open.inc();
+        Self(metrics)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connections_open.dec();
+    }
+}
+
+/// Rate-limits the "refusing connections" warning.
+#[derive(Default)]
+struct Refusals {
+    /// When the last warning was logged.
+    logged_at: Option<Instant>,
+    /// Refusals since then.
+    since: u64,
+}
+
+impl Refusals {
+    fn log(&mut self, max: usize) {
+        self.since += 1;
+        if self
+            .logged_at
+            .is_none_or(|t| t.elapsed() >= REFUSAL_LOG_PERIOD)
+        {
+            tracing::warn!(
+                max_connections = max,
+                refused = self.since,
+                "refusing connections: --max-connections are open"
+            );
+            self.logged_at = Some(Instant::now());
+            self.since = 0;
+        }
+    }
+}
+
+/// The whole HTTP answer to a refused connection.
+fn refusal_response() -> Vec<u8> {
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n{TOO_MANY_CONNECTIONS}",
+        TOO_MANY_CONNECTIONS.len()
+    )
+    .into_bytes()
+}
+
+/// Answers a connection over the cap without waiting for anything, and closes it: one
+/// non-blocking write (a fresh socket's send buffer takes it whole), then whatever request
+/// bytes have already arrived are read, so that closing sends a FIN rather than a reset
+/// where possible. The socket is taken out of tokio first: tokio's `try_write` would not
+/// even try before the reactor has seen the new socket writable.
+fn refuse(stream: tokio::net::TcpStream, answer: &[u8]) {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut stream) = stream.into_std() else {
+        return;
+    };
+    // Still non-blocking: neither call waits.
+    let _ = stream.write(answer);
+    let mut buf = [0u8; 4096];
+    for _ in 0..4 {
+        match stream.read(&mut buf) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+}
+
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     state: Arc<AppState>,
     mut closing: watch::Receiver<bool>,
     header_timeout: Duration,
+    _open: OpenConnection,
 ) {
     let service = service_fn(move |req| {
         let state = state.clone();

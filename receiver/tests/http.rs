@@ -18,10 +18,16 @@ fn seed_scope() -> serde_json::Value {
 fn seed_token_flow() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(config(dir.path().join("metrics.db")));
-    // 1. The admin generates a scoped push token with the read token.
+    // 1. The admin generates a scoped push token with the read token: self-describing
+    //    (`v2.<claims>.<mac>`, base64url), so it goes in a header as it is.
     let token = server.token(&seed_scope());
-    assert_eq!(token.len(), 64);
-    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(token.starts_with("v2."), "{token}");
+    assert!(
+        token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+        "{token}"
+    );
     // 2. The collector pushes with it (GITHUB_REPOSITORY spelling of the repository).
     let r = server.push(
         &token,
@@ -153,7 +159,7 @@ fn scopes_wildcards_and_expiry() {
     let v = r.json();
     assert_eq!(v["expires_at"], "2026-02-06T14:30:01.000Z");
     let ttl_token = v["token"].as_str().unwrap().to_string();
-    assert!(ttl_token.starts_with("v1."));
+    assert!(ttl_token.starts_with("v2."));
     let body = push_body("my-org", "my-repo", "ci.yml", "build", "4");
     assert_eq!(server.push(&ttl_token, &body).status, 201);
     EXPIRY_SECONDS.store(1, Ordering::SeqCst);

@@ -272,6 +272,20 @@ pub struct Execution {
     pub job: String,
     /// Run id (`GITHUB_RUN_ID`).
     pub run_id: String,
+    /// Attempt of the run (`GITHUB_RUN_ATTEMPT`: `1`, then `2` for a re-run); empty where
+    /// unknown. Absent in older payloads; not written when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub run_attempt: String,
+}
+
+/// The repository as stored and queried: `repository` without a leading `org/` when that
+/// names `organization` (`GITHUB_REPOSITORY` is `org/repo`, the seed's token request says
+/// `repo`; both are the same repository).
+pub fn canonical_repository<'a>(organization: &str, repository: &'a str) -> &'a str {
+    match repository.strip_prefix(organization) {
+        Some(rest) if !organization.is_empty() => rest.strip_prefix('/').unwrap_or(repository),
+        _ => repository,
+    }
 }
 
 impl Execution {
@@ -298,6 +312,7 @@ impl Execution {
             workflow: var("WORKFLOW"),
             job: var("JOB"),
             run_id: var("RUN_ID"),
+            run_attempt: var("RUN_ATTEMPT"),
         }
     }
 }
@@ -326,6 +341,9 @@ pub struct StoredRun {
     pub job: String,
     /// Run id.
     pub run_id: String,
+    /// Attempt of the run, where the collector knew it (absent when empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub run_attempt: String,
     /// When the receiver stored it, RFC 3339 UTC.
     pub received_at: String,
     /// The summary as pushed.
@@ -390,17 +408,51 @@ mod tests {
             ("FORGEJO_WORKFLOW", "ci.yml"),
             ("GITHUB_JOB", "build"),
             ("FORGEJO_RUN_ID", "7"),
+            ("FORGEJO_RUN_ATTEMPT", "2"),
         ]));
         assert_eq!(e.organization, "gh-org");
         assert_eq!(e.repository, "gh-org/repo");
         assert_eq!(e.workflow, "ci.yml");
         assert_eq!(e.job, "build");
         assert_eq!(e.run_id, "7");
+        assert_eq!(e.run_attempt, "2");
         let e = Execution::from_env(env(&[
             ("GITHUB_REPOSITORY_OWNER", "owner"),
             ("GITHUB_REPOSITORY", "x/y"),
         ]));
         assert_eq!(e.organization, "owner");
         assert_eq!(Execution::from_env(|_| None), Execution::default());
+    }
+
+    #[test]
+    fn run_attempt_is_additive() {
+        let old =
+            r#"{"organization":"o","repository":"o/r","workflow":"w","job":"j","run_id":"1"}"#;
+        let e: Execution = serde_json::from_str(old).unwrap();
+        assert_eq!(e.run_attempt, "");
+        // Not written when empty: an old receiver sees the old shape.
+        assert_eq!(serde_json::to_string(&e).unwrap(), old);
+        let e = Execution {
+            run_attempt: "3".into(),
+            ..e
+        };
+        assert!(
+            serde_json::to_string(&e)
+                .unwrap()
+                .ends_with(r#","run_attempt":"3"}"#)
+        );
+    }
+
+    #[test]
+    fn canonical_repository_strips_own_org_only() {
+        assert_eq!(canonical_repository("my-org", "my-org/my-repo"), "my-repo");
+        assert_eq!(canonical_repository("my-org", "my-repo"), "my-repo");
+        assert_eq!(
+            canonical_repository("my-org", "other/my-repo"),
+            "other/my-repo"
+        );
+        assert_eq!(canonical_repository("my", "my-org/x"), "my-org/x");
+        assert_eq!(canonical_repository("o", "o/"), "");
+        assert_eq!(canonical_repository("", "/x"), "/x");
     }
 }

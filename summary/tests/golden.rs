@@ -40,6 +40,7 @@ fn expected() -> StoredRun {
         workflow: "ci.yml".into(),
         job: "build".into(),
         run_id: "run-123".into(),
+        run_attempt: "1".into(),
         received_at: "2026-02-06T14:30:23.056Z".into(),
         payload: RunSummary {
             schema_version: SCHEMA_VERSION,
@@ -47,7 +48,8 @@ fn expected() -> StoredRun {
             end_time: "2026-02-06T14:30:22.190Z".into(),
             duration_seconds: 20.005,
             sample_count: 11,
-            cpu_total_percent: stats(40.0),
+            // Backed by the histogram below: validation checks that they agree.
+            cpu_total_percent: total.stats(),
             mem_used_bytes: stats(1_073_741_824.0),
             cpu_source: Source::Ebpf,
             containers: vec![

@@ -138,13 +138,14 @@ fn summary() -> impl Strategy<Value = RunSummary> {
 }
 
 fn execution() -> impl Strategy<Value = Execution> {
-    (text(), text(), text(), text(), text()).prop_map(
-        |(organization, repository, workflow, job, run_id)| Execution {
+    (text(), text(), text(), text(), text(), text()).prop_map(
+        |(organization, repository, workflow, job, run_id, run_attempt)| Execution {
             organization,
             repository,
             workflow,
             job,
             run_id,
+            run_attempt,
         },
     )
 }

@@ -57,9 +57,18 @@ pub struct ReceiverBuilder {
     bin: Option<PathBuf>,
     /// Flags after the ones the kit sets (`--addr`, `--db`, `--addr-file`).
     args: Vec<String>,
+    /// The database file, if not `dir/metrics.db`.
+    db: Option<PathBuf>,
 }
 
 impl ReceiverBuilder {
+    /// The database file, elsewhere than `dir/metrics.db` (on a small tmpfs, say); the
+    /// address file and the log stay in the directory.
+    pub fn db(mut self, db: impl Into<PathBuf>) -> Self {
+        self.db = Some(db.into());
+        self
+    }
+
     /// The binary to run (the receiver's own tests pass `env!("CARGO_BIN_EXE_receiver")`).
     pub fn bin(mut self, bin: impl Into<PathBuf>) -> Self {
         self.bin = Some(bin.into());
@@ -77,8 +86,10 @@ impl ReceiverBuilder {
     pub fn start(self) -> Receiver {
         std::fs::create_dir_all(&self.dir)
             .unwrap_or_else(|e| panic!("creating {}: {e}", self.dir.display()));
+        let db = self.db.unwrap_or_else(|| self.dir.join("metrics.db"));
         let mut receiver = Receiver {
             bin: self.bin.unwrap_or_else(receiver_binary),
+            db,
             dir: self.dir,
             args: self.args,
             child: None,
@@ -95,8 +106,10 @@ impl ReceiverBuilder {
 pub struct Receiver {
     /// The binary.
     bin: PathBuf,
-    /// Database, address file and log.
+    /// Address file and log (and the database, unless it is elsewhere).
     dir: PathBuf,
+    /// The database file.
+    db: PathBuf,
     /// Extra flags.
     args: Vec<String>,
     /// The process, while it runs.
@@ -118,6 +131,7 @@ impl Receiver {
             dir: dir.to_owned(),
             bin: None,
             args: Vec::new(),
+            db: None,
         }
     }
 
@@ -138,7 +152,7 @@ impl Receiver {
 
     /// The database file.
     pub fn db(&self) -> PathBuf {
-        self.dir.join("metrics.db")
+        self.db.clone()
     }
 
     /// The process id, while it runs.

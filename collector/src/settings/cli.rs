@@ -20,7 +20,8 @@ Modes:
   collector show [FILE]               print a summary (file, run --json, or query answer) as a table
 
 Environment:
-  GITHUB_REPOSITORY_OWNER, GITHUB_REPOSITORY, GITHUB_WORKFLOW, GITHUB_JOB, GITHUB_RUN_ID
+  GITHUB_REPOSITORY_OWNER, GITHUB_REPOSITORY, GITHUB_WORKFLOW, GITHUB_JOB, GITHUB_RUN_ID,
+  GITHUB_RUN_ATTEMPT
       run identity of the pushed summary (FORGEJO_* equivalents are accepted)
   COLLECTOR_PUSH_TOKEN   Bearer token for the push endpoint (same as --push-token)
   CGROUP_PROCESS_MAP     JSON: process name -> container name, e.g. {\"node\":\"runner\"}

@@ -1,5 +1,5 @@
-//! Error answers: `{"error": "..."}` with the status, `Allow` on 405 and
-//! `WWW-Authenticate: Bearer` on 401.
+//! Error answers: `{"error": "..."}` with the status, `Allow` on 405,
+//! `WWW-Authenticate: Bearer` on 401 and `Retry-After` on a 503 a retry will fix.
 
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -18,6 +18,8 @@ pub(crate) struct ApiError {
     message: String,
     /// The `Allow` header of a 405.
     allow: Option<&'static str>,
+    /// The `Retry-After` header (seconds) of a 503 that a retry will fix.
+    retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -26,6 +28,15 @@ impl ApiError {
             status,
             message: message.into(),
             allow: None,
+            retry_after: None,
+        }
+    }
+
+    /// The same error with `Retry-After: secs`.
+    pub(crate) fn retry_after(self, secs: u32) -> Self {
+        Self {
+            retry_after: Some(secs),
+            ..self
         }
     }
 
@@ -34,6 +45,7 @@ impl ApiError {
             status: StatusCode::METHOD_NOT_ALLOWED,
             message: format!("method not allowed; use {allow}"),
             allow: Some(allow),
+            retry_after: None,
         }
     }
 
@@ -43,6 +55,10 @@ impl ApiError {
         if let Some(allow) = self.allow {
             resp.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
@@ -57,6 +73,11 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Closed => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "receiver is shutting down")
+            }
+            // The reason is an I/O error's text (e.g. "No space left on device (os error
+            // 28)"): no secret, and what an operator needs.
+            e @ StoreError::Unavailable(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).retry_after(1)
             }
             other => {
                 tracing::error!(error = %other, "store failure");

@@ -2,6 +2,7 @@
 //! parameters. Each step fails with the answer the client gets.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use hyper::body::{Body, Bytes};
@@ -9,17 +10,23 @@ use hyper::header;
 use hyper::{Request, StatusCode};
 use percent_encoding::percent_decode_str;
 use serde::Deserialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
 use super::{AppState, DEFAULT_LIMIT, MAX_LIMIT, QUERY_PREFIX};
 
-/// The bearer token of a request; 401 if there is none.
+/// The bearer token of a request; 401 if there is none, 400 if there are several
+/// `Authorization` headers (which one counts would be up to each proxy on the way).
 pub(crate) fn bearer<B>(req: &Request<B>) -> Result<&str, ApiError> {
     let missing = || ApiError::new(StatusCode::UNAUTHORIZED, "missing bearer token");
-    let value = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .ok_or_else(missing)?;
+    let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
+    let value = values.next().ok_or_else(missing)?;
+    if values.next().is_some() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "more than one Authorization header",
+        ));
+    }
     let value = value.to_str().map_err(|_| missing())?;
     let (scheme, token) = value.trim().split_once(' ').ok_or_else(missing)?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
@@ -62,8 +69,75 @@ pub(crate) fn require_json<B>(req: &Request<B>) -> Result<(), ApiError> {
     }
 }
 
-/// Reads the body, at most `max_body_bytes` (413), within `body_timeout` (408).
-pub(crate) async fn read_body<B>(state: &AppState, req: Request<B>) -> Result<Bytes, ApiError>
+/// A request body read within its limits. It holds its share of the receiver's budget of
+/// body bytes in flight ([`BodyLimits`]) until it is dropped.
+#[derive(Debug)]
+pub(crate) struct ReadBody {
+    /// The body.
+    bytes: Bytes,
+    /// The bytes reserved for it in [`BodyLimits::bytes`].
+    _reserved: OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for ReadBody {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// How much request-body memory the receiver holds at once.
+#[derive(Debug)]
+pub struct BodyLimits {
+    /// Bytes of bodies being read or parsed, all requests together: each body reserves
+    /// its `Content-Length` (or `--max-body-bytes` when it has none) before it is read.
+    pub bytes: Arc<Semaphore>,
+    /// Pushes with a legacy token (whose scope is known only from the body) being read
+    /// or parsed at once.
+    pub legacy_pushes: Arc<Semaphore>,
+}
+
+/// Default of [`BodyLimits::bytes`]: 64 MiB (raised to `--max-body-bytes` if that is
+/// larger, so one body always fits).
+pub const BODY_BYTES_IN_FLIGHT: usize = 64 << 20;
+/// Default of [`BodyLimits::legacy_pushes`].
+pub const LEGACY_PUSHES_IN_FLIGHT: usize = 16;
+
+impl BodyLimits {
+    /// `bytes` bytes of bodies and `legacy_pushes` legacy-token pushes at once; `bytes`
+    /// is raised to `max_body_bytes` if smaller.
+    pub fn new(bytes: usize, legacy_pushes: usize, max_body_bytes: usize) -> Self {
+        let bytes = bytes.max(max_body_bytes).min(Semaphore::MAX_PERMITS);
+        Self {
+            bytes: Arc::new(Semaphore::new(bytes)),
+            legacy_pushes: Arc::new(Semaphore::new(legacy_pushes)),
+        }
+    }
+}
+
+/// 503 with `Retry-After: 1`: the receiver is full for now, a retry will do.
+fn busy(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("too many {what} in flight; retry later"),
+    )
+    .retry_after(1)
+}
+
+/// A slot among the legacy-token pushes in flight; 503 if all are taken.
+pub(crate) fn legacy_push_slot(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
+    state
+        .body_limits
+        .legacy_pushes
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| busy("pushes with a legacy token (use a token from POST /api/v1/token)"))
+}
+
+/// Reads the body, at most `max_body_bytes` (413), within `body_timeout` (408), once its
+/// size fits in the budget of body bytes in flight (503 if it does not, now).
+pub(crate) async fn read_body<B>(state: &AppState, req: Request<B>) -> Result<ReadBody, ApiError>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -82,6 +156,18 @@ where
     if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
         return Err(too_large());
     }
+    let reserve = declared.map_or(state.max_body_bytes, |n| n as usize);
+    let reserved = u32::try_from(reserve)
+        .ok()
+        .and_then(|n| {
+            state
+                .body_limits
+                .bytes
+                .clone()
+                .try_acquire_many_owned(n)
+                .ok()
+        })
+        .ok_or_else(|| busy("request bodies"))?;
     let limited = Limited::new(req.into_body(), state.max_body_bytes);
     match tokio::time::timeout(state.body_timeout, limited.collect()).await {
         Err(_) => Err(ApiError::new(
@@ -93,7 +179,10 @@ where
             StatusCode::BAD_REQUEST,
             "could not read the request body",
         )),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Ok(collected)) => Ok(ReadBody {
+            bytes: collected.to_bytes(),
+            _reserved: reserved,
+        }),
     }
 }
 

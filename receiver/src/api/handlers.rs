@@ -9,15 +9,34 @@ use summary::MetricsPush;
 
 use super::error::{ApiError, json_response};
 use super::extract::{
-    bearer, encode_cursor, page_params, parse_json, query_path, read_body, require_json,
-    require_read_token,
+    bearer, encode_cursor, legacy_push_slot, page_params, parse_json, query_path, read_body,
+    require_json, require_read_token,
 };
 use super::{AppState, Resp};
-use crate::auth::{Scope, TokenError};
+use crate::auth::{PushToken, Scope, TokenError};
 use crate::store::{NewRun, job_key};
 
-/// `GET /healthz`.
-pub(crate) fn healthz() -> Resp {
+/// `GET /healthz` (readiness): 200 `{"status":"ok"}` while the store accepts writes; 503
+/// `{"status":"unavailable","error":"store unavailable: <reason>"}` while it recovers from
+/// an I/O error such as a full disk.
+pub(crate) fn healthz(state: &AppState) -> Resp {
+    match state.store.unavailable() {
+        None => json_response(StatusCode::OK, r#"{"status":"ok"}"#),
+        Some(reason) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({
+                "status": "unavailable",
+                "error": format!("store unavailable: {reason}"),
+            })
+            .to_string(),
+        ),
+    }
+}
+
+/// `GET /livez` (liveness): 200 `{"status":"ok"}` whenever the process answers. A store
+/// that hit a full disk recovers by itself, and a restart would not free the disk, so this
+/// one stays 200.
+pub(crate) fn livez() -> Resp {
     json_response(StatusCode::OK, r#"{"status":"ok"}"#)
 }
 
@@ -94,25 +113,65 @@ where
     Ok(json_response(StatusCode::OK, body.to_string()))
 }
 
+/// The answer to a push token the receiver refuses.
+fn token_refused(err: TokenError) -> ApiError {
+    match err {
+        TokenError::Malformed | TokenError::Invalid | TokenError::Expired => {
+            ApiError::new(StatusCode::UNAUTHORIZED, err.to_string())
+        }
+        TokenError::WrongScope => ApiError::new(StatusCode::FORBIDDEN, err.to_string()),
+    }
+}
+
 /// `POST /api/v1/metrics` (push token): stores a summary; 201 after a durable commit.
+///
+/// A self-describing token is checked from the headers alone: a wrong, forged or expired
+/// one is refused (401) before a byte of the body is read, and the body's identity must
+/// then lie within its scope (403 naming the first component that does not). A legacy
+/// token (the seed's format) names no scope, so its body must be read first: at most
+/// [`super::LEGACY_PUSHES_IN_FLIGHT`] such pushes at once (503 beyond). Every body also
+/// reserves its size in the budget of body bytes in flight (503 when full).
+///
+/// Pushing the same run again (a retry after a lost answer) stores nothing new and is
+/// answered 201 with the first push's id and receive time, plus `Idempotent-Replayed:
+/// true`.
 pub(crate) async fn push<B>(state: &AppState, req: Request<B>) -> Result<Resp, ApiError>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let token = bearer(&req)?.to_owned();
+    let now = state.keys.now();
+    let token = state
+        .keys
+        .read_push_token(bearer(&req)?, now)
+        .map_err(token_refused)?;
     require_json(&req)?;
+    let _legacy_slot = match token {
+        PushToken::Legacy(_) => Some(legacy_push_slot(state)?),
+        PushToken::Scoped { .. } => None,
+    };
     let body = read_body(state, req).await?;
     let push: MetricsPush = parse_json(&body)?;
     let e = &push.execution;
-    let scope = Scope::exact(&e.organization, &e.repository, &e.workflow, &e.job);
-    state.keys.verify(&token, &scope).map_err(|err| match err {
-        TokenError::Malformed | TokenError::Expired => {
-            ApiError::new(StatusCode::UNAUTHORIZED, err.to_string())
+    let identity = Scope::exact(&e.organization, &e.repository, &e.workflow, &e.job);
+    match &token {
+        PushToken::Scoped { scope, .. } => {
+            if let Some((field, granted, pushed)) = scope.mismatch(&identity) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "push token does not grant {field} {pushed:?} (execution.{field}); \
+                         it is scoped to {field} {granted:?}"
+                    ),
+                ));
+            }
         }
-        TokenError::WrongScope => ApiError::new(StatusCode::FORBIDDEN, err.to_string()),
-    })?;
-    push.validate()
+        PushToken::Legacy(legacy) => state
+            .keys
+            .verify_legacy(legacy, &identity, now)
+            .map_err(token_refused)?,
+    }
+    push.validate_at(state.keys.clock_now())
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     // Encoded once, here: the writer thread only copies these bytes into the transaction.
     let run = NewRun::new(&push.execution, &push.summary).map_err(|_| {
@@ -121,18 +180,25 @@ where
             "could not encode the summary",
         )
     })?;
-    drop(push);
+    drop((push, body));
     let inserted = state.store.insert(run).await?;
     // `received_at` is RFC 3339 (digits, `-`, `:`, `.`, `T`, `Z`): nothing to escape.
     let body = format!(
         r#"{{"id":{},"received_at":"{}"}}"#,
         inserted.id, inserted.received_at
     );
-    Ok(json_response(StatusCode::CREATED, body))
+    let mut resp = json_response(StatusCode::CREATED, body);
+    if inserted.replayed {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(resp)
 }
 
 /// `GET /api/v1/metrics/repo/{org}/{repo}/{workflow}/{job}` (read token): one page of the
-/// job's runs, newest first, with `X-Next-Cursor` and `Link` when more follow.
+/// job's runs, newest first, with `X-Next-Cursor` and `Link` when more follow. The page
+/// stops at `limit` runs or before the run that would take the body over
+/// `--max-response-bytes`, whichever comes first (at least one run).
 pub(crate) async fn query<B>(state: &AppState, req: &Request<B>) -> Result<Resp, ApiError> {
     require_read_token(state, req)?;
     let path = req.uri().path();
@@ -141,9 +207,11 @@ pub(crate) async fn query<B>(state: &AppState, req: &Request<B>) -> Result<Resp,
     let (limit, cursor) = (page.limit, page.cursor);
     let key = job_key(&org, &repo, &workflow, &job);
     let store = state.store.clone();
-    let page = tokio::task::spawn_blocking(move || store.query(&key, limit, cursor))
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "query task failed"))??;
+    let max_bytes = state.max_response_bytes;
+    let page =
+        tokio::task::spawn_blocking(move || store.query_bounded(&key, limit, cursor, max_bytes))
+            .await
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "query task failed"))??;
     let total: usize = page.runs.iter().map(|r| r.len() + 1).sum();
     let mut body = Vec::with_capacity(total + 2);
     body.push(b'[');

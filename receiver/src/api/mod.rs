@@ -3,15 +3,19 @@
 //! | method | path | auth | answer |
 //! |---|---|---|---|
 //! | POST | `/api/v1/token` | read token | 200 `{"token": ...}` (plus `expires_at` with a TTL) |
-//! | POST | `/api/v1/metrics` | push token for the body's scope | 201 `{"id", "received_at"}` after a durable commit |
+//! | POST | `/api/v1/metrics` | push token for the body's scope | 201 `{"id", "received_at"}` after a durable commit; a repeated push: the first one's, with `Idempotent-Replayed: true` |
 //! | GET | `/api/v1/metrics/repo/{org}/{repo}/{workflow}/{job}` | read token | 200, JSON array, newest first |
-//! | GET | `/healthz` | none | 200 `{"status":"ok"}` |
+//! | GET | `/healthz` | none | 200 `{"status":"ok"}`; 503 `{"status":"unavailable","error":...}` while the store recovers from an I/O error (readiness) |
+//! | GET | `/livez` | none | 200 `{"status":"ok"}` while the process answers (liveness) |
 //! | GET | `/metrics` | none | the receiver's own metrics (OpenMetrics when asked for, else the Prometheus text format) |
 //!
-//! Errors are `{"error": "..."}` with 400 (malformed), 401 (missing, malformed or expired
-//! credentials), 403 (a valid push token for another scope), 404, 405 (with `Allow`),
+//! Errors are `{"error": "..."}` with 400 (malformed, or two `Authorization` headers), 401
+//! (missing, malformed, forged or expired credentials; a self-describing push token is
+//! judged before the body is read), 403 (a valid push token for another scope), 404, 405
+//! (with `Allow`),
 //! 408 (body too slow), 413 (body over `--max-body-bytes`), 415 (not JSON), 422 (a
-//! well-formed summary that fails validation), 500 and 503.
+//! well-formed summary that fails validation), 500 and 503 (shutting down, or the store is
+//! unavailable after an I/O error, or too many bodies in flight: the message says why).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +34,7 @@ mod extract;
 mod handlers;
 
 use error::ApiError;
-pub use extract::percent_decode;
+pub use extract::{BODY_BYTES_IN_FLIGHT, BodyLimits, LEGACY_PUSHES_IN_FLIGHT, percent_decode};
 
 /// A response with a fully buffered body.
 pub type Resp = Response<http_body_util::Full<Bytes>>;
@@ -55,6 +59,10 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Deadline for reading a request body.
     pub body_timeout: Duration,
+    /// Largest query answer body (`--max-response-bytes`).
+    pub max_response_bytes: usize,
+    /// Request-body memory held at once: bytes of all bodies, and legacy-token pushes.
+    pub body_limits: BodyLimits,
 }
 
 impl AppState {
@@ -67,6 +75,12 @@ impl AppState {
             metrics,
             max_body_bytes: config.max_body_bytes,
             body_timeout: config.body_timeout,
+            max_response_bytes: config.max_response_bytes,
+            body_limits: BodyLimits::new(
+                BODY_BYTES_IN_FLIGHT,
+                LEGACY_PUSHES_IN_FLIGHT,
+                config.max_body_bytes,
+            ),
         }
     }
 }
@@ -106,8 +120,10 @@ where
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     match (&method, path.as_str()) {
-        (&Method::GET | &Method::HEAD, "/healthz") => ("healthz", Ok(handlers::healthz())),
+        (&Method::GET | &Method::HEAD, "/healthz") => ("healthz", Ok(handlers::healthz(state))),
         (_, "/healthz") => ("healthz", Err(ApiError::method_not_allowed("GET"))),
+        (&Method::GET | &Method::HEAD, "/livez") => ("livez", Ok(handlers::livez())),
+        (_, "/livez") => ("livez", Err(ApiError::method_not_allowed("GET"))),
         (&Method::GET, "/metrics") => ("metrics", Ok(handlers::metrics(state, &req))),
         (_, "/metrics") => ("metrics", Err(ApiError::method_not_allowed("GET"))),
         (&Method::POST, "/api/v1/token") => ("token", handlers::issue_token(state, req).await),
@@ -161,6 +177,8 @@ mod tests {
         assert_eq!(resp.status(), 200);
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(body, r#"{"status":"ok"}"#);
+        let resp = handle(&state, call(Method::GET, "/livez")).await;
+        assert_eq!(resp.status(), 200);
         let resp = handle(&state, call(Method::DELETE, "/api/v1/token")).await;
         assert_eq!(resp.status(), 405);
         assert_eq!(resp.headers()["allow"], "POST");
@@ -171,6 +189,100 @@ mod tests {
             handle(&state, call(Method::GET, "/nope")).await.status(),
             404
         );
+        state.store.close().await;
+    }
+
+    /// A request body that never arrives; it says when it is first asked for.
+    struct Stalled(Arc<tokio::sync::Notify>);
+
+    impl Body for Stalled {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+            self.0.notify_one();
+            std::task::Poll::Pending
+        }
+    }
+
+    /// Starts `req` with a body that never arrives; returns once the handler waits for it.
+    async fn hold(
+        state: &Arc<AppState>,
+        req: hyper::http::request::Builder,
+    ) -> tokio::task::JoinHandle<Resp> {
+        let asked = Arc::new(tokio::sync::Notify::new());
+        let req = req.body(Stalled(asked.clone())).unwrap();
+        let state = state.clone();
+        let task = tokio::spawn(async move { handle(&state, req).await });
+        tokio::time::timeout(Duration::from_secs(10), asked.notified())
+            .await
+            .expect("the handler to read the body");
+        task
+    }
+
+    /// The memory of bodies in flight is bounded: bytes of all bodies together, and the
+    /// number of legacy-token pushes (whose token can only be judged from the body).
+    #[tokio::test]
+    async fn bodies_in_flight_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = "read-0123456789abcdef";
+        let mut config = Config::new(dir.path().join("t.redb"), read, "hmac-0123456789abcdef");
+        config.max_body_bytes = 1000;
+        let metrics = Arc::new(Metrics::default());
+        let store = Store::open(
+            &config.db,
+            crate::store::StoreOptions::default(),
+            metrics.clone(),
+        )
+        .unwrap();
+        let mut state = AppState::new(&config, Arc::new(store), metrics);
+        state.body_limits = BodyLimits::new(1500, 1, config.max_body_bytes);
+        let state = Arc::new(state);
+        let post = |path: &str, token: &str, len: usize| {
+            Request::builder()
+                .method(Method::POST)
+                .uri(path)
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-length", len.to_string())
+        };
+        let scope = crate::auth::Scope::new("o", "r", "w", "j").unwrap();
+        let legacy = state.keys.issue_legacy(&scope, None);
+        // A legacy push holds the only legacy slot and 900 of the 1500 bytes.
+        let held = hold(&state, post("/api/v1/metrics", &legacy, 900)).await;
+        let full = |req: hyper::http::request::Builder, body: &'static str| {
+            req.body(Full::new(Bytes::from_static(body.as_bytes())))
+                .unwrap()
+        };
+        let resp = handle(&state, full(post("/api/v1/metrics", &legacy, 2), "{}")).await;
+        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.headers()["retry-after"], "1");
+        // 700 more bytes do not fit; 100 do.
+        let v2 = state.keys.issue(&scope, None);
+        let resp = handle(&state, full(post("/api/v1/metrics", &v2, 700), "{}")).await;
+        assert_eq!(resp.status(), 503);
+        let msg = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            msg,
+            r#"{"error":"too many request bodies in flight; retry later"}"#
+        );
+        let token_request = r#"{"organization":"o","repository":"r","workflow":"w","job":"j"}"#;
+        let resp = handle(
+            &state,
+            full(
+                post("/api/v1/token", read, token_request.len()),
+                token_request,
+            ),
+        )
+        .await;
+        assert_eq!(resp.status(), 200);
+        // Once the held push is gone, everything is free again.
+        held.abort();
+        let _ = held.await;
+        assert_eq!(state.body_limits.bytes.available_permits(), 1500);
+        assert_eq!(state.body_limits.legacy_pushes.available_permits(), 1);
         state.store.close().await;
     }
 }

@@ -199,6 +199,7 @@ fn realistic_push(run_id: &str) -> MetricsPush {
             workflow: "ci.yml".into(),
             job: "build".into(),
             run_id: run_id.into(),
+            run_attempt: "1".into(),
         },
         summary: RunSummary {
             start_time: "2026-02-06T14:30:02.185Z".into(),
@@ -280,15 +281,26 @@ async fn push_load(
     clients: usize,
     seconds: f64,
 ) -> anyhow::Result<PushResult> {
-    let body = Bytes::from(serde_json::to_vec(&realistic_push("bench"))?);
+    // Every push is a run of its own (the receiver stores a repeated push once): the run
+    // id's digits are written into a copy of one encoded body.
+    const RUN_ID: &str = "bench-000000000000";
+    let template = serde_json::to_vec(&realistic_push(RUN_ID))?;
+    let digits_at = template
+        .windows(RUN_ID.len())
+        .position(|w| w == RUN_ID.as_bytes())
+        .context("run id in the body")?
+        + "bench-".len();
+    let template: Arc<[u8]> = Arc::from(template);
+    let next_run = Arc::new(AtomicU64::new(0));
     let auth: Arc<str> = Arc::from(format!("Bearer {token}"));
     let measuring = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (body, auth, measuring, done, count) = (
-            body.clone(),
+        let (template, next_run, auth, measuring, done, count) = (
+            template.clone(),
+            next_run.clone(),
             auth.clone(),
             measuring.clone(),
             done.clone(),
@@ -298,9 +310,17 @@ async fn push_load(
             let mut latencies = Vec::new();
             let mut client = Client::connect(addr).await.map_err(|e| e.to_string())?;
             while !done.load(Ordering::Relaxed) {
+                let mut body = template.to_vec();
+                let run = format!("{:012}", next_run.fetch_add(1, Ordering::Relaxed));
+                body[digits_at..digits_at + 12].copy_from_slice(run.as_bytes());
                 let started = Instant::now();
                 let (status, text) = client
-                    .send("POST", "/api/v1/metrics", Some(&auth), Some(body.clone()))
+                    .send(
+                        "POST",
+                        "/api/v1/metrics",
+                        Some(&auth),
+                        Some(Bytes::from(body)),
+                    )
                     .await?;
                 if status != StatusCode::CREATED {
                     return Err(format!(

@@ -3,6 +3,8 @@
 //! - [`schema`]: every table (key and value layout), [`SCHEMA_VERSION`], [`job_key`];
 //! - `records`: the stored value of a run ([`NewRun`]), encoded before the writer sees it;
 //! - `writer`: the writer thread and its group commit;
+//! - `recovery`: opening the database (quick repair), and reopening it after an I/O error
+//!   (a full disk) without a restart;
 //! - this file: [`Store`], its errors and queries.
 //!
 //! Every write goes through one writer thread. Requests send `(record, reply)` over a
@@ -16,6 +18,7 @@
 //! Reads use redb's MVCC read transactions and never wait for the writer.
 
 mod records;
+mod recovery;
 pub mod schema;
 mod writer;
 
@@ -24,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 
-use redb::{Database, ReadableTableMetadata};
+use redb::ReadableTableMetadata;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
@@ -33,6 +36,7 @@ pub use records::NewRun;
 pub use schema::{SCHEMA_VERSION, job_key};
 pub use writer::MAX_BATCH;
 
+use recovery::{Handle, io_reason};
 use schema::{RUNS, run_key};
 use writer::{WriteOp, writer_loop};
 
@@ -44,8 +48,9 @@ pub enum StoreError {
     Db(Box<redb::Error>),
     /// The file was written by a receiver with another layout.
     #[error(
-        "database schema version {found} does not match this receiver's schema version {expected}; \
-         use a receiver of the matching version or a new --db file"
+        "database schema version {found} cannot be opened by this receiver (schema version \
+         {expected}; it opens and migrates versions 1 to {expected}): use a receiver of a \
+         matching or newer version, or a new --db file"
     )]
     SchemaMismatch {
         /// Version found in the file.
@@ -56,6 +61,10 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("store is closed")]
     Closed,
+    /// An I/O error (a full disk, EIO) made the database unusable until it is reopened,
+    /// which the store retries by itself; the reason is the error.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
     /// A stored value could not be encoded.
     #[error("encoding error: {0}")]
     Encode(#[from] serde_json::Error),
@@ -88,6 +97,9 @@ pub struct Inserted {
     pub id: u64,
     /// When it was stored, RFC 3339 UTC.
     pub received_at: String,
+    /// The push repeated a run stored before (same job, run id, attempt and summary):
+    /// nothing new was stored, and `id` and `received_at` are the first push's.
+    pub replayed: bool,
 }
 
 /// One page of a query.
@@ -107,6 +119,9 @@ pub struct StoreOptions {
     pub group_commit: bool,
     /// The wall clock that stamps `received_at` ([`SystemTime::now`] unless a test shifts it).
     pub clock: fn() -> SystemTime,
+    /// Free bytes the file system must have before writes resume after an I/O error (the
+    /// largest accepted body).
+    pub headroom_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -114,14 +129,16 @@ impl Default for StoreOptions {
         Self {
             group_commit: true,
             clock: SystemTime::now,
+            headroom_bytes: 1024 * 1024,
         }
     }
 }
 
 /// The database and its writer.
 pub struct Store {
-    /// The redb database; shared with read tasks.
-    db: Arc<Database>,
+    /// The redb database and the store's health; shared with read tasks and the writer
+    /// thread, which reopens the database after an I/O error.
+    db: Arc<Handle>,
     /// Queue to the writer thread; `None` once closing has begun.
     tx: Mutex<Option<mpsc::Sender<WriteOp>>>,
     /// The writer thread, joined by [`Store::close`].
@@ -136,15 +153,14 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (or creates) the database at `path`, checks its schema version and starts
-    /// the writer thread.
+    /// the writer thread. After a crash this takes milliseconds whatever the file's size
+    /// (quick repair, see `recovery`).
     pub fn open(
         path: &Path,
         options: StoreOptions,
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
-        let db = Database::create(path)?;
-        schema::create_or_check(&db)?;
-        let db = Arc::new(db);
+        let db = Arc::new(Handle::open(path, options.headroom_bytes, metrics.clone())?);
         let (tx, rx) = mpsc::channel(8 * MAX_BATCH);
         let writer_db = db.clone();
         let writer = std::thread::Builder::new()
@@ -175,7 +191,7 @@ impl Store {
             .map_err(|_| StoreError::Closed)?;
         match rx.await {
             Ok(Ok(inserted)) => Ok(inserted),
-            Ok(Err(e)) => Err(StoreError::Thread(e)),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(StoreError::Closed),
         }
     }
@@ -189,7 +205,7 @@ impl Store {
             .map_err(|_| StoreError::Closed)?;
         match rx.await {
             Ok(Ok(n)) => Ok(n),
-            Ok(Err(e)) => Err(StoreError::Thread(e)),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(StoreError::Closed),
         }
     }
@@ -202,35 +218,86 @@ impl Store {
         limit: usize,
         before_id: Option<u64>,
     ) -> Result<Page, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(RUNS)?;
-        let start = match before_id {
-            Some(0) => return Ok(Page::default()),
-            Some(id) => run_key(job_key, id - 1),
-            None => run_key(job_key, u64::MAX),
-        };
-        let end = run_key(job_key, 0);
-        let mut page = Page::default();
-        let mut last_id = None;
-        for item in table.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
-            let (k, v) = item?;
-            if page.runs.len() == limit {
-                page.next = last_id;
-                break;
+        self.query_bounded(job_key, limit, before_id, usize::MAX)
+    }
+
+    /// As [`Store::query`], and the page's runs, one JSON array, take at most `max_bytes`:
+    /// the run that would go over it starts the next page. A page always has at least one
+    /// run (stored runs are bounded by the body limit), even one larger than `max_bytes`.
+    pub fn query_bounded(
+        &self,
+        job_key: &[u8],
+        limit: usize,
+        before_id: Option<u64>,
+        max_bytes: usize,
+    ) -> Result<Page, StoreError> {
+        let opened = self.db.current()?;
+        let result = (|| {
+            let txn = opened.db.begin_read()?;
+            let table = txn.open_table(RUNS)?;
+            let start = match before_id {
+                Some(0) => return Ok(Page::default()),
+                Some(id) => run_key(job_key, id - 1),
+                None => run_key(job_key, u64::MAX),
+            };
+            let end = run_key(job_key, 0);
+            let mut page = Page::default();
+            let mut last_id = None;
+            // `[`, `]` and a `,` between runs.
+            let mut bytes = 1usize;
+            for item in table.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
+                let (k, v) = item?;
+                let value = v.value();
+                if page.runs.len() == limit
+                    || (!page.runs.is_empty() && bytes.saturating_add(value.len() + 1) > max_bytes)
+                {
+                    page.next = last_id;
+                    break;
+                }
+                bytes += value.len() + 1;
+                let key = k.value();
+                let mut inv = [0u8; 8];
+                inv.copy_from_slice(&key[key.len().saturating_sub(8)..]);
+                last_id = Some(u64::MAX - u64::from_be_bytes(inv));
+                page.runs.push(value.to_vec());
             }
-            let key = k.value();
-            let mut inv = [0u8; 8];
-            inv.copy_from_slice(&key[key.len().saturating_sub(8)..]);
-            last_id = Some(u64::MAX - u64::from_be_bytes(inv));
-            page.runs.push(v.value().to_vec());
-        }
-        Ok(page)
+            Ok(page)
+        })();
+        self.check_io(opened.generation, result)
     }
 
     /// Number of stored runs (all jobs).
     pub fn count(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
-        Ok(txn.open_table(RUNS)?.len()?)
+        let opened = self.db.current()?;
+        let result = (|| {
+            let txn = opened.db.begin_read()?;
+            Ok(txn.open_table(RUNS)?.len()?)
+        })();
+        self.check_io(opened.generation, result)
+    }
+
+    /// Why writes are refused, while the store recovers from an I/O error.
+    pub fn unavailable(&self) -> Option<String> {
+        self.db.unavailable()
+    }
+
+    /// A read's `result`: an I/O error makes the store unavailable (and wakes the writer
+    /// thread, which reopens the database).
+    fn check_io<T>(&self, generation: u64, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match result {
+            Err(e) => match io_reason(&e) {
+                Some(reason) => {
+                    self.db.fail(generation, &reason);
+                    if let Ok(tx) = self.sender() {
+                        // A full queue means the writer is busy and will see the failure.
+                        let _ = tx.try_send(WriteOp::Recover);
+                    }
+                    Err(StoreError::Unavailable(reason))
+                }
+                None => Err(e),
+            },
+            ok => ok,
+        }
     }
 
     /// Stops accepting writes, lets the writer finish everything queued, and joins it.
@@ -249,6 +316,8 @@ impl Store {
 mod tests {
     use summary::Execution;
 
+    use redb::Database;
+
     use super::schema::{META, META_SCHEMA};
     use super::*;
 
@@ -259,6 +328,7 @@ mod tests {
             workflow: "w".into(),
             job: "j".into(),
             run_id: n.to_string(),
+            run_attempt: String::new(),
         };
         NewRun::new(&execution, &serde_json::json!({ "n": n })).unwrap()
     }
@@ -327,6 +397,7 @@ mod tests {
             workflow: "w\u{1F600}".into(),
             job: "j/</script>".into(),
             run_id: String::new(),
+            run_attempt: "2".into(),
         };
         let summary = summary::RunSummary {
             start_time: "2026-02-06T14:30:02.185Z".into(),
@@ -348,6 +419,7 @@ mod tests {
             workflow: execution.workflow,
             job: execution.job,
             run_id: execution.run_id,
+            run_attempt: execution.run_attempt,
             received_at: inserted.received_at,
             payload: summary,
         })
@@ -407,5 +479,204 @@ mod tests {
         assert_eq!(got, (1..=200).collect::<Vec<_>>());
         assert!(metrics.commits() < 200, "{} commits", metrics.commits());
         store.close().await;
+    }
+
+    /// A run as the collector pushes it: identity and a summary-like payload.
+    fn pushed(run_id: &str, attempt: &str, payload: u32) -> NewRun {
+        let execution = Execution {
+            organization: "o".into(),
+            repository: "o/r".into(),
+            workflow: "w".into(),
+            job: "j".into(),
+            run_id: run_id.into(),
+            run_attempt: attempt.into(),
+        };
+        NewRun::new(&execution, &serde_json::json!({ "samples": payload })).unwrap()
+    }
+
+    #[tokio::test]
+    async fn repeated_inserts_store_one_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        let metrics = Arc::new(Metrics::default());
+        let store = Arc::new(Store::open(&path, StoreOptions::default(), metrics.clone()).unwrap());
+        let first = store.insert(pushed("7", "1", 1)).await.unwrap();
+        assert!(!first.replayed);
+        let again = store.insert(pushed("7", "1", 1)).await.unwrap();
+        assert_eq!(
+            again,
+            Inserted {
+                replayed: true,
+                ..first.clone()
+            }
+        );
+        // 32 identical pushes at once (most of them in one batch), beside 32 distinct ones.
+        let mut tasks = Vec::new();
+        for n in 0..64u32 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let run = if n % 2 == 0 {
+                    pushed("8", "1", 8)
+                } else {
+                    pushed(&format!("d{n}"), "1", n)
+                };
+                (n, s.insert(run).await.unwrap())
+            }));
+        }
+        let mut twins = Vec::new();
+        for t in tasks {
+            let (n, ins) = t.await.unwrap();
+            if n % 2 == 0 {
+                twins.push(ins);
+            } else {
+                assert!(!ins.replayed);
+            }
+        }
+        assert!(twins.iter().all(|t| t.id == twins[0].id), "{twins:?}");
+        assert_eq!(twins.iter().filter(|t| !t.replayed).count(), 1);
+        assert_eq!(store.count().unwrap(), 1 + 1 + 32);
+        // Another attempt, another summary or another run id: new runs.
+        for run in [
+            pushed("7", "2", 1),
+            pushed("7", "1", 2),
+            pushed("9", "1", 1),
+        ] {
+            assert!(!store.insert(run).await.unwrap().replayed);
+        }
+        assert_eq!(store.count().unwrap(), 37);
+        store.close().await;
+        drop(store);
+        // The index is durable: a retry after a restart is still a replay.
+        let store = Store::open(&path, StoreOptions::default(), Arc::default()).unwrap();
+        assert_eq!(store.insert(pushed("7", "1", 1)).await.unwrap(), again);
+        assert_eq!(store.count().unwrap(), 37);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn retention_forgets_pruned_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &dir.path().join("t.redb"),
+            StoreOptions::default(),
+            Arc::default(),
+        )
+        .unwrap();
+        let first = store.insert(pushed("1", "", 1)).await.unwrap();
+        assert_eq!(store.prune_before(u64::MAX).await.unwrap(), 1);
+        // Pruned means gone: the same push stores it again, under a new id.
+        let again = store.insert(pushed("1", "", 1)).await.unwrap();
+        assert!(!again.replayed);
+        assert!(again.id > first.id);
+        assert_eq!(store.count().unwrap(), 1);
+        let txn = store.db.current().unwrap().db.begin_read().unwrap();
+        assert_eq!(txn.open_table(schema::RUN_DEDUP).unwrap().len().unwrap(), 1);
+        assert_eq!(
+            txn.open_table(schema::RUN_DEDUP_BY_ID)
+                .unwrap()
+                .len()
+                .unwrap(),
+            1
+        );
+        drop(txn);
+        store.close().await;
+    }
+
+    /// Writes a file as a schema-1 receiver did: its three tables, no dedup index.
+    fn write_v1_file(path: &Path, runs: &[(u64, &NewRun)]) {
+        use super::records::write_value;
+        use super::schema::{META_NEXT_ID, RUNS_BY_TIME};
+        let db = Database::create(path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert(META_SCHEMA, 1).unwrap();
+            meta.insert(META_NEXT_ID, runs.len() as u64 + 1).unwrap();
+            let mut table = txn.open_table(RUNS).unwrap();
+            let mut by_time = txn.open_table(RUNS_BY_TIME).unwrap();
+            for (id, run) in runs {
+                let received_ms = 1_770_388_223_056 + id;
+                let received_at = summary::time::format_unix_millis(received_ms as i64);
+                let id_text = id.to_string();
+                let parts = run.value_parts(id_text.as_bytes(), &received_at);
+                let len = parts.iter().map(|p| p.len()).sum::<usize>() + 1;
+                let key = run_key(&run.job_key, *id);
+                let mut value = vec![0u8; len];
+                write_value(&parts, &mut value);
+                table.insert(key.as_slice(), value.as_slice()).unwrap();
+                by_time.insert((received_ms, *id), key.as_slice()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+
+    #[tokio::test]
+    async fn version_1_files_are_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        let retried = pushed("5", "", 5);
+        let anonymous = pushed("", "", 6);
+        let other = pushed("6", "", 6);
+        // Runs 1 and 2 are the same push stored twice: the defect the index fixes.
+        let twin = pushed("5", "", 5);
+        write_v1_file(
+            &path,
+            &[(1, &retried), (2, &twin), (3, &anonymous), (4, &other)],
+        );
+        let store = Store::open(&path, StoreOptions::default(), Arc::default()).unwrap();
+        {
+            let txn = store.db.current().unwrap().db.begin_read().unwrap();
+            let meta = txn.open_table(META).unwrap();
+            assert_eq!(
+                meta.get(META_SCHEMA).unwrap().unwrap().value(),
+                SCHEMA_VERSION
+            );
+        }
+        // Every stored run is a replay now; the older copy is the answer.
+        let ins = store.insert(pushed("5", "", 5)).await.unwrap();
+        assert_eq!(
+            ins,
+            Inserted {
+                id: 1,
+                received_at: "2026-02-06T14:30:23.057Z".into(),
+                replayed: true
+            }
+        );
+        assert_eq!(store.insert(pushed("", "", 6)).await.unwrap().id, 3);
+        assert_eq!(store.insert(pushed("6", "", 6)).await.unwrap().id, 4);
+        assert_eq!(store.count().unwrap(), 4);
+        let new = store.insert(pushed("6", "1", 6)).await.unwrap();
+        assert_eq!((new.id, new.replayed), (5, false));
+        store.close().await;
+        drop(store);
+        // Opening a migrated file again changes nothing.
+        let store = Store::open(&path, StoreOptions::default(), Arc::default()).unwrap();
+        assert!(store.insert(pushed("5", "", 5)).await.unwrap().replayed);
+        assert_eq!(store.count().unwrap(), 5);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn newer_files_are_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(META_SCHEMA, SCHEMA_VERSION + 1)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let msg = Store::open(&path, StoreOptions::default(), Arc::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            msg,
+            "database schema version 3 cannot be opened by this receiver (schema version 2; \
+             it opens and migrates versions 1 to 2): use a receiver of a matching or newer \
+             version, or a new --db file"
+        );
     }
 }

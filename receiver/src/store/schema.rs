@@ -1,13 +1,23 @@
 //! The on-disk layout: every table, its key and value, and the schema version. Table
 //! names carry the layout version; a file of another version is refused at open.
 
+use std::ops::Bound;
+
 use redb::{Database, Durability, ReadableTable, TableDefinition};
+use sha2::{Digest, Sha256};
 
 use super::StoreError;
+use super::records::{dedup_of_stored, remember};
 use crate::auth::canonical_repository;
 
 /// Version of the on-disk layout below; stored in [`META`] and checked at open.
-pub const SCHEMA_VERSION: u64 = 1;
+///
+/// - 1: [`META`], [`RUNS`], [`RUNS_BY_TIME`].
+/// - 2: plus [`RUN_DEDUP`] and [`RUN_DEDUP_BY_ID`] (idempotent pushes). A version-1 file
+///   is migrated at open: the index is built for the runs it holds.
+///
+/// A file of a newer version is refused (a newer receiver wrote it).
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// Bookkeeping. Key: a name. Value: a number.
 /// - `"schema_version"`: the layout version ([`SCHEMA_VERSION`]) the file was created with.
@@ -29,6 +39,21 @@ pub const RUNS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("r
 pub const RUNS_BY_TIME: TableDefinition<'static, (u64, u64), &[u8]> =
     TableDefinition::new("runs_by_time_v1");
 
+/// Idempotent pushes: which stored run a push of the same run is.
+///
+/// Key: [`dedup_key`]: `job_key || u32_be(len) || run_id || u32_be(len) || run_attempt ||
+/// SHA-256(payload)`, where `payload` is the summary's JSON as stored (the request task
+/// normalizes it, so a retry of the same body gives the same bytes). Value: `(id,
+/// received_at_unix_ms)` of the run that stored it. Written in the write transaction that
+/// stores the run; a push whose key is present stores nothing and is answered with this id.
+pub const RUN_DEDUP: TableDefinition<'static, &[u8], (u64, u64)> =
+    TableDefinition::new("run_dedup_v1");
+
+/// The reverse of [`RUN_DEDUP`], for retention. Key: a run's id. Value: its [`RUN_DEDUP`]
+/// key (only for the run that key points to).
+pub const RUN_DEDUP_BY_ID: TableDefinition<'static, u64, &[u8]> =
+    TableDefinition::new("run_dedup_by_id_v1");
+
 pub(super) const META_SCHEMA: &str = "schema_version";
 pub(super) const META_NEXT_ID: &str = "next_id";
 
@@ -45,6 +70,24 @@ pub fn job_key(organization: &str, repository: &str, workflow: &str, job: &str) 
     key
 }
 
+/// The [`RUN_DEDUP`] key of a run: its job, run id and attempt, and the SHA-256 of its
+/// summary's JSON.
+///
+/// The summary's hash is part of the key because the identity alone does not make a run
+/// unique: the legs of a matrix job share `GITHUB_JOB`, `GITHUB_RUN_ID` and the attempt,
+/// as do two `collector run` commands in one job. A retry sends the same summary, so it
+/// has the same key; where the run id is empty, the hash is the whole difference.
+pub fn dedup_key(job_key: &[u8], run_id: &str, run_attempt: &str, payload: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(job_key.len() + 8 + run_id.len() + run_attempt.len() + 32);
+    key.extend_from_slice(job_key);
+    for part in [run_id, run_attempt] {
+        key.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        key.extend_from_slice(part.as_bytes());
+    }
+    key.extend_from_slice(&Sha256::digest(payload));
+    key
+}
+
 pub(super) fn run_key(job_key: &[u8], id: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(job_key.len() + 8);
     key.extend_from_slice(job_key);
@@ -52,21 +95,22 @@ pub(super) fn run_key(job_key: &[u8], id: u64) -> Vec<u8> {
     key
 }
 
-/// Creates the tables of a new file, or checks the schema version of an existing one.
+/// Creates the tables of a new file, or checks the schema version of an existing one and
+/// migrates an older one ([`SCHEMA_VERSION`]).
 pub(super) fn create_or_check(db: &Database) -> Result<(), StoreError> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate);
-    {
+    let found = {
         let mut meta = txn.open_table(META)?;
         let found = meta.get(META_SCHEMA)?.map(|v| v.value());
         match found {
-            Some(v) if v != SCHEMA_VERSION => {
+            Some(v) if v == SCHEMA_VERSION || v == 1 => {}
+            Some(v) => {
                 return Err(StoreError::SchemaMismatch {
                     found: v,
                     expected: SCHEMA_VERSION,
                 });
             }
-            Some(_) => {}
             None => {
                 meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
                 meta.insert(META_NEXT_ID, 1)?;
@@ -74,7 +118,80 @@ pub(super) fn create_or_check(db: &Database) -> Result<(), StoreError> {
         }
         txn.open_table(RUNS)?;
         txn.open_table(RUNS_BY_TIME)?;
-    }
+        txn.open_table(RUN_DEDUP)?;
+        txn.open_table(RUN_DEDUP_BY_ID)?;
+        found
+    };
     txn.commit()?;
+    if found == Some(1) {
+        let indexed = migrate_from_v1(db)?;
+        tracing::info!(
+            runs = indexed,
+            "database migrated from schema version 1 to 2: idempotency index built"
+        );
+    }
     Ok(())
+}
+
+/// Runs indexed per transaction by [`migrate_from_v1`].
+const MIGRATION_CHUNK: usize = 10_000;
+
+/// Builds [`RUN_DEDUP`] and [`RUN_DEDUP_BY_ID`] for the runs of a version-1 file, in
+/// transactions of [`MIGRATION_CHUNK`] runs; the last one sets the schema version. A crash
+/// in between leaves version 1 and the next open starts again (the entries are the same).
+/// Returns how many runs were indexed.
+fn migrate_from_v1(db: &Database) -> Result<u64, StoreError> {
+    let mut after: Option<Vec<u8>> = None;
+    let mut indexed = 0u64;
+    loop {
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate);
+        let done = {
+            let runs = txn.open_table(RUNS)?;
+            let mut dedup = txn.open_table(RUN_DEDUP)?;
+            let mut by_id = txn.open_table(RUN_DEDUP_BY_ID)?;
+            let range = match &after {
+                None => runs.range::<&[u8]>(..)?,
+                Some(k) => {
+                    runs.range::<&[u8]>((Bound::Excluded(k.as_slice()), Bound::Unbounded))?
+                }
+            };
+            let mut seen = 0;
+            let mut last = None;
+            for item in range.take(MIGRATION_CHUNK) {
+                let (k, v) = item?;
+                let key = k.value();
+                seen += 1;
+                last = Some(key.to_vec());
+                let Some(id) = id_of_run_key(key) else {
+                    continue;
+                };
+                match dedup_of_stored(key, v.value()) {
+                    Some((dedup_key, received_ms)) => {
+                        remember(&mut dedup, &mut by_id, &dedup_key, id, received_ms)?;
+                        indexed += 1;
+                    }
+                    None => tracing::warn!(id, "stored run not indexed: unreadable value"),
+                }
+            }
+            if last.is_some() {
+                after = last;
+            }
+            let done = seen < MIGRATION_CHUNK;
+            if done {
+                txn.open_table(META)?.insert(META_SCHEMA, SCHEMA_VERSION)?;
+            }
+            done
+        };
+        txn.commit()?;
+        if done {
+            return Ok(indexed);
+        }
+    }
+}
+
+/// The id at the end of a [`RUNS`] key.
+fn id_of_run_key(key: &[u8]) -> Option<u64> {
+    let inv: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::MAX - u64::from_be_bytes(inv))
 }

@@ -1,27 +1,57 @@
 //! The writer thread: group commit. Everything queued (up to [`MAX_BATCH`]) goes into one
-//! write transaction with [`Durability::Immediate`]; every request of the batch is
-//! answered only after the commit.
+//! write transaction with [`Durability::Immediate`] and quick repair; every request of the
+//! batch is answered only after the commit.
+//!
+//! A commit that fails with an I/O error makes the store unavailable (`recovery`): the
+//! writer then answers everything queued at once with [`StoreError::Unavailable`] and
+//! retries the recovery with back-off, until the store is writable again or closed.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redb::{Database, Durability, ReadableTable};
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
-use super::records::{NewRun, write_value};
-use super::schema::{META, META_NEXT_ID, RUNS, RUNS_BY_TIME};
+use super::records::{NewRun, forget, remember, stored_twin, write_value};
+use super::recovery::{Handle, io_reason};
+use super::schema::{META, META_NEXT_ID, RUN_DEDUP, RUN_DEDUP_BY_ID, RUNS, RUNS_BY_TIME};
 use super::{Inserted, StoreError, StoreOptions};
 use crate::metrics::Metrics;
 
 /// Most operations committed in one write transaction.
 pub const MAX_BATCH: usize = 1024;
 
+/// First pause between two recovery attempts; it doubles up to [`RECOVERY_MAX_PAUSE`].
+const RECOVERY_FIRST_PAUSE: Duration = Duration::from_millis(50);
+/// Longest pause between two recovery attempts.
+const RECOVERY_MAX_PAUSE: Duration = Duration::from_secs(1);
+/// How often the queue is answered while the store is unavailable.
+const UNAVAILABLE_POLL: Duration = Duration::from_millis(10);
+
 /// Work for the writer thread.
 pub(super) enum WriteOp {
-    Insert(NewRun, oneshot::Sender<Result<Inserted, String>>),
+    Insert(NewRun, oneshot::Sender<Result<Inserted, StoreError>>),
     Prune {
         cutoff_ms: u64,
-        reply: oneshot::Sender<Result<u64, String>>,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
     },
+    /// A read hit an I/O error: start recovering (nothing to answer).
+    Recover,
+}
+
+impl WriteOp {
+    /// Answers the operation with an error.
+    fn fail(self, error: StoreError) {
+        match self {
+            WriteOp::Insert(_, reply) => {
+                let _ = reply.send(Err(error));
+            }
+            WriteOp::Prune { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            WriteOp::Recover => {}
+        }
+    }
 }
 
 /// `clock()` in Unix milliseconds.
@@ -33,14 +63,20 @@ pub(super) fn unix_ms(clock: fn() -> SystemTime) -> u64 {
 }
 
 pub(super) fn writer_loop(
-    db: &Database,
+    handle: &Handle,
     mut rx: mpsc::Receiver<WriteOp>,
     options: StoreOptions,
     metrics: &Metrics,
 ) {
     let max = if options.group_commit { MAX_BATCH } else { 1 };
     let mut batch = Vec::with_capacity(max);
-    while let Some(first) = rx.blocking_recv() {
+    loop {
+        if handle.unavailable().is_some() && !recover(handle, &mut rx) {
+            break;
+        }
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
         batch.push(first);
         while batch.len() < max {
             match rx.try_recv() {
@@ -48,9 +84,24 @@ pub(super) fn writer_loop(
                 Err(_) => break,
             }
         }
+        batch.retain(|op| !matches!(op, WriteOp::Recover));
+        if batch.is_empty() {
+            continue;
+        }
+        let opened = match handle.current() {
+            Ok(opened) => opened,
+            Err(_) => {
+                // A read failed meanwhile; `recover` runs next.
+                let reason = unavailable_reason(handle);
+                for op in batch.drain(..) {
+                    op.fail(StoreError::Unavailable(reason.clone()));
+                }
+                continue;
+            }
+        };
         let started = Instant::now();
         let size = batch.len();
-        match commit_batch(db, &batch, unix_ms(options.clock)) {
+        match commit_batch(&opened.db, &batch, unix_ms(options.clock)) {
             Ok(results) => {
                 metrics.observe_commit(size, started.elapsed());
                 for (op, result) in batch.drain(..).zip(results) {
@@ -61,11 +112,8 @@ pub(super) fn writer_loop(
                         (WriteOp::Prune { reply, .. }, Outcome::Pruned(n)) => {
                             let _ = reply.send(Ok(n));
                         }
-                        (WriteOp::Insert(_, reply), _) => {
-                            let _ = reply.send(Err("internal: mismatched outcome".into()));
-                        }
-                        (WriteOp::Prune { reply, .. }, _) => {
-                            let _ = reply.send(Err("internal: mismatched outcome".into()));
+                        (op, _) => {
+                            op.fail(StoreError::Thread("internal: mismatched outcome".into()));
                         }
                     }
                 }
@@ -73,16 +121,17 @@ pub(super) fn writer_loop(
             Err(e) => {
                 metrics.commit_failures.inc();
                 tracing::error!(error = %e, batch = size, "write transaction failed");
+                let reason = io_reason(&e);
+                if let Some(reason) = &reason {
+                    drop(opened.db);
+                    handle.fail(opened.generation, reason);
+                }
                 let msg = e.to_string();
                 for op in batch.drain(..) {
-                    match op {
-                        WriteOp::Insert(_, reply) => {
-                            let _ = reply.send(Err(msg.clone()));
-                        }
-                        WriteOp::Prune { reply, .. } => {
-                            let _ = reply.send(Err(msg.clone()));
-                        }
-                    }
+                    op.fail(match &reason {
+                        Some(reason) => StoreError::Unavailable(reason.clone()),
+                        None => StoreError::Thread(msg.clone()),
+                    });
                 }
             }
         }
@@ -90,9 +139,52 @@ pub(super) fn writer_loop(
     tracing::debug!("writer stopped");
 }
 
+/// Why the store is unavailable.
+fn unavailable_reason(handle: &Handle) -> String {
+    handle
+        .unavailable()
+        .unwrap_or_else(|| "the database is being reopened".into())
+}
+
+/// While the store is unavailable: answers everything queued with the reason and retries
+/// [`Handle::try_recover`] with back-off. Returns `true` once the store is writable again,
+/// `false` if the store was closed meanwhile.
+fn recover(handle: &Handle, rx: &mut mpsc::Receiver<WriteOp>) -> bool {
+    let mut pause = RECOVERY_FIRST_PAUSE;
+    let mut next_attempt = Instant::now();
+    let mut last_reason = String::new();
+    loop {
+        loop {
+            match rx.try_recv() {
+                Ok(op) => op.fail(StoreError::Unavailable(unavailable_reason(handle))),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+        if Instant::now() >= next_attempt {
+            match handle.try_recover() {
+                Ok(()) => return true,
+                Err(reason) => {
+                    if reason != last_reason {
+                        tracing::warn!(reason, "store still unavailable; retrying");
+                    } else {
+                        tracing::debug!(reason, retry_in = ?pause, "store still unavailable");
+                    }
+                    last_reason = reason;
+                    next_attempt = Instant::now() + pause;
+                    pause = (pause * 2).min(RECOVERY_MAX_PAUSE);
+                }
+            }
+        }
+        std::thread::sleep(UNAVAILABLE_POLL);
+    }
+}
+
 enum Outcome {
     Inserted(Inserted),
     Pruned(u64),
+    /// A [`WriteOp::Recover`] (nothing written, nothing to answer).
+    Nothing,
 }
 
 /// Most runs deleted by one prune operation; the retention task repeats until done.
@@ -105,17 +197,27 @@ fn commit_batch(
 ) -> Result<Vec<Outcome>, StoreError> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate);
+    // Saves the allocator state with the commit: reopening after a crash is then fast
+    // whatever the file's size (see `recovery`).
+    txn.set_quick_repair(true);
     let mut outcomes = Vec::with_capacity(batch.len());
     {
         let mut meta = txn.open_table(META)?;
         let mut runs = txn.open_table(RUNS)?;
         let mut by_time = txn.open_table(RUNS_BY_TIME)?;
+        let mut dedup = txn.open_table(RUN_DEDUP)?;
+        let mut dedup_by_id = txn.open_table(RUN_DEDUP_BY_ID)?;
         let mut next_id = meta.get(META_NEXT_ID)?.map(|v| v.value()).unwrap_or(1);
         let received_at = summary::time::format_unix_millis(received_ms as i64);
         let mut key = Vec::new();
         for op in batch {
             match op {
                 WriteOp::Insert(run, _) => {
+                    // A repeated push (also one earlier in this batch) stores nothing.
+                    if let Some(twin) = stored_twin(&dedup, run)? {
+                        outcomes.push(Outcome::Inserted(twin));
+                        continue;
+                    }
                     let id = next_id;
                     next_id += 1;
                     key.clear();
@@ -130,9 +232,17 @@ fn commit_batch(
                     })?;
                     write_value(&parts, runs.insert_reserve(key.as_slice(), len)?.as_mut());
                     by_time.insert((received_ms, id), key.as_slice())?;
+                    remember(
+                        &mut dedup,
+                        &mut dedup_by_id,
+                        &run.dedup_key,
+                        id,
+                        received_ms,
+                    )?;
                     outcomes.push(Outcome::Inserted(Inserted {
                         id,
                         received_at: received_at.clone(),
+                        replayed: false,
                     }));
                 }
                 WriteOp::Prune { cutoff_ms, .. } => {
@@ -147,9 +257,11 @@ fn commit_batch(
                     for (time_key, run_key) in &doomed {
                         runs.remove(run_key.as_slice())?;
                         by_time.remove(*time_key)?;
+                        forget(&mut dedup, &mut dedup_by_id, time_key.1)?;
                     }
                     outcomes.push(Outcome::Pruned(doomed.len() as u64));
                 }
+                WriteOp::Recover => outcomes.push(Outcome::Nothing),
             }
         }
         meta.insert(META_NEXT_ID, next_id)?;

@@ -108,6 +108,7 @@ mod tests {
             workflow: "w".into(),
             job: job.into(),
             run_id: "1".into(),
+            run_attempt: String::new(),
         };
         let a = job_key(&id("o/a", "b/c"));
         assert_eq!(a, job_key(&id("o/a", "b/c")));
