@@ -1,11 +1,14 @@
 //! `cargo xtask`: the project's automation.
 //!
 //! - `build-ebpf`: provisions the BPF toolchain if needed and builds `collector-ebpf`.
-//! - `test`: everything CI runs: provisioning, the eBPF build, fmt, clippy and every test.
+//! - `test`: everything CI runs: provisioning, the eBPF build, fmt, clippy, every test, and
+//!   every fuzz target for a few seconds.
 //! - `bench ebpf|collector|receiver`: benchmarks that print figures and ratios.
+//! - `fuzz [--seconds N] [TARGET]`: the cargo-fuzz targets of `fuzz/`, each for N seconds.
 
 mod bench_collector;
 mod demo;
+mod fuzz;
 mod toolchain;
 mod util;
 
@@ -36,8 +39,8 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "auto")]
         route: Route,
     },
-    /// Provision everything, build the eBPF object, then run fmt --check, clippy -D warnings
-    /// and every test. This is what CI runs (.ci/run).
+    /// Provision everything, build the eBPF object, then run fmt --check, clippy -D warnings,
+    /// every test, and every fuzz target for a few seconds. This is what CI runs (.ci/run).
     Test {
         #[arg(long, value_enum, default_value = "auto")]
         route: Route,
@@ -53,6 +56,18 @@ enum Cmd {
     Bench {
         #[command(subcommand)]
         which: Bench,
+    },
+    /// Run the cargo-fuzz targets of fuzz/ (installing cargo-fuzz if missing) for a bounded
+    /// time each, one after the other; a crash, hang or out-of-memory fails the command.
+    Fuzz {
+        /// How long each target runs (libFuzzer's -max_total_time).
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// One target (`cargo fuzz list` names them); every target when left out.
+        target: Option<String>,
+        /// More libFuzzer flags, after `--` (e.g. `-- -jobs=1`).
+        #[arg(last = true)]
+        libfuzzer_args: Vec<String>,
     },
 }
 
@@ -92,6 +107,11 @@ fn main() {
         Cmd::Test { route } => test(route),
         Cmd::Bench { which } => bench(which),
         Cmd::Demo { seconds } => build_ebpf(Route::Auto).and_then(|o| demo::run(&o, seconds)),
+        Cmd::Fuzz {
+            seconds,
+            target,
+            libfuzzer_args,
+        } => fuzz::run(seconds, target.as_deref(), &libfuzzer_args),
     };
     match result {
         Ok(()) => step(format!("done in {:.1?}", started.elapsed())),
@@ -188,6 +208,11 @@ fn test(route: Route) -> Result<()> {
             .args(["test", "--workspace", "--exclude", "collector-ebpf"])
             .env("COLLECTOR_EBPF_OBJECT", &object),
     )?;
+    step(format!(
+        "fuzzing: every target of fuzz/ for {} s",
+        fuzz::TEST_SECONDS
+    ));
+    fuzz::run(fuzz::TEST_SECONDS, None, &[])?;
     // One closing line for the whole run (cargo's own last line is often a doc-test "0 passed").
     println!(
         "\n{} passed, {} failed, {} skipped",
