@@ -16,7 +16,8 @@ pub fn merge_runs(earlier: &RunSummary, later: &RunSummary) -> RunSummary {
             .map(|d| d.as_secs_f64())
             .unwrap_or(out.duration_seconds);
     }
-    out.sample_count = earlier.sample_count + later.sample_count;
+    // Counters saturate: a hostile or corrupt piece must not overflow (found by fuzzing).
+    out.sample_count = earlier.sample_count.saturating_add(later.sample_count);
     let mut histograms = later.histograms.clone().unwrap_or_default();
     if let Some(s) = merge_metric(
         earlier.histograms.as_ref(),
@@ -90,12 +91,12 @@ fn merge_container(a: &ContainerSummary, b: &ContainerSummary) -> ContainerSumma
     }
     out.histograms = Some(histograms).filter(|h| !h.is_empty());
     out.memory_peak_bytes = a.memory_peak_bytes.max(b.memory_peak_bytes);
-    out.oom_kills = a.oom_kills + b.oom_kills;
+    out.oom_kills = a.oom_kills.saturating_add(b.oom_kills);
     out.network = match (&a.network, &b.network) {
         (Some(x), Some(y)) => {
             let mut n = y.clone();
-            n.rx_bytes += x.rx_bytes;
-            n.tx_bytes += x.tx_bytes;
+            n.rx_bytes = n.rx_bytes.saturating_add(x.rx_bytes);
+            n.tx_bytes = n.tx_bytes.saturating_add(x.tx_bytes);
             Some(n)
         }
         (x, y) => y.clone().or_else(|| x.clone()),

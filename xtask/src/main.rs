@@ -65,7 +65,7 @@ enum Cmd {
         seconds: u64,
         /// One target (`cargo fuzz list` names them); every target when left out.
         target: Option<String>,
-        /// More libFuzzer flags, after `--` (e.g. `-- -jobs=1`).
+        /// More libFuzzer flags, after `--` (e.g. `-- -max_len=512`).
         #[arg(last = true)]
         libfuzzer_args: Vec<String>,
     },

@@ -37,6 +37,10 @@ pub struct Btf<'a> {
     structs_by_name: HashMap<&'a str, u32>,
 }
 
+/// Anonymous structs and unions nested deeper than this are not searched (the kernel's
+/// `task_struct` nests two).
+const MAX_ANONYMOUS_DEPTH: u32 = 16;
+
 const STRUCT: u32 = 4;
 const UNION: u32 = 5;
 
@@ -173,7 +177,11 @@ impl<'a> Btf<'a> {
                         ty: ty_name.clone(),
                         member: (*member).to_owned(),
                     })?;
-            bits += off;
+            // A corrupt offset could overflow (found by fuzzing): no such member, then.
+            bits = bits.checked_add(off).ok_or_else(|| BtfError::NoMember {
+                ty: ty_name.clone(),
+                member: (*member).to_owned(),
+            })?;
             id = self.resolve(member_type);
             ty_name = (*member).to_owned();
         }
@@ -185,6 +193,12 @@ impl<'a> Btf<'a> {
 
     /// (bit offset, type id) of `member` in composite `id`, searching anonymous members.
     fn find_member(&self, id: u32, member: &str) -> Option<(u32, u32)> {
+        self.find_member_within(id, member, MAX_ANONYMOUS_DEPTH)
+    }
+
+    /// [`Btf::find_member`], descending at most `depth` anonymous members: a malformed (or
+    /// hostile) BTF can nest a struct in itself, which must not overflow the stack.
+    fn find_member_within(&self, id: u32, member: &str, depth: u32) -> Option<(u32, u32)> {
         let (kind, vlen, kind_flag, _, data) = self.header(id)?;
         if kind != STRUCT && kind != UNION {
             return None;
@@ -204,9 +218,11 @@ impl<'a> Btf<'a> {
                 return Some((bit_offset, type_id));
             }
             if name.is_empty()
-                && let Some((inner, ty)) = self.find_member(self.resolve(type_id), member)
+                && depth > 0
+                && let Some((inner, ty)) =
+                    self.find_member_within(self.resolve(type_id), member, depth - 1)
             {
-                return Some((bit_offset + inner, ty));
+                return Some((bit_offset.checked_add(inner)?, ty));
             }
         }
         None
@@ -300,6 +316,17 @@ pub(crate) mod tests {
         let bf = b.str("bits");
         b.ty(4 | 0x80, "bitty", 1, 8, &[bf, 1, (3 << 24) | 5]);
         b.finish()
+    }
+
+    #[test]
+    fn a_struct_nested_in_itself_is_not_searched_forever() {
+        // Found by fuzzing: #1 struct loop { <anonymous member of type #1> } overflowed the
+        // stack.
+        let mut b = Builder::new();
+        b.ty(4, "loop", 1, 8, &[0, 1, 0]);
+        let data = b.finish();
+        let btf = Btf::parse(&data).unwrap();
+        assert!(btf.member_offset("loop", &["missing"]).is_err());
     }
 
     #[test]

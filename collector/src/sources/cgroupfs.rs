@@ -32,13 +32,12 @@ fn unescape_octal(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
-            let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+        let escape = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)))
+            .map(|d| d.iter().fold(0u32, |v, b| v * 8 + u32::from(b - b'0')))
+            .and_then(|v| u8::try_from(v).ok());
+        if let Some(v) = escape {
             out.push(v);
             i += 4;
         } else {
@@ -396,5 +395,9 @@ mod tests {
             Some(PathBuf::from("/mnt/my cgroups"))
         );
         assert_eq!(unescape_octal("a\\13"), "a\\13");
+        // Found by fuzzing: `\777` is above a byte (it overflowed), and an escape may end
+        // the string.
+        assert_eq!(unescape_octal("a\\777"), "a\\777");
+        assert_eq!(unescape_octal("end\\040"), "end ");
     }
 }
