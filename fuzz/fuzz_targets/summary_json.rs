@@ -6,7 +6,7 @@
 //! - Its histograms decode or fail cleanly; decoded statistics are finite and non-negative.
 //! - `merge_runs` of two valid summaries (the earlier starting no later than the later
 //!   ends, at most 31 days in all, as two pieces of one valid run) validates, starts with the earlier, ends with the
-//!   later, and adds up the sample counts.
+//!   later, and adds up the sample counts (saturating).
 #![no_main]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -59,9 +59,10 @@ fn check_merge(earlier: &RunSummary, later: &RunSummary) {
     }
     assert_eq!(merged.start_time, earlier.start_time);
     assert_eq!(merged.end_time, later.end_time);
+    // Counters saturate rather than overflow.
     assert_eq!(
-        Some(merged.sample_count),
-        earlier.sample_count.checked_add(later.sample_count)
+        merged.sample_count,
+        earlier.sample_count.saturating_add(later.sample_count)
     );
 }
 

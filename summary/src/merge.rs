@@ -71,7 +71,9 @@ pub fn merge_runs(earlier: &RunSummary, later: &RunSummary) -> RunSummary {
 
 fn merge_container(a: &ContainerSummary, b: &ContainerSummary) -> ContainerSummary {
     let mut out = b.clone();
-    out.cpu_seconds = a.cpu_seconds + b.cpu_seconds;
+    // Saturates at what validation accepts, like the counters (found by fuzzing): two
+    // plausible pieces must not make an implausible run that the receiver refuses.
+    out.cpu_seconds = (a.cpu_seconds + b.cpu_seconds).min(crate::validate::MAX_CPU_SECONDS);
     let mut histograms = b.histograms.clone().unwrap_or_default();
     if let Some(s) = merge_metric(
         a.histograms.as_ref(),
@@ -176,6 +178,30 @@ mod tests {
             "{:?}",
             c.cpu_cores
         );
+    }
+
+    #[test]
+    fn totals_saturate_at_what_validation_accepts() {
+        // Found by fuzzing: two pieces each within the limits summed beyond them.
+        let max = crate::validate::MAX_CPU_SECONDS;
+        let mut a = run(
+            "2026-01-01T00:00:00.000Z",
+            "2026-01-01T00:00:10.000Z",
+            &[1.0],
+            max * 0.9,
+        );
+        a.sample_count = u64::MAX;
+        a.containers[0].oom_kills = u64::MAX;
+        let b = run(
+            "2026-01-01T00:00:12.000Z",
+            "2026-01-01T00:00:20.000Z",
+            &[1.0],
+            max * 0.9,
+        );
+        let m = merge_runs(&a, &b);
+        assert_eq!(m.containers[0].cpu_seconds, max);
+        assert_eq!(m.sample_count, u64::MAX);
+        assert_eq!(m.containers[0].oom_kills, u64::MAX);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! a read-only global. aya parses BTF too, but keeps its type accessors crate-private.
 //! Pure: bytes in, offset out; unit-tested on a hand-built BTF blob.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 const BTF_MAGIC: u16 = 0xeb9f;
 
@@ -193,12 +193,25 @@ impl<'a> Btf<'a> {
 
     /// (bit offset, type id) of `member` in composite `id`, searching anonymous members.
     fn find_member(&self, id: u32, member: &str) -> Option<(u32, u32)> {
-        self.find_member_within(id, member, MAX_ANONYMOUS_DEPTH)
+        let mut searched = HashSet::new();
+        self.find_member_within(id, member, MAX_ANONYMOUS_DEPTH, &mut searched)
     }
 
-    /// [`Btf::find_member`], descending at most `depth` anonymous members: a malformed (or
-    /// hostile) BTF can nest a struct in itself, which must not overflow the stack.
-    fn find_member_within(&self, id: u32, member: &str, depth: u32) -> Option<(u32, u32)> {
+    /// [`Btf::find_member`], descending at most `depth` anonymous members and searching each
+    /// composite once: a malformed (or hostile) BTF can nest a struct in itself, which must
+    /// not overflow the stack, or in itself many times over, which must not take exponential
+    /// time (both found by fuzzing). A type searched once without the member cannot have it
+    /// on another path either.
+    fn find_member_within(
+        &self,
+        id: u32,
+        member: &str,
+        depth: u32,
+        searched: &mut HashSet<u32>,
+    ) -> Option<(u32, u32)> {
+        if !searched.insert(id) {
+            return None;
+        }
         let (kind, vlen, kind_flag, _, data) = self.header(id)?;
         if kind != STRUCT && kind != UNION {
             return None;
@@ -220,7 +233,7 @@ impl<'a> Btf<'a> {
             if name.is_empty()
                 && depth > 0
                 && let Some((inner, ty)) =
-                    self.find_member_within(self.resolve(type_id), member, depth - 1)
+                    self.find_member_within(self.resolve(type_id), member, depth - 1, searched)
             {
                 return Some((bit_offset.checked_add(inner)?, ty));
             }
@@ -327,6 +340,21 @@ pub(crate) mod tests {
         let data = b.finish();
         let btf = Btf::parse(&data).unwrap();
         assert!(btf.member_offset("loop", &["missing"]).is_err());
+    }
+
+    #[test]
+    fn a_struct_nested_in_itself_many_times_is_searched_once() {
+        // Found by fuzzing: a struct with many anonymous members of its own type took
+        // vlen^depth steps (a hang) before each composite was searched once.
+        let mut b = Builder::new();
+        let members: Vec<u32> = (0..1000).flat_map(|i| [0, 1, i * 8]).collect();
+        b.ty(4, "fan", 1000, 8, &members);
+        let data = b.finish();
+        let btf = Btf::parse(&data).unwrap();
+        let started = std::time::Instant::now();
+        assert!(btf.member_offset("fan", &["missing"]).is_err());
+        // Once per composite is 1,000 member reads; the old search did 1000^16.
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]
