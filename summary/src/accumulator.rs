@@ -171,6 +171,39 @@ impl Accumulator {
         Ok(())
     }
 
+    /// Adds every sample of `other` `weight` times (sizing weighs recent runs more). Both
+    /// must have the same scale; a zero weight adds nothing.
+    pub fn merge_weighted(
+        &mut self,
+        other: &Accumulator,
+        weight: u64,
+    ) -> Result<(), HistogramError> {
+        if self.scale != other.scale {
+            return Err(HistogramError::ScaleMismatch(self.scale, other.scale));
+        }
+        if other.count == 0 || weight == 0 {
+            return Ok(());
+        }
+        for v in other.hist.iter_recorded() {
+            let n = v.count_at_value().saturating_mul(weight);
+            if self.hist.record_n(v.value_iterated_to(), n).is_err() {
+                self.hist.saturating_record_n(v.value_iterated_to(), n);
+            }
+        }
+        if self.count == 0 {
+            self.max = other.max;
+            self.min = other.min;
+        } else {
+            self.max = self.max.max(other.max);
+            self.min = self.min.min(other.min);
+        }
+        self.count = self
+            .count
+            .saturating_add(other.count.saturating_mul(weight));
+        self.sum += other.sum * weight as f64;
+        Ok(())
+    }
+
     /// Serializes the histogram (HdrHistogram V2, base64).
     pub fn encode(&self) -> EncodedHistogram {
         let mut bytes = Vec::new();
@@ -235,6 +268,24 @@ mod tests {
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() <= b.abs() * 0.001 + 1e-9
+    }
+
+    #[test]
+    fn weighted_merge_counts_each_sample_weight_times() {
+        let mut a = Accumulator::new(SCALE_CORES);
+        for v in [1.0, 2.0] {
+            a.record(v);
+        }
+        let mut b = Accumulator::new(SCALE_CORES);
+        b.record(4.0);
+        let mut m = Accumulator::new(SCALE_CORES);
+        m.merge_weighted(&a, 1).unwrap();
+        m.merge_weighted(&b, 3).unwrap();
+        assert_eq!(m.sample_count(), 5);
+        let s = m.stats();
+        assert!(close(s.avg, (1.0 + 2.0 + 12.0) / 5.0), "{s:?}");
+        assert!(close(s.p50, 4.0) && close(s.peak, 4.0), "{s:?}");
+        assert!(m.merge_weighted(&Accumulator::new(SCALE_BYTES), 1).is_err());
     }
 
     #[test]

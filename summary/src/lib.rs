@@ -13,6 +13,8 @@
 //! - [`duration`]: the duration syntax of every command line (`500ms`, `1m 30s`, `1.5`),
 //!   positive only.
 //! - [`merge`]: one run from two summaries (node mode across a collector restart).
+//! - [`sizing`]: what a job should get from its history ([`sizing::recommend`]), used by
+//!   the receiver's sizing endpoint, `collector size` and the backtest.
 //! - [`exposition`]: the `/metrics` text shared by the collector and the receiver
 //!   (OpenMetrics for Prometheus, the classic format for everyone else).
 
@@ -20,6 +22,7 @@ pub mod accumulator;
 pub mod duration;
 pub mod exposition;
 pub mod merge;
+pub mod sizing;
 pub mod time;
 pub mod validate;
 
