@@ -82,6 +82,10 @@ pub struct Cli {
     /// baseline, much slower under concurrency).
     #[arg(long)]
     pub no_group_commit: bool,
+    /// Runner classes the sizing endpoint picks from, `NAME=CPU/MEMORY` separated by commas
+    /// (`small=2c/4Gi,medium=4c/8Gi,large=8c/16Gi`): its answer names the smallest that fits.
+    #[arg(long, env = "RECEIVER_RUNNER_CLASSES", value_name = "CLASSES")]
+    pub runner_classes: Option<String>,
 }
 
 impl std::fmt::Debug for Cli {
@@ -99,6 +103,7 @@ impl std::fmt::Debug for Cli {
             .field("max_response_bytes", &self.max_response_bytes)
             .field("max_connections", &self.max_connections)
             .field("retention_days", &self.retention_days)
+            .field("runner_classes", &self.runner_classes)
             .finish_non_exhaustive()
     }
 }
@@ -161,6 +166,8 @@ pub struct Config {
     pub body_timeout: Duration,
     /// Whether concurrent pushes share write transactions.
     pub group_commit: bool,
+    /// Runner classes for sizing answers (`--runner-classes`), smallest first.
+    pub runner_classes: Vec<summary::sizing::RunnerClass>,
     /// The wall clock: receive times, retention cutoffs, token expiry. Always
     /// [`SystemTime::now`] from the command line; tests inject a shifted one to age runs
     /// and tokens without waiting.
@@ -214,6 +221,11 @@ impl Config {
             header_timeout: cli.header_timeout,
             body_timeout: cli.body_timeout,
             group_commit: !cli.no_group_commit,
+            runner_classes: match &cli.runner_classes {
+                Some(text) => summary::sizing::quantity::parse_classes(text)
+                    .map_err(|e| format!("--runner-classes: {e}"))?,
+                None => Vec::new(),
+            },
             clock: SystemTime::now,
         })
     }
@@ -234,6 +246,7 @@ impl Config {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             group_commit: true,
+            runner_classes: Vec::new(),
             clock: SystemTime::now,
         }
     }

@@ -7,13 +7,19 @@ use summary::{MetricsPush, RunSummary};
 
 use crate::output::report;
 
-/// `collector show`: a summary as a table. Accepts what the collector and the receiver
-/// produce: a summary, a summary file (`{execution, summary}`), or a query answer (a list of
-/// stored runs, or one).
-pub fn show(file: Option<&Path>) -> anyhow::Result<ExitCode> {
+/// One run read from a JSON document: a headline naming it, its run id where known, and
+/// its summary.
+pub struct ReadRun {
+    pub headline: String,
+    pub run_id: Option<String>,
+    pub summary: RunSummary,
+}
+
+/// Reads `path` (`-` or `None`: standard input) whole.
+pub fn read_input(path: Option<&Path>) -> anyhow::Result<String> {
     use std::io::Read;
     let mut text = String::new();
-    match file {
+    match path {
         Some(path) if path != Path::new("-") => {
             text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?
@@ -24,43 +30,65 @@ pub fn show(file: Option<&Path>) -> anyhow::Result<ExitCode> {
                 .context("reading standard input")?;
         }
     }
-    let value: serde_json::Value = serde_json::from_str(&text).context("the input is not JSON")?;
+    Ok(text)
+}
+
+/// The runs of what the collector and the receiver produce: a summary, a summary file
+/// (`{execution, summary}`), or a query answer (a list of stored runs, or one).
+pub fn parse_runs(text: &str) -> anyhow::Result<Vec<ReadRun>> {
+    let value: serde_json::Value = serde_json::from_str(text).context("the input is not JSON")?;
     let runs: Vec<serde_json::Value> = match value {
         serde_json::Value::Array(items) => items,
         other => vec![other],
     };
+    let mut out = Vec::with_capacity(runs.len());
+    for run in runs {
+        out.push(if run.get("payload").is_some() {
+            let stored: summary::StoredRun =
+                serde_json::from_value(run).context("not a stored run")?;
+            ReadRun {
+                headline: format!(
+                    "run {} #{} of {}/{} {} (received {})",
+                    stored.run_id,
+                    stored.id,
+                    stored.repository,
+                    stored.workflow,
+                    stored.job,
+                    stored.received_at
+                ),
+                run_id: Some(stored.run_id),
+                summary: stored.payload,
+            }
+        } else if run.get("summary").is_some() {
+            let push: MetricsPush = serde_json::from_value(run).context("not a summary file")?;
+            let e = push.execution;
+            ReadRun {
+                headline: format!(
+                    "run {} of {} {} {}",
+                    e.run_id, e.repository, e.workflow, e.job
+                ),
+                run_id: Some(e.run_id).filter(|r| !r.is_empty()),
+                summary: push.summary,
+            }
+        } else {
+            ReadRun {
+                headline: "run summary".to_owned(),
+                run_id: None,
+                summary: serde_json::from_value(run).context("not a run summary")?,
+            }
+        });
+    }
+    Ok(out)
+}
+
+/// `collector show`: a summary as a table. Accepts what [`parse_runs`] reads.
+pub fn show(file: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let runs = parse_runs(&read_input(file)?)?;
     if runs.is_empty() {
         println!("no runs");
     }
     for run in runs {
-        let (headline, summary) = if run.get("payload").is_some() {
-            let stored: summary::StoredRun =
-                serde_json::from_value(run).context("not a stored run")?;
-            let headline = format!(
-                "run {} #{} of {}/{} {} (received {})",
-                stored.run_id,
-                stored.id,
-                stored.repository,
-                stored.workflow,
-                stored.job,
-                stored.received_at
-            );
-            (headline, stored.payload)
-        } else if run.get("summary").is_some() {
-            let push: MetricsPush = serde_json::from_value(run).context("not a summary file")?;
-            let e = &push.execution;
-            (
-                format!(
-                    "run {} of {} {} {}",
-                    e.run_id, e.repository, e.workflow, e.job
-                ),
-                push.summary,
-            )
-        } else {
-            let summary: RunSummary = serde_json::from_value(run).context("not a run summary")?;
-            ("run summary".to_owned(), summary)
-        };
-        print!("{}", report::table(&headline, &summary));
+        print!("{}", report::table(&run.headline, &run.summary));
     }
     Ok(ExitCode::SUCCESS)
 }

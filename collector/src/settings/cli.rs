@@ -56,6 +56,57 @@ pub enum Command {
         /// JSON file to read; `-` or nothing reads standard input.
         file: Option<PathBuf>,
     },
+    /// What a job should get (CPU request, memory request and limit, per container and for
+    /// the job), from local summaries of its runs: `run --json` output, summary files or
+    /// receiver query answers. The same computation as the receiver's sizing endpoint.
+    Size(SizeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SizeArgs {
+    /// Summary files, one run or many each; `-` reads standard input.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Most recent runs considered (1 to 100).
+    #[arg(long, default_value_t = summary::sizing::DEFAULT_RUNS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100))]
+    pub runs: usize,
+    /// Margin on top of what was used, percent (0 to 200).
+    #[arg(long, default_value_t = summary::sizing::DEFAULT_BUFFER_PERCENT, value_parser = parse_buffer)]
+    pub buffer: f64,
+    /// Statistic of the runs' CPU the request is based on: peak, p99, p95, p75, p50, avg.
+    #[arg(long, default_value = "p95", value_parser = parse_percentile)]
+    pub cpu_percentile: summary::sizing::Percentile,
+    /// Also recommend a CPU limit (by default none: a limit throttles a CI job whenever it
+    /// bursts, which only lengthens it).
+    #[arg(long)]
+    pub cpu_limit: bool,
+    /// Runner classes to pick from, `NAME=CPU/MEMORY` separated by commas
+    /// (`small=2c/4Gi,medium=4c/8Gi,large=8c/16Gi`).
+    #[arg(long, value_name = "CLASSES", value_parser = parse_classes)]
+    pub runner_classes: Option<RunnerClasses>,
+    /// Print the answer as JSON (the sizing endpoint's fields) instead of a report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--runner-classes`, parsed.
+#[derive(Debug, Clone)]
+pub struct RunnerClasses(pub Vec<summary::sizing::RunnerClass>);
+
+fn parse_classes(s: &str) -> Result<RunnerClasses, String> {
+    summary::sizing::quantity::parse_classes(s).map(RunnerClasses)
+}
+
+fn parse_buffer(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|b| b.is_finite() && (0.0..=200.0).contains(b))
+        .ok_or_else(|| format!("{s:?} is not a percentage from 0 to 200"))
+}
+
+fn parse_percentile(s: &str) -> Result<summary::sizing::Percentile, String> {
+    summary::sizing::Percentile::parse(s)
+        .ok_or_else(|| format!("{s:?} is not one of peak, p99, p95, p75, p50, avg"))
 }
 
 #[derive(Args, Debug)]

@@ -215,13 +215,18 @@ pub fn percent_decode(segment: &str) -> Option<String> {
 /// `/api/v1/metrics/repo/{org}/{repo}/{workflow}/{job}`, decoded: 404 if the shape is
 /// wrong, 400 if an escape is.
 pub(crate) fn query_path(path: &str) -> Result<[String; 4], ApiError> {
+    job_path(path, QUERY_PREFIX)
+}
+
+/// The four decoded job segments after `prefix` (`/api/v1/sizing/repo/`, ...).
+pub(crate) fn job_path(path: &str, prefix: &str) -> Result<[String; 4], ApiError> {
     let shape = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            "expected /api/v1/metrics/repo/{org}/{repo}/{workflow}/{job}",
+            format!("expected {prefix}{{org}}/{{repo}}/{{workflow}}/{{job}}"),
         )
     };
-    let rest = path.strip_prefix(QUERY_PREFIX).ok_or_else(shape)?;
+    let rest = path.strip_prefix(prefix).ok_or_else(shape)?;
     let segments: Vec<&str> = rest.split('/').collect();
     let [org, repo, workflow, job] = segments[..] else {
         return Err(shape());

@@ -5,6 +5,7 @@
 //! | POST | `/api/v1/token` | read token | 200 `{"token": ...}` (plus `expires_at` with a TTL) |
 //! | POST | `/api/v1/metrics` | push token for the body's scope | 201 `{"id", "received_at"}` after a durable commit; a repeated push: the first one's, with `Idempotent-Replayed: true` |
 //! | GET | `/api/v1/metrics/repo/{org}/{repo}/{workflow}/{job}` | read token | 200, JSON array, newest first |
+//! | GET | `/api/v1/sizing/repo/{org}/{repo}/{workflow}/{job}` | read token | 200, the sizing answer ([`sizing`]: `runs`, `buffer`, `cpu_percentile`, `window`, `cpu_limit`) |
 //! | GET | `/healthz` | none | 200 `{"status":"ok"}`; 503 `{"status":"unavailable","error":...}` while the store recovers from an I/O error (readiness) |
 //! | GET | `/livez` | none | 200 `{"status":"ok"}` while the process answers (liveness) |
 //! | GET | `/metrics` | none | the receiver's own metrics (OpenMetrics when asked for, else the Prometheus text format) |
@@ -32,6 +33,7 @@ use crate::store::Store;
 mod error;
 mod extract;
 mod handlers;
+mod sizing;
 
 use error::ApiError;
 pub use extract::{BODY_BYTES_IN_FLIGHT, BodyLimits, LEGACY_PUSHES_IN_FLIGHT, percent_decode};
@@ -63,6 +65,8 @@ pub struct AppState {
     pub max_response_bytes: usize,
     /// Request-body memory held at once: bytes of all bodies, and legacy-token pushes.
     pub body_limits: BodyLimits,
+    /// Runner classes for sizing answers (`--runner-classes`).
+    pub runner_classes: Vec<summary::sizing::RunnerClass>,
 }
 
 impl AppState {
@@ -81,6 +85,7 @@ impl AppState {
                 LEGACY_PUSHES_IN_FLIGHT,
                 config.max_body_bytes,
             ),
+            runner_classes: config.runner_classes.clone(),
         }
     }
 }
@@ -135,6 +140,12 @@ where
         }
         (_, p) if p.starts_with(QUERY_PREFIX) => {
             ("query", Err(ApiError::method_not_allowed("GET")))
+        }
+        (&Method::GET, p) if p.starts_with(sizing::SIZING_PREFIX) => {
+            ("sizing", sizing::sizing(state, &req).await)
+        }
+        (_, p) if p.starts_with(sizing::SIZING_PREFIX) => {
+            ("sizing", Err(ApiError::method_not_allowed("GET")))
         }
         _ => (
             "other",

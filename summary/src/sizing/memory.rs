@@ -189,7 +189,7 @@ pub fn size(
             .max(1);
         let raise = OOM_RAISE.powi(at_floor as i32).min(OOM_RAISE_MAX);
         let what = if worst.oom_kills > 0 {
-            "was OOM-killed"
+            "was OOM-killed at"
         } else {
             "came within 5 % of"
         };

@@ -56,12 +56,12 @@ pub fn recommend(runs: &[SizingRun<'_>], params: &SizingParams) -> Sizing {
     let current = current_totals(&containers);
     if let Some(cur) = &current {
         notes.push(format!(
-            "the job: {:.2} cores and {} requested now{}; recommended {:.2} cores and {}",
+            "the job: limits now {:.2} cores and {}; recommended {:.2} cores and {}: {}",
             cur.cpu_request_cores,
             human_bytes(cur.memory_limit_bytes),
-            savings(cur, &pod),
             pod.cpu_request_cores,
-            human_bytes(pod.memory_limit_bytes)
+            human_bytes(pod.memory_limit_bytes),
+            savings(cur, &pod)
         ));
     }
     let mut classes = params.classes.clone();
@@ -206,11 +206,13 @@ fn current_totals(containers: &[ContainerSizing]) -> Option<Resources> {
 fn savings(cur: &Resources, rec: &Resources) -> String {
     let cores = cur.cpu_request_cores - rec.cpu_request_cores;
     let mem = cur.memory_limit_bytes as i128 - rec.memory_limit_bytes as i128;
-    let part = |pos: bool, what: String| format!("{} {what}", if pos { "frees" } else { "needs" });
+    let verb = |frees: bool| if frees { "frees" } else { "needs" };
     format!(
-        " (as limits): right-sizing {} and {}",
-        part(cores >= 0.0, format!("{:.2} cores", cores.abs())),
-        part(mem >= 0, human_bytes(mem.unsigned_abs() as u64))
+        "{} {:.2} cores, {} {}",
+        verb(cores >= 0.0),
+        cores.abs(),
+        verb(mem >= 0),
+        human_bytes(mem.unsigned_abs() as u64)
     )
 }
 
@@ -289,7 +291,7 @@ mod tests {
         );
         assert_eq!(s.current.unwrap().cpu_request_cores, 4.0);
         assert!(
-            s.notes.iter().any(|n| n.contains("right-sizing frees")),
+            s.notes.iter().any(|n| n.contains("frees 2.78 GiB")),
             "{:?}",
             s.notes
         );
