@@ -5,8 +5,10 @@
 //! run time) and measures, in one run:
 //! - durable pushes per second of realistic summaries with 1, 16 and 64 concurrent
 //!   keep-alive clients, with group commit and with the one-commit-per-request baseline;
-//! - query latency (p50, p99) on a job with 10,000 stored runs.
+//! - query latency (p50, p99) on a job with 10,000 stored runs;
+//! - sizing latency (p50, p99) over 100 of those runs ([`sizing`]).
 
+mod sizing;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,7 +29,7 @@ const HMAC_KEY: &str = "bench-hmac-key-0123456789";
 
 #[derive(Parser, Debug)]
 #[command(
-    about = "Receiver benchmark: durable pushes/s (group commit vs one commit per request) and query latency"
+    about = "Receiver benchmark: durable pushes/s (group commit vs one commit per request), query and sizing latency"
 )]
 struct Args {
     /// Seconds measured per push scenario (after a 0.5 s warm-up).
@@ -45,6 +47,9 @@ struct Args {
     /// Page size of the timed queries.
     #[arg(long, default_value_t = 50)]
     query_limit: usize,
+    /// Number of timed sizing answers (each over the job's 100 most recent runs).
+    #[arg(long, default_value_t = 300)]
+    sizing_queries: usize,
     /// Skip the one-commit-per-request baseline.
     #[arg(long)]
     no_baseline: bool,
@@ -569,6 +574,7 @@ async fn bench(args: Args, rt: tokio::runtime::Handle) -> anyhow::Result<()> {
     );
     let (p50, p99, deep50, deep99) =
         query_latency(server.addr, args.queries, args.query_limit).await?;
+    let (size50, size99) = sizing::latency(server.addr, args.sizing_queries).await?;
     server.stop().await?;
     println!(
         "query latency, limit={} ({} queries, 1 client, keep-alive):",
@@ -576,6 +582,11 @@ async fn bench(args: Args, rt: tokio::runtime::Handle) -> anyhow::Result<()> {
     );
     println!("  newest page:            p50 {p50:.3} ms   p99 {p99:.3} ms");
     println!("  page 5,000 runs deep:   p50 {deep50:.3} ms   p99 {deep99:.3} ms");
+    println!(
+        "sizing latency, runs=100 of {} ({} queries, 1 client):",
+        args.query_runs, args.sizing_queries
+    );
+    println!("  answer:                 p50 {size50:.3} ms   p99 {size99:.3} ms");
     println!();
 
     let at64 = group.iter().find(|(c, _)| *c == 64).map(|(_, r)| r.per_sec);
@@ -602,6 +613,10 @@ async fn bench(args: Args, rt: tokio::runtime::Handle) -> anyhow::Result<()> {
     println!(
         "target: query p99 <= 5 ms ............................... {worst:.3} ms  {}",
         check(worst <= 5.0)
+    );
+    println!(
+        "target: sizing p99 <= 20 ms (100 runs) .................. {size99:.3} ms  {}",
+        check(size99 <= 20.0)
     );
     Ok(())
 }
