@@ -11,7 +11,7 @@ use testkit::{READ_TOKEN, Receiver, requirements_enforced as ebpf_required};
 
 mod common;
 
-use common::{Proc, collector};
+use common::{CgroupTree, Proc, cgroup_v1_mount, cgroup2_mount, collector};
 
 /// 150 short-lived subshells that each burn a few ms, then bash's own account of its and its
 /// children's CPU (`times`) on stderr: the getrusage ground truth.
@@ -284,4 +284,149 @@ fn sidecar_writes_the_summary_when_the_receiver_is_down_and_second_signal_exits(
         !file.exists(),
         "the second signal exits without the summary"
     );
+}
+
+/// The memory-peak workload: allocates, writes every page, holds, exits.
+const TOUCH_MEMORY: &str = env!("CARGO_BIN_EXE_touch-memory");
+/// MiB each memory-peak test touches for one second.
+const TOUCHED_MIB: [u64; 3] = [60, 140, 300];
+
+/// Checks a container's true peak against what it touched: within 5 %, from a cgroup on a
+/// hybrid host (the v1 memory twin), and the statistics' peak agreeing with it.
+#[track_caller]
+fn check_peak(mode: &str, mib: u64, c: &summary::ContainerSummary) {
+    let touched = mib << 20;
+    let peak = c
+        .memory_peak_bytes
+        .unwrap_or_else(|| panic!("{mode} {mib} MiB: no memory_peak_bytes in {c:?}"));
+    let ratio = peak as f64 / touched as f64;
+    println!(
+        "{mode}: touched {mib} MiB ({touched} B), memory_peak_bytes {peak} ({:.1} MiB), ratio {ratio:.4}, memory_bytes.peak {}, source {:?}",
+        peak as f64 / f64::from(1 << 20),
+        c.memory_bytes.peak,
+        c.memory_source,
+    );
+    assert!((ratio - 1.0).abs() <= 0.05, "{mode} {mib} MiB: peak {peak}");
+    assert!(c.memory_bytes.peak >= peak as f64, "{c:?}");
+    // Pure v2 hosts give the run's cgroup a memory controller only where its parent
+    // delegates one; hybrid ones always have the v1 twin.
+    if cgroup_v1_mount("memory").is_some() {
+        assert_eq!(c.memory_source, Source::Cgroup, "{c:?}");
+    }
+}
+
+#[test]
+fn run_reports_true_memory_peaks_within_5_percent() {
+    if !testkit::require_root("creates the command's cgroups") {
+        return;
+    }
+    println!("cgroup layout: {}", common::cgroup_layout());
+    for mib in TOUCHED_MIB {
+        let mib_arg = mib.to_string();
+        // The default --interval (5 s) takes no slow sample during the command.
+        let out = run_collector(&["run", "--json", "--", TOUCH_MEMORY, &mib_arg, "1"], &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let summary: RunSummary = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        summary.validate().unwrap();
+        check_peak("run", mib, &summary.containers[0]);
+    }
+}
+
+/// A test's cgroup: the v2 directory, plus its v1 memory twin on hybrid hosts (pure v2 ones
+/// get the memory controller enabled at the root). Returns the `cgroup.procs` files to
+/// join and the trees, removed when dropped.
+fn memory_cgroup(name: &str) -> (Vec<std::path::PathBuf>, Vec<CgroupTree>) {
+    let v2 = cgroup2_mount().join(name);
+    let _ = std::fs::remove_dir(&v2);
+    std::fs::create_dir(&v2).unwrap();
+    let mut dirs = vec![v2.clone()];
+    match cgroup_v1_mount("memory") {
+        Some(v1) => {
+            let v1 = v1.join(name);
+            let _ = std::fs::remove_dir(&v1);
+            std::fs::create_dir(&v1).unwrap();
+            dirs.push(v1);
+        }
+        None => {
+            let _ = std::fs::write(cgroup2_mount().join("cgroup.subtree_control"), "+memory");
+        }
+    }
+    let procs = dirs.iter().map(|d| d.join("cgroup.procs")).collect();
+    (procs, dirs.into_iter().map(CgroupTree).collect())
+}
+
+/// `sh -c` that joins the cgroups, then execs `command`.
+fn in_cgroups(procs: &[std::path::PathBuf], command: &str) -> std::process::Command {
+    let joins: String = procs
+        .iter()
+        .map(|p| format!("echo $$ > {} && ", p.display()))
+        .collect();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("{joins}exec {command}"))
+        .stdout(Stdio::null());
+    cmd
+}
+
+#[test]
+fn sidecar_reports_true_memory_peaks_within_5_percent() {
+    if !testkit::require_root("creates cgroups") {
+        return;
+    }
+    println!("cgroup layout: {}", common::cgroup_layout());
+    let deadline = Duration::from_secs(60);
+    let names: Vec<String> = TOUCHED_MIB
+        .iter()
+        .map(|mib| format!("mempeak-{}-{mib}", std::process::id()))
+        .collect();
+    // Trees first: dropped last, after the processes in them are reaped.
+    let cgroups: Vec<_> = names.iter().map(|n| memory_cgroup(n)).collect();
+    // A long-lived process in each, so the container is alive at the final reading.
+    let sleepers: Vec<Proc> = cgroups
+        .iter()
+        .map(|(procs, _)| Proc::spawn(&mut in_cgroups(procs, "sleep 600")))
+        .collect();
+    for s in &sleepers {
+        let comm = format!("/proc/{}/comm", s.child.id());
+        testkit::wait_until(deadline, "the sleeper to join its cgroups", || {
+            std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep")
+        });
+    }
+    // With no push endpoint the sidecar prints its summary: that file is its summary file.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("summary.json");
+    let mut sidecar = Proc::spawn(
+        collector()
+            .args(["--interval", "500ms"])
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(&file).unwrap()),
+    );
+    // Every container is known (and its v1 twin found) before the workloads start.
+    testkit::wait_until(deadline, "the sidecar to sample the test's cgroups", || {
+        sidecar
+            .log()
+            .lines()
+            .any(|l| l.contains("sample") && names.iter().all(|n| l.contains(n.as_str())))
+    });
+    for (mib, (procs, _)) in TOUCHED_MIB.iter().zip(&cgroups) {
+        let mut toucher = Proc::spawn(&mut in_cgroups(procs, &format!("{TOUCH_MEMORY} {mib} 1")));
+        let (status, log) = toucher.wait(deadline);
+        assert!(status.success(), "touch-memory {mib}: {log}");
+    }
+    sidecar.signal(libc::SIGTERM);
+    let (status, stderr) = sidecar.wait(deadline);
+    assert!(status.success(), "{stderr}");
+    let summary: RunSummary = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    summary.validate().unwrap();
+    for (mib, name) in TOUCHED_MIB.iter().zip(&names) {
+        let c = summary
+            .containers
+            .iter()
+            .find(|c| c.name.contains(name.as_str()))
+            .unwrap_or_else(|| panic!("no container {name} in the summary"));
+        check_peak("sidecar", *mib, c);
+    }
+    drop(sleepers);
 }

@@ -18,7 +18,7 @@ use crate::{
     sampler::{Scope, grouping::ContainerName},
     settings::{Settings, cli::RunArgs},
     sources::{
-        cgroupfs::{self, Mounts},
+        cgroupfs::{self, CgroupPath, Mounts},
         procfs,
     },
 };
@@ -40,18 +40,37 @@ pub async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> 
             None
         }
     };
+    // Hybrid hosts keep the memory controller in v1: a twin there gives the true peak.
+    let memory_v1 = match MemoryCgroupV1::create(&settings.mounts) {
+        Ok(cg) => cg,
+        Err(e) => {
+            tracing::warn!(
+                "cannot create a v1 memory cgroup for the command ({e:#}): its memory is its processes' polled RSS"
+            );
+            None
+        }
+    };
     let mut command = tokio::process::Command::new(&args.command[0]);
     command.args(&args.command[1..]);
-    if let Some(cg) = &cgroup {
-        let procs = std::ffi::CString::new(
-            cg.dir
-                .join("cgroup.procs")
+    let procs = |dir: &Path| {
+        std::ffi::CString::new(
+            dir.join("cgroup.procs")
                 .into_os_string()
                 .into_encoded_bytes(),
-        )?;
+        )
+    };
+    let v2_procs = cgroup.as_ref().map(|cg| procs(&cg.dir)).transpose()?;
+    let v1_procs = memory_v1.as_ref().map(|cg| procs(&cg.dir)).transpose()?;
+    if v2_procs.is_some() || v1_procs.is_some() {
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
-            command.pre_exec(move || join_cgroup(&procs));
+            command.pre_exec(move || {
+                // Best effort: a failure shows in /proc/PID/cgroup, checked after the start.
+                if let Some(v1) = &v1_procs {
+                    let _ = join_cgroup(v1);
+                }
+                v2_procs.as_deref().map_or(Ok(()), join_cgroup)
+            });
         }
     }
     // The CPU source is picked before the command starts, so its first slices are counted.
@@ -71,12 +90,22 @@ pub async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> 
         },
     )
     .await?;
+    // Known before the command starts: a short one may end before any scan finds it.
+    let mut pinned: Vec<_> = cgroup
+        .iter()
+        .map(|cg| CgroupPath::V2(cg.path.clone()))
+        .collect();
+    pinned.extend(memory_v1.iter().map(|cg| CgroupPath::V1(cg.path.clone())));
+    runner.sampler.pin_memory_cgroups(pinned);
     let mut child = command
         .spawn()
         .with_context(|| format!("starting {:?}", args.command[0]))?;
     let pid = child.id().context("child has no pid")? as i32;
     if cgroup.is_none() {
         runner.sampler.set_scope(Scope::Tree(pid));
+    }
+    if let Some(cg) = &memory_v1 {
+        cg.check_joined(pid);
     }
     let status = match runner
         .run_until(child.wait(), OnSignal::Forward(pid), |_| {})
@@ -85,10 +114,16 @@ pub async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> 
         Ended::Done(status) => status?,
         Ended::Signal(_) => unreachable!("run mode forwards signals"),
     };
+    // The command is reaped and the collector has no other children: the kernel's peak
+    // RSS of its largest descendant is a floor for the container's peak.
+    if let Some(bytes) = children_max_rss() {
+        runner.sampler.raise_memory_peak(bytes);
+    }
     // Let the last switches of the command land, then take the final readings.
     tokio::time::sleep(Duration::from_millis(50)).await;
     runner.finish();
     drop(cgroup);
+    drop(memory_v1);
     let summary = runner.sampler.summary(runner.sampler.collector_info("run"));
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -172,11 +207,93 @@ impl RunCgroup {
 /// Removed when done (also on early errors); one left busy by daemons of the command stays.
 impl Drop for RunCgroup {
     fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir(&self.dir) {
+        remove_cgroup(&self.dir);
+    }
+}
+
+/// The command's cgroup in the v1 memory controller (hybrid hosts): a child of the
+/// collector's own there, named like the v2 one (`collector-run-PID`), so the sampler treats
+/// the two as twins.
+struct MemoryCgroupV1 {
+    /// Path relative to the memory controller's mount (as in /proc/PID/cgroup).
+    path: String,
+    dir: PathBuf,
+}
+
+impl MemoryCgroupV1 {
+    /// `None` where no v1 memory controller is mounted (pure v2 hosts).
+    fn create(mounts: &Mounts) -> anyhow::Result<Option<Self>> {
+        if !mounts.v1.contains_key("memory") {
+            return Ok(None);
+        }
+        let own =
+            std::fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
+        let lines = procfs::parse_pid_cgroup(&own);
+        // The root is not listed as a path of its own.
+        let own = procfs::cgroup_v1_controller_path(&lines, "memory").unwrap_or("/");
+        let path = format!(
+            "{}/collector-run-{}",
+            own.trim_end_matches('/'),
+            std::process::id()
+        );
+        let dir = mounts
+            .v1_dir("memory", &path)
+            .context("no v1 memory controller")?;
+        std::fs::create_dir(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+        tracing::debug!(cgroup = %dir.display(), "command memory cgroup (v1) created");
+        Ok(Some(Self { path, dir }))
+    }
+
+    /// Warns when the command is not in it (joining between fork and exec cannot log).
+    fn check_joined(&self, pid: i32) {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+            return; // already gone: nothing to say about it
+        };
+        // A zombie (a command that ended already) no longer shows its cgroups: only a
+        // process still running after its cgroups were read tells.
+        let running = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| !matches!(state, "Z" | "X"))
+        });
+        let lines = procfs::parse_pid_cgroup(&text);
+        let joined =
+            procfs::cgroup_v1_controller_path(&lines, "memory") == Some(self.path.as_str());
+        if running && !joined {
             tracing::warn!(
-                "leaving {} in place: {e} (processes of the command are still running in it)",
+                "the command did not join {}: its memory peak is not its own",
                 self.dir.display()
             );
         }
     }
+}
+
+impl Drop for MemoryCgroupV1 {
+    fn drop(&mut self) {
+        remove_cgroup(&self.dir);
+    }
+}
+
+fn remove_cgroup(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir(dir) {
+        tracing::warn!(
+            "leaving {} in place: {e} (processes of the command are still running in it)",
+            dir.display()
+        );
+    }
+}
+
+/// The largest peak RSS among the reaped descendants (`getrusage(RUSAGE_CHILDREN)`), bytes.
+fn children_max_rss() -> Option<u64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the rusage it is given a valid pointer to.
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) } == 0;
+    // SAFETY: zeroed is a valid rusage, and getrusage succeeded.
+    let usage = unsafe { usage.assume_init() };
+    // ru_maxrss is in KiB on Linux.
+    ok.then(|| {
+        u64::try_from(usage.ru_maxrss)
+            .unwrap_or(0)
+            .saturating_mul(1024)
+    })
 }

@@ -96,7 +96,8 @@ impl Runner {
     }
 
     /// Ticks until `until` completes or (with [`OnSignal::Stop`]) a signal arrives. Every
-    /// slow tick takes a /proc scan and a CPU reading, then calls `after_slow`.
+    /// slow tick takes a /proc scan and a CPU reading, then calls `after_slow`; every fast
+    /// one reads the cheap counters ([`Sampler::fast_tick`]).
     pub async fn run_until<T>(
         &mut self,
         until: impl Future<Output = T>,
@@ -104,7 +105,6 @@ impl Runner {
         mut after_slow: impl FnMut(&mut Sampler),
     ) -> Ended<T> {
         tokio::pin!(until);
-        let cheap = self.sampler.cpu_is_cheap();
         let signals = self.signals.as_mut().expect("run_until before finish");
         loop {
             tokio::select! {
@@ -122,7 +122,8 @@ impl Runner {
                     self.sampler.cpu_tick();
                     after_slow(&mut self.sampler);
                 }
-                _ = self.fast.tick(), if cheap => self.sampler.cpu_tick(),
+                // Cheap CPU counters and cgroup memory files; nothing when neither exists.
+                _ = self.fast.tick() => self.sampler.fast_tick(),
             }
         }
     }

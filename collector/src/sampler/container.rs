@@ -2,6 +2,7 @@
 
 use std::{
     collections::{BTreeSet, HashSet},
+    path::PathBuf,
     time::Instant,
 };
 
@@ -20,6 +21,15 @@ pub(super) struct Container {
     /// On hybrid hosts, the v1 memory-controller cgroups of its processes (kept after they
     /// go, like `cgroups`): where its memory is counted when its v2 cgroups count none.
     pub(super) memory_v1: BTreeSet<CgroupPath>,
+    /// Memory cgroups given up front (run mode: the command's own, known before any scan
+    /// finds a process in it, which a short command may never allow). Read first.
+    pub(super) memory_pinned: BTreeSet<CgroupPath>,
+    /// The current-usage files of the cgroups its memory came from at the last full reading
+    /// (empty for the /proc source): what the CPU tick reads between two full readings.
+    pub(super) memory_counters: Vec<PathBuf>,
+    /// A CPU-tick memory sample was recorded since the last full reading, which then only
+    /// updates the peak, OOM kills and anonymous memory (no sample is recorded twice).
+    pub(super) memory_fast_since_slow: bool,
     /// cgroup v2 ids of those paths, for eBPF totals.
     pub(super) cgroup_ids: BTreeSet<u64>,
     pub(super) cpu_cores: Accumulator,
@@ -68,6 +78,9 @@ impl Container {
         Self {
             cgroups: BTreeSet::new(),
             memory_v1: BTreeSet::new(),
+            memory_pinned: BTreeSet::new(),
+            memory_counters: Vec::new(),
+            memory_fast_since_slow: false,
             cgroup_ids: BTreeSet::new(),
             cpu_cores: Accumulator::new(SCALE_CORES),
             cpu_to_limit: Accumulator::new(SCALE_PERCENT),
@@ -122,6 +135,22 @@ impl Container {
         }
         self.last_cpu = Some((now, cumulative_ns));
         delta
+    }
+
+    /// Records one memory sample (bytes in use now) with its share of the limit.
+    pub(super) fn record_memory(&mut self, bytes: u64) {
+        self.memory.record(bytes as f64);
+        self.last_memory = Some(bytes);
+        if let Some(limit) = self.limits.and_then(|l| l.memory_bytes).filter(|l| *l > 0) {
+            self.memory_to_limit.record(bytes as f64 / limit as f64);
+        }
+    }
+
+    /// The true peak: the cgroup's own high-water mark (or the kernel's figure for run mode's
+    /// children), never below a sampled value; `None` where neither is known.
+    pub(super) fn true_memory_peak(&self) -> Option<u64> {
+        let sampled = self.memory.stats().peak as u64;
+        self.memory_peak.map(|p| p.max(sampled))
     }
 
     /// Takes a CPU reading from `source`: fixes the source, records it, and feeds the live

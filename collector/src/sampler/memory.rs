@@ -1,27 +1,96 @@
 //! Container memory: cgroup counters where the container's cgroup has them (current, true
 //! peak, OOM kills, anonymous memory), else the summed RSS of its processes.
+//!
+//! The full reading is taken at the slow tick. Where it came from cgroup files, the CPU tick
+//! also reads the current-usage file alone (one small read per container) and records that
+//! as the sample, so a short spike between two slow ticks is seen; the slow tick then
+//! records no sample of its own.
 
 use std::collections::BTreeSet;
 
 use summary::Source;
 
-use super::Sampler;
+use super::{Sampler, grouping::ContainerName};
 use crate::sources::cgroupfs::{self, CgroupPath};
 
 impl Sampler {
+    /// Gives run mode's single container its memory cgroups before any scan (a command
+    /// that ends before the first scan still has its peak read). Those without memory files
+    /// (the v2 twin on a hybrid host) are skipped when read.
+    pub fn pin_memory_cgroups(&mut self, cgroups: impl IntoIterator<Item = CgroupPath>) {
+        let Some(name) = self.cfg.single_container.clone() else {
+            return;
+        };
+        let limits = self.cfg.limits.get(name.as_str()).copied();
+        let c = self
+            .containers
+            .entry(name)
+            .or_insert_with(|| super::container::Container::new(limits));
+        c.memory_pinned.extend(cgroups);
+    }
+
+    /// Raises run mode's container peak to what the kernel reports for the command's
+    /// children (`ru_maxrss`): a cgroup peak or samples can only be lower when they missed
+    /// part of the command.
+    pub fn raise_memory_peak(&mut self, bytes: u64) {
+        let Some(name) = &self.cfg.single_container else {
+            return;
+        };
+        if let Some(c) = self.containers.get_mut(name) {
+            c.memory_peak = Some(c.memory_peak.unwrap_or(0).max(bytes));
+        }
+    }
+
+    /// The CPU tick's memory reading: the current-usage files found at the last full
+    /// reading, for containers that are alive (or pinned).
+    pub(super) fn sample_memory_fast(&mut self) {
+        for c in self.containers.values_mut() {
+            let watched = c.alive || !c.memory_pinned.is_empty();
+            if !watched || c.memory_counters.is_empty() {
+                continue;
+            }
+            let mut total = 0;
+            let mut complete = true;
+            for file in &c.memory_counters {
+                match self
+                    .reader
+                    .read(file)
+                    .ok()
+                    .and_then(|t| cgroupfs::parse_u64(&t))
+                {
+                    Some(v) => total += v,
+                    None => complete = false,
+                }
+            }
+            // A cgroup that went away: the next full reading finds what is left.
+            if complete {
+                c.record_memory(total);
+                c.memory_fast_since_slow = true;
+            }
+        }
+    }
+
+    /// The full reading at the slow tick.
     pub(super) fn sample_memory(&mut self) {
-        let live = self.live_containers();
-        let live: Vec<_> = live.into_iter().cloned().collect();
-        for name in live {
+        let mut names: BTreeSet<ContainerName> =
+            self.live_containers().into_iter().cloned().collect();
+        names.extend(
+            self.containers
+                .iter()
+                .filter(|(_, c)| !c.memory_pinned.is_empty())
+                .map(|(name, _)| name.clone()),
+        );
+        for name in names {
             let Some(c) = self.containers.get_mut(&name) else {
                 continue;
             };
             let mut total = 0;
             let mut anon: Option<u64> = None;
-            let mut from_cgroup = false;
             let kills_before = c.oom_kills;
-            let mut readings: Vec<(CgroupPath, cgroupfs::MemoryReading)> =
-                read_all(&self.mounts, distinct_roots(&c.cgroups));
+            let mut readings = read_all(&self.mounts, c.memory_pinned.iter().cloned().collect());
+            if readings.is_empty() {
+                readings = read_all(&self.mounts, distinct_roots(&c.cgroups));
+            }
             let all_v2 = c.cgroups.iter().all(|cg| matches!(cg, CgroupPath::V2(_)));
             if readings.is_empty() && all_v2 && self.mounts.v1.contains_key("memory") {
                 // A hybrid host: the v2 cgroups have no memory files; the v1 memory
@@ -34,9 +103,12 @@ impl Sampler {
                 c.memory_v1.extend(v1);
                 readings = read_all(&self.mounts, distinct_roots(&c.memory_v1));
             }
+            let from_cgroup = !readings.is_empty();
+            c.memory_counters.clear();
             for (cgroup, m) in readings {
-                from_cgroup = true;
                 total += m.current;
+                c.memory_counters
+                    .extend(cgroupfs::memory_current_file(&self.mounts, &cgroup));
                 if let Some(a) = m.anon {
                     anon = Some(anon.unwrap_or(0) + a);
                 }
@@ -65,8 +137,11 @@ impl Sampler {
             } else {
                 Source::Proc
             };
-            c.memory.record(total as f64);
-            c.last_memory = Some(total);
+            if std::mem::take(&mut c.memory_fast_since_slow) {
+                c.last_memory = Some(total);
+            } else {
+                c.record_memory(total);
+            }
             if let Some(live) = &self.cfg.live {
                 let id = self.identities.get(&name).unwrap_or(&self.cfg.identity);
                 let l = c.live_labels(&name, id, c.memory_source);
@@ -75,9 +150,6 @@ impl Sampler {
                     live.set_limits(&l, limits);
                 }
                 live.add_oom_kills(&l, c.oom_kills - kills_before);
-            }
-            if let Some(limit) = c.limits.and_then(|l| l.memory_bytes).filter(|l| *l > 0) {
-                c.memory_to_limit.record(total as f64 / limit as f64);
             }
         }
     }

@@ -2,9 +2,10 @@
 //! statistics and, at the end, a [`RunSummary`](summary::RunSummary).
 //!
 //! Two ticks drive it:
-//! - [`Sampler::cpu_tick`] (default every 100 ms, [`cpu`]) reads container CPU from cheap
-//!   counters: eBPF totals, else cgroup `cpu.stat`/`cpuacct.usage`. Nothing is done there on
-//!   /proc.
+//! - [`Sampler::fast_tick`] (default every 100 ms) runs [`Sampler::cpu_tick`] ([`cpu`]),
+//!   which reads container CPU from cheap counters (eBPF totals, else cgroup
+//!   `cpu.stat`/`cpuacct.usage`), and samples the memory of containers whose memory comes
+//!   from a cgroup file ([`memory`]). Nothing is done there on /proc.
 //! - [`Sampler::slow_tick`] (every `--interval`) scans /proc ([`processes`]): processes,
 //!   their containers ([`grouping`]), memory ([`memory`]), network ([`network`]) and system
 //!   figures ([`system`]). With no cheap CPU counter it also derives container CPU from
@@ -184,6 +185,15 @@ impl Sampler {
     /// Whether container CPU comes from a cheap counter (so `cpu_tick` should run often).
     pub fn cpu_is_cheap(&self) -> bool {
         !matches!(self.cpu, CpuSource::Proc { .. })
+    }
+
+    /// The CPU interval's tick: cheap CPU counters (when there are any) and the cgroup
+    /// memory counters found at the last slow tick.
+    pub fn fast_tick(&mut self) {
+        if self.cpu_is_cheap() {
+            self.cpu_tick();
+        }
+        self.sample_memory_fast();
     }
 
     pub fn cpu_source(&self) -> &CpuSource {

@@ -130,9 +130,24 @@ fn container_summary(name: &ContainerName, c: &Container, before_start: bool) ->
     } else {
         0
     };
+    // The true peak tops the samples' statistics, so the two never disagree; percentiles
+    // and the average stay the samples'. The histogram holds the peak too, as its largest
+    // value must be the statistics' peak.
+    let memory_peak = c.true_memory_peak();
+    let mut memory_bytes = c.memory.stats();
+    let mut memory_hist = c.memory.encode();
+    if let Some(peak) = memory_peak
+        .map(|p| p as f64)
+        .filter(|p| *p > memory_bytes.peak)
+    {
+        memory_bytes.peak = peak;
+        let mut with_peak = c.memory.clone();
+        with_peak.record(peak);
+        memory_hist = with_peak.encode();
+    }
     let mut histograms = Histograms::new();
     histograms.insert(hist::CPU_CORES.into(), c.cpu_cores.encode());
-    histograms.insert(hist::MEMORY_BYTES.into(), c.memory.encode());
+    histograms.insert(hist::MEMORY_BYTES.into(), memory_hist);
     let network = (c.rx_rate.sample_count() > 0 || c.rx_total > 0 || c.tx_total > 0).then(|| {
         NetworkSummary {
             namespace: c
@@ -150,11 +165,11 @@ fn container_summary(name: &ContainerName, c: &Container, before_start: bool) ->
     ContainerSummary {
         name: name.to_string(),
         cpu_cores: c.cpu_cores.stats(),
-        memory_bytes: c.memory.stats(),
+        memory_bytes,
         cpu_seconds: (c.cpu_ns + before) as f64 / 1e9,
         cpu_source: c.cpu_source.unwrap_or(summary::Source::Proc),
         memory_source: c.memory_source,
-        memory_peak_bytes: c.memory_peak,
+        memory_peak_bytes: memory_peak,
         oom_kills: c.oom_kills,
         network,
         limits: c.limits,

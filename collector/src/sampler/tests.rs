@@ -1,6 +1,7 @@
 //! The sampler on a fake `--proc-path`: processes, containers, CPU from tick deltas, memory
 //! from RSS, scope, exits and malformed files, with no cgroup hierarchy (the /proc fallback
-//! every source falls back to).
+//! every source falls back to). Memory from cgroup files is tested on temporary cgroup trees
+//! in `memory_tests.rs`.
 
 use std::path::Path;
 
@@ -52,13 +53,19 @@ impl FakeProc {
     }
 
     fn sampler(&self, scope: Scope) -> Sampler {
+        self.sampler_on(scope, Mounts::default(), None)
+    }
+
+    /// A sampler over cgroup hierarchies at `mounts`, optionally with run mode's single
+    /// container.
+    fn sampler_on(&self, scope: Scope, mounts: Mounts, single: Option<&str>) -> Sampler {
         let cfg = SamplerConfig {
             proc_root: self.root().to_owned(),
             top: 5,
             scope,
             grouper: Grouper::default(),
             limits: HashMap::new(),
-            single_container: None,
+            single_container: single.map(|n| ContainerName::mapped(n.to_owned(), None)),
             identity: Execution::default(),
             live: None,
             exclude_own_netns: false,
@@ -67,7 +74,7 @@ impl FakeProc {
             why_not_ebpf: "test".into(),
             why_not_cgroup: "test".into(),
         };
-        Sampler::new(cfg, Mounts::default(), cpu)
+        Sampler::new(cfg, mounts, cpu)
     }
 }
 
@@ -194,3 +201,6 @@ fn a_missing_proc_root_is_an_error_not_a_crash() {
     assert!(s.read_errors >= 2);
     assert!(s.summary(s.collector_info("sidecar")).containers.is_empty());
 }
+
+#[path = "memory_tests.rs"]
+mod memory_tests;

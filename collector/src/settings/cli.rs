@@ -160,8 +160,9 @@ pub struct Common {
     /// How often to sample processes, memory and network (e.g. 2s, 500ms, 1m).
     #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
     pub interval: Duration,
-    /// How often to read container CPU when the counters are cheap (eBPF or cgroup).
-    /// With the /proc fallback CPU follows --interval.
+    /// How often to read container CPU when the counters are cheap (eBPF or cgroup), and
+    /// container memory where it is a cgroup counter. With the /proc fallback both follow
+    /// --interval.
     #[arg(long, global = true, default_value = "100ms", value_parser = parse_duration)]
     pub cpu_interval: Duration,
     /// Root of the proc filesystem to read (e.g. a host's /proc mounted elsewhere).

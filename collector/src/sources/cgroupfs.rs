@@ -218,6 +218,20 @@ pub fn read_memory(mounts: &Mounts, cgroup: &CgroupPath) -> Option<MemoryReading
     }
 }
 
+/// The file holding a cgroup's current memory use (`memory.current` on v2,
+/// `memory.usage_in_bytes` on v1): one small read, cheap enough for every CPU tick.
+pub fn memory_current_file(mounts: &Mounts, cgroup: &CgroupPath) -> Option<PathBuf> {
+    match cgroup {
+        CgroupPath::V2(path) => Some(mounts.v2_dir(path)?.join("memory.current")),
+        CgroupPath::V1(path) => Some(mounts.v1_dir("memory", path)?.join("memory.usage_in_bytes")),
+    }
+}
+
+/// A file's text holding one integer (`max` and garbage count as absent).
+pub fn parse_u64(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
 /// Cumulative CPU nanoseconds of a cgroup: v2 `cpu.stat` `usage_usec`, or v1
 /// `cpuacct.usage`.
 pub fn read_cpu_usage_ns(mounts: &Mounts, cgroup: &CgroupPath) -> Option<u64> {
@@ -232,7 +246,7 @@ pub fn read_cpu_usage_ns(mounts: &Mounts, cgroup: &CgroupPath) -> Option<u64> {
 
 /// A file holding one integer (`max` counts as absent).
 fn read_u64(path: &Path) -> Option<u64> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    parse_u64(&std::fs::read_to_string(path).ok()?)
 }
 
 /// The value of `key` in a flat-keyed file (`key value` per line).
@@ -365,6 +379,63 @@ mod tests {
             cpu.is_some_and(|ns| ns > 0),
             "no CPU counter for this process's cgroup ({layout}: v2 {v2}, v1 {v1:?})"
         );
+    }
+
+    /// Both layouts on temporary trees (a pure v2 one cannot be made on a hybrid host): the
+    /// true peak from `memory.peak` (v2) or `memory.max_usage_in_bytes` (v1), and the one
+    /// cheap file the CPU tick reads.
+    #[test]
+    fn reads_memory_of_v2_and_v1_trees() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path().display();
+        let m = Mounts::parse(&format!(
+            "35 31 0:32 / {r}/memory rw - cgroup cgroup rw,memory
+             41 31 0:38 / {r}/unified rw - cgroup2 cgroup2 rw
+"
+        ));
+        let files = |dir: &str, pairs: &[(&str, &str)]| {
+            let dir = root.path().join(dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            for (name, text) in pairs {
+                std::fs::write(dir.join(name), text).unwrap();
+            }
+        };
+        files(
+            "unified/job",
+            &[
+                ("memory.current", "100\n"),
+                ("memory.peak", "900\n"),
+                ("memory.events", "oom 1\noom_kill 1\n"),
+                ("memory.stat", "anon 60\nfile 40\n"),
+            ],
+        );
+        files(
+            "memory/job",
+            &[
+                ("memory.usage_in_bytes", "200\n"),
+                ("memory.max_usage_in_bytes", "800\n"),
+                ("memory.stat", "cache 10\nrss 150\n"),
+            ],
+        );
+        let v2 = CgroupPath::V2("/job".into());
+        let v1 = CgroupPath::V1("/job".into());
+        let reading = |current, peak, oom_kills, anon| MemoryReading {
+            current,
+            peak: Some(peak),
+            oom_kills,
+            anon: Some(anon),
+        };
+        assert_eq!(read_memory(&m, &v2), Some(reading(100, 900, Some(1), 60)));
+        assert_eq!(read_memory(&m, &v1), Some(reading(200, 800, None, 150)));
+        let current = memory_current_file(&m, &v2).unwrap();
+        assert_eq!(current, root.path().join("unified/job/memory.current"));
+        assert!(
+            memory_current_file(&m, &v1)
+                .unwrap()
+                .ends_with("memory/job/memory.usage_in_bytes")
+        );
+        assert_eq!(read_memory(&m, &CgroupPath::V2("/gone".into())), None);
+        assert_eq!((parse_u64(" 42\n"), parse_u64("max\n")), (Some(42), None));
     }
 
     #[test]
