@@ -15,6 +15,8 @@
 //! - [`merge`]: one run from two summaries (node mode across a collector restart).
 //! - [`sizing`]: what a job should get from its history ([`sizing::recommend`]), used by
 //!   the receiver's sizing endpoint, `collector size` and the backtest.
+//! - [`starvation`]: throttling, pressure, run-queue wait, disk I/O, memory detail, commands,
+//!   and the one-line verdict made from them.
 //! - [`exposition`]: the `/metrics` text shared by the collector and the receiver
 //!   (OpenMetrics for Prometheus, the classic format for everyone else).
 
@@ -23,6 +25,7 @@ pub mod duration;
 pub mod exposition;
 pub mod merge;
 pub mod sizing;
+pub mod starvation;
 pub mod time;
 pub mod validate;
 
@@ -149,6 +152,12 @@ pub struct RunSummary {
     /// The collector that produced this summary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collector: Option<CollectorInfo>,
+    /// Processes grouped by command name, most CPU first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_commands: Vec<starvation::CommandSummary>,
+    /// Was the job held back: its containers' verdicts in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<starvation::Verdict>,
 }
 
 impl Default for RunSummary {
@@ -167,6 +176,8 @@ impl Default for RunSummary {
             top_mem_processes: Vec::new(),
             histograms: None,
             collector: None,
+            top_commands: Vec::new(),
+            verdict: None,
         }
     }
 }
@@ -238,6 +249,24 @@ pub struct ContainerSummary {
     /// Serialized histograms of this container's metrics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub histograms: Option<Histograms>,
+    /// CPU bandwidth throttling over the run, where the cgroup has `cpu.stat` counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_throttling: Option<starvation::Throttling>,
+    /// Pressure stall information over the run, where the cgroup has PSI files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pressure: Option<starvation::Pressure>,
+    /// How long its runnable tasks waited for a CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_queue_wait: Option<starvation::RunQueueWait>,
+    /// Block I/O over the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_io: Option<starvation::DiskIo>,
+    /// Memory by kind at the peak, and memory events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_detail: Option<starvation::MemoryDetail>,
+    /// Was it held back: the one-line answer from the figures above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<starvation::Verdict>,
 }
 
 /// Figures of one process.

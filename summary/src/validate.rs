@@ -108,6 +108,8 @@ impl ValidationError {
     }
 }
 
+mod starvation_fields;
+
 type Result<T = ()> = std::result::Result<T, ValidationError>;
 
 fn invalid(field: impl Into<String>, reason: &'static str) -> ValidationError {
@@ -389,6 +391,7 @@ fn container(prefix: &str, c: &ContainerSummary, budget: &mut HistogramBudget) -
     if let Some(s) = &c.memory_to_limit {
         stats(&format!("{prefix}.memory_to_limit"), s, f64::MAX, UNBOUNDED)?;
     }
+    starvation_fields::container(prefix, c)?;
     histograms(
         &format!("{prefix}.histograms"),
         &c.histograms,
@@ -530,6 +533,10 @@ impl RunSummary {
         }
         processes(&p("top_cpu_processes"), &self.top_cpu_processes)?;
         processes(&p("top_mem_processes"), &self.top_mem_processes)?;
+        starvation_fields::commands(&p("top_commands"), &self.top_commands)?;
+        if let Some(v) = &self.verdict {
+            starvation_fields::verdict(&p("verdict"), v)?;
+        }
         histograms(
             &p("histograms"),
             &self.histograms,

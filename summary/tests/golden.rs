@@ -3,6 +3,9 @@
 //! to the same value. Set `UPDATE_GOLDEN=1` to rewrite the fixture after a deliberate,
 //! additive change.
 
+use summary::starvation::{
+    CommandSummary, DiskIo, MemoryDetail, Pressure, RunQueueWait, Stall, Throttling, Verdict,
+};
 use summary::{
     Accumulator, CollectorInfo, ContainerSummary, Limits, NetworkSummary, ProcessSummary,
     RunSummary, SCALE_BYTES, SCALE_CORES, SCALE_PERCENT, SCHEMA_VERSION, Source, Stats, StoredRun,
@@ -82,6 +85,57 @@ fn expected() -> StoredRun {
                         ]
                         .into(),
                     ),
+                    cpu_throttling: Some(Throttling {
+                        quota_cores: Some(2.0),
+                        periods: 200,
+                        throttled_periods: 40,
+                        throttled_seconds: 1.5,
+                        throttled_period_share: 0.2,
+                        bursts: Some(0),
+                        burst_seconds: Some(0.0),
+                    }),
+                    pressure: Some(Pressure {
+                        cpu: Some(Stall {
+                            some_seconds: 3.0,
+                            some_share: 0.15,
+                            full_seconds: Some(1.0),
+                            full_share: Some(0.05),
+                        }),
+                        memory: Some(Stall {
+                            some_seconds: 0.5,
+                            some_share: 0.025,
+                            full_seconds: Some(0.25),
+                            full_share: Some(0.0125),
+                        }),
+                        io: None,
+                    }),
+                    run_queue_wait: Some(RunQueueWait {
+                        seconds: 2.5,
+                        share: 0.083,
+                        source: Source::Ebpf,
+                    }),
+                    disk_io: Some(DiskIo {
+                        read_bytes: 4096,
+                        write_bytes: 1_048_576,
+                        read_ops: 1,
+                        write_ops: 256,
+                        read_bytes_per_sec: stats(200.0),
+                        write_bytes_per_sec: stats(50_000.0),
+                    }),
+                    memory_detail: Some(MemoryDetail {
+                        anon_bytes: Some(12_000_000),
+                        file_bytes: Some(6_000_000),
+                        kernel_bytes: Some(500_000),
+                        sock_bytes: Some(0),
+                        major_faults: Some(3),
+                        high_events: Some(0),
+                        max_events: Some(1),
+                    }),
+                    verdict: Some(Verdict {
+                        starved: true,
+                        by: vec!["cpu".into(), "memory".into()],
+                        text: "CPU-starved for 20 % of the run: throttled 20 % of periods (quota 2 cores), waiting for a CPU 8 %, CPU pressure 15 %; memory-starved: 1 OOM kill(s), memory pressure stalled it 0.5 s (2 %)".into(),
+                    }),
                 },
                 ContainerSummary {
                     name: "sidecar".into(),
@@ -115,6 +169,18 @@ fn expected() -> StoredRun {
                 version: "0.1.0".into(),
                 mode: "sidecar".into(),
                 ebpf: true,
+            }),
+            top_commands: vec![CommandSummary {
+                name: "cc1".into(),
+                processes: 400,
+                cpu_seconds: 312.0,
+                peak_rss_bytes: 150_000_000,
+                longest_seconds: 4.5,
+            }],
+            verdict: Some(Verdict {
+                starved: true,
+                by: vec!["cpu".into(), "memory".into()],
+                text: "runner: CPU-starved for 20 % of the run".into(),
             }),
         },
     }

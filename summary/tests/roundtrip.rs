@@ -70,6 +70,7 @@ fn container() -> impl Strategy<Value = ContainerSummary> {
                     cpu_to_limit,
                     memory_to_limit: cpu_to_limit,
                     histograms: None,
+                    ..Default::default()
                 }
             },
         )

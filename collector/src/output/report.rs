@@ -118,6 +118,23 @@ pub fn table(headline: &str, s: &RunSummary) -> String {
                 let _ = writeln!(out, "{:<20} limits: {}", "", parts.join(", "));
             }
         }
+        if let Some(d) = &c.disk_io
+            && (d.read_bytes > 0 || d.write_bytes > 0)
+        {
+            let _ = writeln!(
+                out,
+                "{:<20} disk: read {} ({} ops), wrote {} ({} ops)",
+                "",
+                bytes(d.read_bytes as f64),
+                d.read_ops,
+                bytes(d.write_bytes as f64),
+                d.write_ops
+            );
+        }
+        if let Some(v) = &c.verdict {
+            let mark = if v.starved { "STARVED" } else { "verdict" };
+            let _ = writeln!(out, "{:<20} {mark}: {}", "", v.text);
+        }
     }
     let _ = writeln!(
         out,
@@ -128,6 +145,28 @@ pub fn table(headline: &str, s: &RunSummary) -> String {
             out,
             "  * network namespace shared with other containers: the same traffic"
         );
+    }
+    if let Some(v) = s.verdict.as_ref().filter(|_| s.containers.len() > 1) {
+        let mark = if v.starved { "STARVED" } else { "not starved" };
+        let _ = writeln!(out, "\nJob: {mark}: {}", v.text);
+    }
+    if !s.top_commands.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nTop commands:\n{:<16} {:>9} {:>9} {:>11} {:>9}",
+            "NAME", "processes", "CPU s", "peak RSS", "longest s"
+        );
+        for c in &s.top_commands {
+            let _ = writeln!(
+                out,
+                "{:<16} {:>9} {:>9.3} {:>11} {:>9.2}",
+                truncate(&c.name, 16),
+                c.processes,
+                c.cpu_seconds,
+                bytes(c.peak_rss_bytes as f64),
+                c.longest_seconds
+            );
+        }
     }
     for (title, list) in [
         ("Top CPU processes", &s.top_cpu_processes),

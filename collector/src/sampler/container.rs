@@ -1,7 +1,7 @@
 //! Per-container state over a run, and how one CPU reading becomes statistics.
 
 use std::{
-    collections::{BTreeSet, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     path::PathBuf,
     time::Instant,
 };
@@ -11,7 +11,10 @@ use summary::{Accumulator, Limits, SCALE_BYTES, SCALE_CORES, SCALE_PERCENT, Sour
 use crate::{
     output::live::{self, ContainerLabels, LiveMetrics},
     sampler::{grouping::ContainerName, rates},
-    sources::cgroupfs::CgroupPath,
+    sources::{
+        cgroupfs::{CgroupPath, MemoryReading},
+        held::HeldCounters,
+    },
 };
 
 /// Per-container state over the run.
@@ -71,6 +74,82 @@ pub(super) struct Container {
     pub(super) rx_total: u64,
     pub(super) tx_total: u64,
     pub(super) limits: Option<Limits>,
+    /// On hybrid hosts, the v1 `cpu`/`blkio` twins of its processes' cgroups (kept after
+    /// they go): where throttling and block I/O are counted.
+    pub(super) held_v1: BTreeSet<CgroupPath>,
+    /// Starvation counters per cgroup: the first reading in the run (zero for a cgroup made
+    /// during it) and the latest.
+    pub(super) held_base: HashMap<CgroupPath, HeldCounters>,
+    pub(super) held_last: HashMap<CgroupPath, HeldCounters>,
+    /// The CPU quota of its cgroup at the last reading: `Some(None)` for none, `None`
+    /// where no cpu controller says.
+    pub(super) quota: Option<Option<f64>>,
+    /// Block I/O rates, and the totals at the previous reading.
+    pub(super) read_rate: Accumulator,
+    pub(super) write_rate: Accumulator,
+    pub(super) last_io: Option<(Instant, u64, u64)>,
+    /// Memory by kind at the largest full reading, and that reading's total.
+    pub(super) detail_at_peak: Option<(u64, MemoryReading)>,
+    /// Memory event counters (major faults, `high`, `max`) per memory cgroup: first, last.
+    pub(super) mem_events: HashMap<CgroupPath, (MemoryEvents, MemoryEvents)>,
+    /// Its processes that ended, grouped by command name.
+    pub(super) commands: HashMap<String, CommandAgg>,
+}
+
+/// Major faults, `high` and `max` events of a memory cgroup, cumulative.
+pub(super) type MemoryEvents = [Option<u64>; 3];
+
+/// Processes of one command name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct CommandAgg {
+    pub(super) processes: u64,
+    pub(super) cpu_seconds: f64,
+    pub(super) peak_rss: u64,
+    pub(super) longest_seconds: f64,
+}
+
+impl CommandAgg {
+    pub(super) fn add(&mut self, processes: u64, cpu_seconds: f64, rss: u64, lifetime: f64) {
+        self.processes += processes;
+        self.cpu_seconds += cpu_seconds;
+        self.peak_rss = self.peak_rss.max(rss);
+        self.longest_seconds = self.longest_seconds.max(lifetime);
+    }
+}
+
+/// Most command names kept per container: a job that runs thousands of differently named
+/// scripts keeps the ones with the most CPU.
+const MAX_COMMANDS: usize = 1024;
+
+impl Container {
+    /// Counts one more process of `name` (or, with `processes` 0, corrects the CPU of one
+    /// already counted).
+    pub(super) fn count_command(
+        &mut self,
+        name: &str,
+        processes: u64,
+        cpu_seconds: f64,
+        rss: u64,
+        lifetime: f64,
+    ) {
+        if !self.commands.contains_key(name) && self.commands.len() >= MAX_COMMANDS {
+            let mut by_cpu: Vec<(String, f64)> = self
+                .commands
+                .iter()
+                .map(|(n, c)| (n.clone(), c.cpu_seconds))
+                .collect();
+            by_cpu.sort_by(|a, b| b.1.total_cmp(&a.1));
+            for (n, _) in by_cpu.into_iter().skip(MAX_COMMANDS / 2) {
+                self.commands.remove(&n);
+            }
+        }
+        self.commands.entry(name.to_owned()).or_default().add(
+            processes,
+            cpu_seconds,
+            rss,
+            lifetime,
+        );
+    }
 }
 
 impl Container {
@@ -106,6 +185,16 @@ impl Container {
             rx_total: 0,
             tx_total: 0,
             limits,
+            held_v1: BTreeSet::new(),
+            held_base: HashMap::new(),
+            held_last: HashMap::new(),
+            quota: None,
+            read_rate: Accumulator::new(SCALE_BYTES),
+            write_rate: Accumulator::new(SCALE_BYTES),
+            last_io: None,
+            detail_at_peak: None,
+            mem_events: HashMap::new(),
+            commands: HashMap::new(),
         }
     }
 

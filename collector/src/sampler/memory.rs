@@ -105,8 +105,17 @@ impl Sampler {
             }
             let from_cgroup = !readings.is_empty();
             c.memory_counters.clear();
+            let mut detail = cgroupfs::MemoryReading::default();
             for (cgroup, m) in readings {
                 total += m.current;
+                add_detail(&mut detail, &m);
+                let events = [m.major_faults, m.high_events, m.max_events];
+                let first = self.slow_ticks <= 1;
+                let slot = c
+                    .mem_events
+                    .entry(cgroup.clone())
+                    .or_insert((if first { events } else { [Some(0); 3] }, events));
+                slot.1 = events;
                 c.memory_counters
                     .extend(cgroupfs::memory_current_file(&self.mounts, &cgroup));
                 if let Some(a) = m.anon {
@@ -123,6 +132,9 @@ impl Sampler {
                         .or_insert(if self.slow_ticks <= 1 { kills } else { 0 });
                     c.oom_kills = c.oom_kills.max(kills.saturating_sub(base));
                 }
+            }
+            if from_cgroup && c.detail_at_peak.is_none_or(|(t, _)| total >= t) {
+                c.detail_at_peak = Some((total, detail));
             }
             if !from_cgroup {
                 total = self
@@ -166,9 +178,22 @@ fn read_all(
         .collect()
 }
 
+/// Adds the by-kind figures of one cgroup's reading to a container's.
+fn add_detail(into: &mut cgroupfs::MemoryReading, m: &cgroupfs::MemoryReading) {
+    let add = |a: &mut Option<u64>, b: Option<u64>| {
+        if let Some(b) = b {
+            *a = Some(a.unwrap_or(0).saturating_add(b));
+        }
+    };
+    add(&mut into.anon, m.anon);
+    add(&mut into.file, m.file);
+    add(&mut into.kernel, m.kernel);
+    add(&mut into.sock, m.sock);
+}
+
 /// cgroups of the set that are not below another member (so nested cgroups are not counted
 /// twice).
-fn distinct_roots(cgroups: &BTreeSet<CgroupPath>) -> Vec<CgroupPath> {
+pub(super) fn distinct_roots(cgroups: &BTreeSet<CgroupPath>) -> Vec<CgroupPath> {
     cgroups
         .iter()
         .filter(|c| !cgroups.iter().any(|other| c.is_below(other)))

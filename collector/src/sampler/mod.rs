@@ -7,8 +7,8 @@
 //!   `cpu.stat`/`cpuacct.usage`), and samples the memory of containers whose memory comes
 //!   from a cgroup file ([`memory`]). Nothing is done there on /proc.
 //! - [`Sampler::slow_tick`] (every `--interval`) scans /proc ([`processes`]): processes,
-//!   their containers ([`grouping`]), memory ([`memory`]), network ([`network`]) and system
-//!   figures ([`system`]). With no cheap CPU counter it also derives container CPU from
+//!   their containers ([`grouping`]), memory ([`memory`]), what held them back ([`held`]),
+//!   network ([`network`]) and system figures ([`system`]). With no cheap CPU counter it also derives container CPU from
 //!   process tick deltas.
 //!
 //! [`summary`] assembles the run summary; [`rates`] holds the pure delta maths. Memory stays
@@ -18,6 +18,7 @@
 mod container;
 mod cpu;
 pub mod grouping;
+mod held;
 mod memory;
 mod network;
 mod processes;
@@ -122,6 +123,9 @@ pub struct Sampler {
     last_mem_used: Option<u64>,
     /// Malformed /proc lines skipped so far, as last reported.
     skipped_lines_reported: u64,
+    /// Processes a scan retired lately, with the slow tick and the CPU seconds counted for
+    /// them: their eBPF exit record, if it comes later, corrects their command's CPU.
+    retired_recently: HashMap<(i32, String), (u64, f64)>,
 }
 
 /// The latest figures, printed once per interval.
@@ -173,6 +177,7 @@ impl Sampler {
             last_cpu_percent: None,
             last_mem_used: None,
             skipped_lines_reported: 0,
+            retired_recently: HashMap::new(),
         }
     }
 
@@ -240,9 +245,12 @@ impl Sampler {
         self.scan_processes(window);
         let ended = self.mark_alive();
         self.sample_memory();
+        self.sample_held(now);
         self.sample_network(window);
         self.proc_cpu(now);
         self.update_health(&ended);
+        let tick = self.slow_ticks;
+        self.retired_recently.retain(|_, (at, _)| *at + 3 >= tick);
         if let CpuSource::Ebpf(ebpf) = &mut self.cpu
             && let Some(v2) = self.mounts.v2.clone()
         {

@@ -27,6 +27,10 @@ pub(super) struct Process {
     /// Its cgroup in the v1 memory controller, when not the root: where a hybrid host keeps
     /// the memory counters of a process grouped by its v2 cgroup.
     pub(super) memory_v1: Option<String>,
+    /// Its v1 `cpu` and `blkio` cgroups when twins of its v2 cgroup: where a hybrid host
+    /// keeps throttling and block I/O counters.
+    pub(super) cpu_v1: Option<String>,
+    pub(super) blkio_v1: Option<String>,
     /// Network namespace inode.
     pub(super) netns: Option<u64>,
     ppid: i32,
@@ -45,7 +49,25 @@ pub(super) struct Process {
     pub(super) exact_exit: Option<(f64, f64)>,
 }
 
+/// Seconds since boot (`CLOCK_BOOTTIME`, the clock of `/proc/PID/stat` start times).
+fn boot_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid pointer to a timespec; CLOCK_BOOTTIME exists on every supported kernel.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
 impl Process {
+    /// How long it has lived (or lived, just after it ended).
+    pub(super) fn lifetime_seconds(&self, ticks_per_sec: u64) -> f64 {
+        (boot_seconds() - self.start_ticks as f64 / ticks_per_sec.max(1) as f64).max(0.0)
+    }
+
     /// The cgroup it is grouped by (see [`CgroupPath::best`]).
     fn group_cgroup(&self) -> Option<CgroupPath> {
         CgroupPath::best(self.cgroup_v2.as_deref(), self.cgroup_v1.as_deref())
@@ -109,7 +131,9 @@ impl Sampler {
                             let v1 = procfs::cgroup_v1_path(&lines).map(str::to_owned);
                             if v2 != p.cgroup_v2 || v1 != p.cgroup_v1 {
                                 (p.cgroup_v2, p.cgroup_v1) = (v2, v1);
-                                p.memory_v1 = memory_v1_of(&lines);
+                                p.memory_v1 = v1_twin_of(&lines, "memory");
+                                p.cpu_v1 = v1_twin_of(&lines, "cpu");
+                                p.blkio_v1 = v1_twin_of(&lines, "blkio");
                                 p.netns = netns_of(&self.cfg.proc_root, pid);
                                 moved.push(pid);
                             }
@@ -133,7 +157,9 @@ impl Sampler {
                         container: ContainerName::unassigned(),
                         cgroup_v2: procfs::cgroup_v2_path(&lines).map(str::to_owned),
                         cgroup_v1: procfs::cgroup_v1_path(&lines).map(str::to_owned),
-                        memory_v1: memory_v1_of(&lines),
+                        memory_v1: v1_twin_of(&lines, "memory"),
+                        cpu_v1: v1_twin_of(&lines, "cpu"),
+                        blkio_v1: v1_twin_of(&lines, "blkio"),
                         netns: netns_of(&self.cfg.proc_root, pid),
                         ppid: stat.ppid,
                         first_ticks: ticks,
@@ -292,6 +318,13 @@ impl Sampler {
             (p.last_ticks - p.first_ticks) as f64 / self.ticks_per_sec.max(1) as f64,
             0.0,
         ));
+        let lifetime = p.lifetime_seconds(self.ticks_per_sec);
+        if let Some(c) = self.containers.get_mut(&p.container) {
+            c.count_command(&p.comm, 1, cpu_seconds, p.peak_rss, lifetime);
+        }
+        // Its eBPF exit record may come after this: it must correct, not count again.
+        self.retired_recently
+            .insert((pid, p.comm.clone()), (self.slow_ticks, cpu_seconds));
         self.push_exited(ProcessSummary {
             pid,
             name: p.comm,
@@ -339,9 +372,24 @@ impl Sampler {
                 .rev()
                 .find(|p| p.pid == pid && p.name == e.comm)
             {
+                if let Some(c) = self.containers.get_mut(&container) {
+                    let lifetime = e.lifetime_ns as f64 / 1e9;
+                    c.count_command(&e.comm, 0, cpu_seconds - p.cpu_seconds, 0, lifetime);
+                }
                 p.cpu_seconds = cpu_seconds;
                 p.peak_cpu_percent = p.peak_cpu_percent.max(avg_percent);
+                self.retired_recently.remove(&(pid, e.comm.clone()));
                 continue;
+            }
+            let lifetime = e.lifetime_ns as f64 / 1e9;
+            if let Some(c) = self.containers.get_mut(&container) {
+                match self.retired_recently.remove(&(pid, e.comm.clone())) {
+                    // Retired by a scan, its entry since pruned from the top lists.
+                    Some((_, counted)) => {
+                        c.count_command(&e.comm, 0, cpu_seconds - counted, 0, lifetime)
+                    }
+                    None => c.count_command(&e.comm, 1, cpu_seconds, 0, lifetime),
+                }
             }
             self.push_exited(ProcessSummary {
                 pid,
@@ -364,11 +412,11 @@ impl Sampler {
     }
 }
 
-/// The v1 memory cgroup of a process when it is the twin of its v2 cgroup (the same last
-/// component, as systemd, container runtimes and `collector run` create them). Another one
-/// is inherited from whoever started the process and counts others' memory too.
-fn memory_v1_of(lines: &[procfs::CgroupLine]) -> Option<String> {
-    let v1 = procfs::cgroup_v1_controller_path(lines, "memory")?;
+/// The v1 cgroup of a process in `controller` when it is the twin of its v2 cgroup (the same
+/// last component, as systemd, container runtimes and `collector run` create them). Another
+/// one is inherited from whoever started the process and counts others too.
+fn v1_twin_of(lines: &[procfs::CgroupLine], controller: &str) -> Option<String> {
+    let v1 = procfs::cgroup_v1_controller_path(lines, controller)?;
     let v2 = procfs::cgroup_v2_path(lines)?;
     let last = |p: &str| p.rsplit('/').next().unwrap_or("").to_owned();
     (last(v1) == last(v2)).then(|| v1.to_owned())

@@ -1,16 +1,21 @@
-//! Assembling the run summary: per-container figures, the top processes, the histograms.
+//! Assembling the run summary: per-container figures and verdicts, the top processes and
+//! commands, the histograms.
 
 use std::{
-    collections::{BTreeSet, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     time::SystemTime,
 };
 
 use summary::{
     Accumulator, CollectorInfo, ContainerSummary, Histograms, NetworkSummary, ProcessSummary,
-    RunSummary, hist,
+    RunSummary, hist, starvation::CommandSummary,
 };
 
-use super::{Sampler, container::Container, grouping::ContainerName};
+use super::{
+    Sampler,
+    container::{CommandAgg, Container},
+    grouping::ContainerName,
+};
 
 /// A job's own system statistics and start, for [`Sampler::summary_of`].
 pub struct JobSystem<'a> {
@@ -56,13 +61,18 @@ impl Sampler {
     ) -> RunSummary {
         let end = SystemTime::now();
         let wanted = |name: &str| only.is_none_or(|set| set.contains(name));
+        let wall = end
+            .duration_since(system.start)
+            .unwrap_or_default()
+            .as_secs_f64();
         // Sorted by name: the map is ordered by name already.
         let containers: Vec<ContainerSummary> = self
             .containers
             .iter()
             .filter(|(name, _)| wanted(name.as_str()))
-            .map(|(name, c)| container_summary(name, c, system.count_before_start))
+            .map(|(name, c)| container_summary(name, c, system.count_before_start, wall))
             .collect();
+        let verdict = summary::starvation::job_verdict(&containers);
 
         let mut processes: Vec<ProcessSummary> = self
             .exited
@@ -119,11 +129,71 @@ impl Sampler {
             top_mem_processes: by_mem,
             histograms: Some(histograms),
             collector: Some(info),
+            top_commands: self.top_commands(&wanted),
+            verdict,
         }
     }
 }
 
-fn container_summary(name: &ContainerName, c: &Container, before_start: bool) -> ContainerSummary {
+impl Sampler {
+    /// Processes of the wanted containers grouped by command name (ended ones, and those
+    /// still running), most CPU first, `--top` of them.
+    fn top_commands(&self, wanted: &dyn Fn(&str) -> bool) -> Vec<CommandSummary> {
+        let mut by_name: HashMap<&str, CommandAgg> = HashMap::new();
+        for (name, c) in &self.containers {
+            if !wanted(name.as_str()) {
+                continue;
+            }
+            for (comm, agg) in &c.commands {
+                let a = by_name.entry(comm).or_default();
+                a.add(
+                    agg.processes,
+                    agg.cpu_seconds,
+                    agg.peak_rss,
+                    agg.longest_seconds,
+                );
+            }
+        }
+        for p in self.processes.values() {
+            if !wanted(p.container.as_str()) {
+                continue;
+            }
+            let ticks = (p.last_ticks - p.first_ticks) as f64 / self.ticks_per_sec.max(1) as f64;
+            let cpu = p.exact_exit.map_or(ticks, |(s, _)| s);
+            by_name.entry(&p.comm).or_default().add(
+                1,
+                cpu,
+                p.peak_rss,
+                p.lifetime_seconds(self.ticks_per_sec),
+            );
+        }
+        let mut list: Vec<CommandSummary> = by_name
+            .into_iter()
+            .map(|(name, a)| CommandSummary {
+                name: name.to_owned(),
+                processes: a.processes,
+                cpu_seconds: a.cpu_seconds.max(0.0),
+                peak_rss_bytes: a.peak_rss,
+                longest_seconds: a.longest_seconds,
+            })
+            .collect();
+        list.sort_by(|a, b| {
+            b.cpu_seconds
+                .total_cmp(&a.cpu_seconds)
+                .then(b.processes.cmp(&a.processes))
+                .then(a.name.cmp(&b.name))
+        });
+        list.truncate(self.cfg.top.max(1));
+        list
+    }
+}
+
+fn container_summary(
+    name: &ContainerName,
+    c: &Container,
+    before_start: bool,
+    wall_seconds: f64,
+) -> ContainerSummary {
     let opt = |a: &Accumulator| (a.sample_count() > 0).then(|| a.stats());
     let before = if before_start {
         c.cpu_before_start_ns
@@ -162,7 +232,8 @@ fn container_summary(name: &ContainerName, c: &Container, before_start: bool) ->
             tx_bytes_per_sec: c.tx_rate.stats(),
         }
     });
-    ContainerSummary {
+    let (cpu_throttling, pressure, disk_io, memory_detail) = super::held::figures(c, wall_seconds);
+    let mut out = ContainerSummary {
         name: name.to_string(),
         cpu_cores: c.cpu_cores.stats(),
         memory_bytes,
@@ -176,7 +247,15 @@ fn container_summary(name: &ContainerName, c: &Container, before_start: bool) ->
         cpu_to_limit: opt(&c.cpu_to_limit),
         memory_to_limit: opt(&c.memory_to_limit),
         histograms: Some(histograms),
-    }
+        cpu_throttling,
+        pressure,
+        run_queue_wait: None,
+        disk_io,
+        memory_detail,
+        verdict: None,
+    };
+    out.verdict = Some(summary::starvation::verdict(&out));
+    out
 }
 
 /// Keeps the `keep` highest by CPU and the `keep` highest by memory.

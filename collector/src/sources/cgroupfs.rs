@@ -189,30 +189,71 @@ pub struct MemoryReading {
     pub peak: Option<u64>,
     /// `oom_kill` from `memory.events` (v2) or `memory.oom_control` (v1, 4.13+).
     pub oom_kills: Option<u64>,
-    /// Anonymous memory (`anon` in memory.stat v2, `rss` in v1), when known.
+    /// Anonymous memory (`anon` in memory.stat v2, `total_rss` or `rss` in v1), when known.
     pub anon: Option<u64>,
+    /// Page cache (`file`; v1 `total_cache` or `cache`).
+    pub file: Option<u64>,
+    /// Kernel memory (v2 `kernel`, 5.18+, else `kernel_stack` + `slab` + `pagetables`).
+    pub kernel: Option<u64>,
+    /// Network buffers (v2 `sock`).
+    pub sock: Option<u64>,
+    /// Major faults, cumulative (`pgmajfault`; v1 `total_pgmajfault`).
+    pub major_faults: Option<u64>,
+    /// Cumulative `high` and `max` of `memory.events` (v2); v1 has `memory.failcnt` for `max`.
+    pub high_events: Option<u64>,
+    pub max_events: Option<u64>,
 }
 
 /// Reads the memory counters of a cgroup, from the hierarchy it is named in (a v2 cgroup on
 /// a hybrid host has no memory files; the caller then falls back to process RSS).
 pub fn read_memory(mounts: &Mounts, cgroup: &CgroupPath) -> Option<MemoryReading> {
+    let text = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
     match cgroup {
         CgroupPath::V2(path) => {
             let dir = mounts.v2_dir(path)?;
+            let current = read_u64(&dir.join("memory.current"))?;
+            let stat = text(&dir.join("memory.stat"));
+            let events = text(&dir.join("memory.events"));
+            let key = |k: &str| parse_keyed(&stat, k);
+            let kernel = key("kernel").or_else(|| {
+                let parts = [key("kernel_stack"), key("slab"), key("pagetables")];
+                parts
+                    .iter()
+                    .any(Option::is_some)
+                    .then(|| parts.iter().flatten().sum())
+            });
             Some(MemoryReading {
-                current: read_u64(&dir.join("memory.current"))?,
+                current,
                 peak: read_u64(&dir.join("memory.peak")),
-                oom_kills: read_keyed(&dir.join("memory.events"), "oom_kill"),
-                anon: read_keyed(&dir.join("memory.stat"), "anon"),
+                oom_kills: parse_keyed(&events, "oom_kill"),
+                anon: key("anon"),
+                file: key("file"),
+                kernel,
+                sock: key("sock"),
+                major_faults: key("pgmajfault"),
+                high_events: parse_keyed(&events, "high"),
+                max_events: parse_keyed(&events, "max"),
             })
         }
         CgroupPath::V1(path) => {
             let dir = mounts.v1_dir("memory", path)?;
+            let current = read_u64(&dir.join("memory.usage_in_bytes"))?;
+            let stat = text(&dir.join("memory.stat"));
+            // The `total_` keys include descendants, as usage_in_bytes does.
+            let key = |k: &str| {
+                parse_keyed(&stat, &format!("total_{k}")).or_else(|| parse_keyed(&stat, k))
+            };
             Some(MemoryReading {
-                current: read_u64(&dir.join("memory.usage_in_bytes"))?,
+                current,
                 peak: read_u64(&dir.join("memory.max_usage_in_bytes")),
                 oom_kills: read_keyed(&dir.join("memory.oom_control"), "oom_kill"),
-                anon: read_keyed(&dir.join("memory.stat"), "rss"),
+                anon: key("rss"),
+                file: key("cache"),
+                kernel: read_u64(&dir.join("memory.kmem.usage_in_bytes")),
+                sock: None,
+                major_faults: key("pgmajfault"),
+                high_events: None,
+                max_events: read_u64(&dir.join("memory.failcnt")),
             })
         }
     }
@@ -405,8 +446,11 @@ mod tests {
             &[
                 ("memory.current", "100\n"),
                 ("memory.peak", "900\n"),
-                ("memory.events", "oom 1\noom_kill 1\n"),
-                ("memory.stat", "anon 60\nfile 40\n"),
+                ("memory.events", "low 0\nhigh 3\nmax 2\noom 1\noom_kill 1\n"),
+                (
+                    "memory.stat",
+                    "anon 60\nfile 40\nkernel 7\nsock 1\npgmajfault 5\n",
+                ),
             ],
         );
         files(
@@ -414,19 +458,42 @@ mod tests {
             &[
                 ("memory.usage_in_bytes", "200\n"),
                 ("memory.max_usage_in_bytes", "800\n"),
-                ("memory.stat", "cache 10\nrss 150\n"),
+                (
+                    "memory.stat",
+                    "cache 10\nrss 150\ntotal_cache 12\ntotal_rss 160\n",
+                ),
+                ("memory.failcnt", "4\n"),
             ],
         );
         let v2 = CgroupPath::V2("/job".into());
         let v1 = CgroupPath::V1("/job".into());
-        let reading = |current, peak, oom_kills, anon| MemoryReading {
-            current,
-            peak: Some(peak),
-            oom_kills,
-            anon: Some(anon),
-        };
-        assert_eq!(read_memory(&m, &v2), Some(reading(100, 900, Some(1), 60)));
-        assert_eq!(read_memory(&m, &v1), Some(reading(200, 800, None, 150)));
+        assert_eq!(
+            read_memory(&m, &v2),
+            Some(MemoryReading {
+                current: 100,
+                peak: Some(900),
+                oom_kills: Some(1),
+                anon: Some(60),
+                file: Some(40),
+                kernel: Some(7),
+                sock: Some(1),
+                major_faults: Some(5),
+                high_events: Some(3),
+                max_events: Some(2),
+            })
+        );
+        // v1: the hierarchical `total_` keys, `memory.failcnt` for hits of the limit.
+        assert_eq!(
+            read_memory(&m, &v1),
+            Some(MemoryReading {
+                current: 200,
+                peak: Some(800),
+                anon: Some(160),
+                file: Some(12),
+                max_events: Some(4),
+                ..Default::default()
+            })
+        );
         let current = memory_current_file(&m, &v2).unwrap();
         assert_eq!(current, root.path().join("unified/job/memory.current"));
         assert!(

@@ -183,6 +183,7 @@ fn realistic_push(run_id: &str) -> MetricsPush {
             ]
             .into(),
         ),
+        ..Default::default()
     };
     let procs = |base: u64| -> Vec<ProcessSummary> {
         (0..10)

@@ -1,0 +1,160 @@
+//! What held each container back: throttling, pressure stall information and block I/O
+//! from its cgroups ([`crate::sources::held`]), read at the slow tick, and their growth over
+//! the run in the summary's terms.
+
+use std::time::Instant;
+
+use summary::starvation::{DiskIo, MemoryDetail, Pressure, Stall, Throttling};
+
+use super::{Sampler, container::Container, grouping::ContainerName, memory::distinct_roots};
+use crate::sources::{
+    cgroupfs::CgroupPath,
+    held::{self, HeldCounters},
+};
+
+impl Sampler {
+    pub(super) fn sample_held(&mut self, now: Instant) {
+        let live: Vec<ContainerName> = self.live_containers().into_iter().cloned().collect();
+        for name in live {
+            let twins: Vec<CgroupPath> = self
+                .processes
+                .values()
+                .filter(|p| p.container == name)
+                .flat_map(|p| [p.cpu_v1.clone(), p.blkio_v1.clone()])
+                .flatten()
+                .map(CgroupPath::V1)
+                .collect();
+            let Some(c) = self.containers.get_mut(&name) else {
+                continue;
+            };
+            c.held_v1.extend(twins);
+            let mut cgroups = distinct_roots(&c.cgroups);
+            cgroups.extend(distinct_roots(&c.held_v1));
+            let mut quota = None;
+            for cg in cgroups {
+                let reading = held::read_held(&self.mounts, &cg);
+                if reading == HeldCounters::default() {
+                    continue;
+                }
+                // Counters of a cgroup found at the first scan started before the run.
+                let first = self.slow_ticks <= 1;
+                c.held_base.entry(cg.clone()).or_insert(if first {
+                    reading
+                } else {
+                    HeldCounters::default()
+                });
+                c.held_last.insert(cg.clone(), reading);
+                if quota.is_none() {
+                    quota = held::read_quota(&self.mounts, &cg);
+                }
+            }
+            if quota.is_some() {
+                c.quota = quota;
+            }
+            let total = held_total(c);
+            if let (Some(r), Some(w)) = (total.read_bytes, total.write_bytes) {
+                if let Some((then, pr, pw)) = c.last_io {
+                    let dt = now.saturating_duration_since(then).as_secs_f64();
+                    if dt > 0.0 {
+                        c.read_rate.record(r.saturating_sub(pr) as f64 / dt);
+                        c.write_rate.record(w.saturating_sub(pw) as f64 / dt);
+                    }
+                }
+                c.last_io = Some((now, r, w));
+            }
+        }
+    }
+}
+
+/// The growth of a container's counters over the run, summed over its cgroups.
+pub(super) fn held_total(c: &Container) -> HeldCounters {
+    let mut total = HeldCounters::default();
+    for (cg, last) in &c.held_last {
+        let base = c.held_base.get(cg).copied().unwrap_or_default();
+        total.add(&last.growth_since(&base));
+    }
+    total
+}
+
+/// The summary's starvation figures of a container over `duration` seconds.
+pub(super) fn figures(
+    c: &Container,
+    duration: f64,
+) -> (
+    Option<Throttling>,
+    Option<Pressure>,
+    Option<DiskIo>,
+    Option<MemoryDetail>,
+) {
+    let t = held_total(c);
+    let secs = |us: Option<u64>| us.map(|v| v as f64 / 1e6);
+    let share = |s: f64| {
+        if duration > 0.0 {
+            (s / duration).min(1.0)
+        } else {
+            0.0
+        }
+    };
+    let throttling = (t.periods.is_some() || c.quota.is_some()).then(|| {
+        let periods = t.periods.unwrap_or(0);
+        let throttled = t.throttled_periods.unwrap_or(0).min(periods);
+        Throttling {
+            quota_cores: c.quota.flatten(),
+            periods,
+            throttled_periods: throttled,
+            throttled_seconds: secs(t.throttled_us).unwrap_or(0.0),
+            throttled_period_share: if periods > 0 {
+                throttled as f64 / periods as f64
+            } else {
+                0.0
+            },
+            bursts: t.bursts,
+            burst_seconds: secs(t.burst_us),
+        }
+    });
+    let stall = |some: Option<u64>, full: Option<u64>| {
+        let some = secs(some)?;
+        let full = secs(full);
+        Some(Stall {
+            some_seconds: some,
+            some_share: share(some),
+            full_seconds: full,
+            full_share: full.map(share),
+        })
+    };
+    let pressure = Pressure {
+        cpu: stall(t.cpu_some_us, t.cpu_full_us),
+        memory: stall(t.memory_some_us, t.memory_full_us),
+        io: stall(t.io_some_us, t.io_full_us),
+    };
+    let pressure = (pressure != Pressure::default()).then_some(pressure);
+    let disk = (t.read_bytes.is_some() || t.write_bytes.is_some()).then(|| DiskIo {
+        read_bytes: t.read_bytes.unwrap_or(0),
+        write_bytes: t.write_bytes.unwrap_or(0),
+        read_ops: t.read_ops.unwrap_or(0),
+        write_ops: t.write_ops.unwrap_or(0),
+        read_bytes_per_sec: c.read_rate.stats(),
+        write_bytes_per_sec: c.write_rate.stats(),
+    });
+    let memory = c.detail_at_peak.map(|(_, d)| {
+        let mut events = [None::<u64>; 3];
+        for (first, last) in c.mem_events.values() {
+            for i in 0..3 {
+                if let Some(l) = last[i] {
+                    let grown = l.saturating_sub(first[i].unwrap_or(0));
+                    events[i] = Some(events[i].unwrap_or(0).saturating_add(grown));
+                }
+            }
+        }
+        MemoryDetail {
+            anon_bytes: d.anon,
+            file_bytes: d.file,
+            kernel_bytes: d.kernel,
+            sock_bytes: d.sock,
+            major_faults: events[0],
+            high_events: events[1],
+            max_events: events[2],
+        }
+    });
+    (throttling, pressure, disk, memory)
+}

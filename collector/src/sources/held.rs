@@ -1,0 +1,433 @@
+//! What held a cgroup back, as the kernel counts it: CPU bandwidth throttling (`cpu.stat`,
+//! with the quota from `cpu.max` or `cpu.cfs_quota_us`), pressure stall information
+//! (`cpu.pressure`, `memory.pressure`, `io.pressure`) and block I/O (`io.stat`, or v1
+//! `blkio.throttle.io_service_bytes_recursive` / `_serviced_recursive`).
+//!
+//! Every counter is cumulative since the cgroup was made; the sampler keeps the first and
+//! last reading per cgroup and reports the growth. Parsers are pure; a malformed or missing
+//! file is `None`, never an error.
+
+use std::path::Path;
+
+use super::cgroupfs::{CgroupPath, Mounts, parse_keyed};
+
+/// Cumulative counters of one cgroup, each where its file has it. Times in microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeldCounters {
+    pub periods: Option<u64>,
+    pub throttled_periods: Option<u64>,
+    pub throttled_us: Option<u64>,
+    pub bursts: Option<u64>,
+    pub burst_us: Option<u64>,
+    pub cpu_some_us: Option<u64>,
+    pub cpu_full_us: Option<u64>,
+    pub memory_some_us: Option<u64>,
+    pub memory_full_us: Option<u64>,
+    pub io_some_us: Option<u64>,
+    pub io_full_us: Option<u64>,
+    pub read_bytes: Option<u64>,
+    pub write_bytes: Option<u64>,
+    pub read_ops: Option<u64>,
+    pub write_ops: Option<u64>,
+}
+
+/// Number of counters in [`HeldCounters`], for element-wise maths.
+pub const COUNTERS: usize = 15;
+
+impl HeldCounters {
+    pub fn to_array(self) -> [Option<u64>; COUNTERS] {
+        [
+            self.periods,
+            self.throttled_periods,
+            self.throttled_us,
+            self.bursts,
+            self.burst_us,
+            self.cpu_some_us,
+            self.cpu_full_us,
+            self.memory_some_us,
+            self.memory_full_us,
+            self.io_some_us,
+            self.io_full_us,
+            self.read_bytes,
+            self.write_bytes,
+            self.read_ops,
+            self.write_ops,
+        ]
+    }
+
+    pub fn from_array(a: [Option<u64>; COUNTERS]) -> Self {
+        let [
+            periods,
+            throttled_periods,
+            throttled_us,
+            bursts,
+            burst_us,
+            cpu_some_us,
+            cpu_full_us,
+            memory_some_us,
+            memory_full_us,
+            io_some_us,
+            io_full_us,
+            read_bytes,
+            write_bytes,
+            read_ops,
+            write_ops,
+        ] = a;
+        Self {
+            periods,
+            throttled_periods,
+            throttled_us,
+            bursts,
+            burst_us,
+            cpu_some_us,
+            cpu_full_us,
+            memory_some_us,
+            memory_full_us,
+            io_some_us,
+            io_full_us,
+            read_bytes,
+            write_bytes,
+            read_ops,
+            write_ops,
+        }
+    }
+
+    /// Fills the fields `other` has and `self` lacks (a v2 cgroup's PSI with its v1 twin's
+    /// throttling on a hybrid host).
+    pub fn fill_from(&mut self, other: &Self) {
+        let mut a = self.to_array();
+        for (mine, theirs) in a.iter_mut().zip(other.to_array()) {
+            if mine.is_none() {
+                *mine = theirs;
+            }
+        }
+        *self = Self::from_array(a);
+    }
+
+    /// Element-wise growth from `base` (a counter that went backwards, a cgroup made again
+    /// under the same name, grows from zero).
+    pub fn growth_since(&self, base: &Self) -> Self {
+        let mut a = self.to_array();
+        for (now, then) in a.iter_mut().zip(base.to_array()) {
+            if let (Some(n), Some(t)) = (now.as_mut(), then) {
+                *n = if *n >= t { *n - t } else { *n };
+            }
+        }
+        Self::from_array(a)
+    }
+
+    /// Element-wise sum (of a container's cgroups).
+    pub fn add(&mut self, other: &Self) {
+        let mut a = self.to_array();
+        for (mine, theirs) in a.iter_mut().zip(other.to_array()) {
+            if let Some(t) = theirs {
+                *mine = Some(mine.unwrap_or(0).saturating_add(t));
+            }
+        }
+        *self = Self::from_array(a);
+    }
+}
+
+/// Throttling from a `cpu.stat` text: v2 (`throttled_usec`, `burst_usec`) or v1
+/// (`throttled_time`, `burst_time` in ns). Without `nr_periods` (a v2 cgroup without the
+/// cpu controller) there is none.
+pub fn parse_throttling(text: &str, into: &mut HeldCounters) {
+    let Some(periods) = parse_keyed(text, "nr_periods") else {
+        return;
+    };
+    into.periods = Some(periods);
+    into.throttled_periods = parse_keyed(text, "nr_throttled");
+    into.throttled_us = parse_keyed(text, "throttled_usec")
+        .or_else(|| parse_keyed(text, "throttled_time").map(|ns| ns / 1000));
+    into.bursts = parse_keyed(text, "nr_bursts");
+    into.burst_us = parse_keyed(text, "burst_usec")
+        .or_else(|| parse_keyed(text, "burst_time").map(|ns| ns / 1000));
+}
+
+/// The quota in cores from v2 `cpu.max` (`max 100000`, `50000 100000`): `Some(None)` for no
+/// quota, `None` when the text is not a `cpu.max`.
+pub fn parse_cpu_max(text: &str) -> Option<Option<f64>> {
+    let mut f = text.split_whitespace();
+    let (quota, period) = (f.next()?, f.next()?.parse::<f64>().ok()?);
+    if quota == "max" {
+        return Some(None);
+    }
+    let quota: f64 = quota.parse().ok()?;
+    (period > 0.0 && quota > 0.0).then_some(Some(quota / period))
+}
+
+/// The quota in cores from v1 `cpu.cfs_quota_us` and `cpu.cfs_period_us` (-1: none).
+pub fn parse_cfs_quota(quota: &str, period: &str) -> Option<Option<f64>> {
+    let quota: i64 = quota.trim().parse().ok()?;
+    let period: f64 = period.trim().parse().ok()?;
+    if quota < 0 {
+        return Some(None);
+    }
+    (quota > 0 && period > 0.0).then_some(Some(quota as f64 / period))
+}
+
+/// `total=` of the `some` and `full` lines of a PSI file, microseconds.
+pub fn parse_psi(text: &str) -> (Option<u64>, Option<u64>) {
+    let total = |kind: &str| {
+        text.lines().find_map(|l| {
+            let rest = l.strip_prefix(kind)?.strip_prefix(' ')?;
+            rest.split_whitespace()
+                .find_map(|f| f.strip_prefix("total="))
+                .and_then(|v| v.parse().ok())
+        })
+    };
+    (total("some"), total("full"))
+}
+
+/// Bytes and operations read and written, summed over devices, from v2 `io.stat`
+/// (`8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0`).
+pub fn parse_io_stat(text: &str, into: &mut HeldCounters) {
+    let mut sums = [None::<u64>; 4];
+    for line in text.lines() {
+        for field in line.split_whitespace().skip(1) {
+            let Some((k, v)) = field.split_once('=') else {
+                continue;
+            };
+            let i = match k {
+                "rbytes" => 0,
+                "wbytes" => 1,
+                "rios" => 2,
+                "wios" => 3,
+                _ => continue,
+            };
+            if let Ok(v) = v.parse::<u64>() {
+                sums[i] = Some(sums[i].unwrap_or(0).saturating_add(v));
+            }
+        }
+    }
+    // A cgroup that did no I/O has an empty io.stat: that is zero, not unknown.
+    let known = |v: Option<u64>| v.or(Some(0));
+    into.read_bytes = known(sums[0]);
+    into.write_bytes = known(sums[1]);
+    into.read_ops = known(sums[2]);
+    into.write_ops = known(sums[3]);
+}
+
+/// (read, write) summed over devices from a v1 blkio file (`8:0 Read 4096` lines, then
+/// `Total N`).
+pub fn parse_blkio(text: &str) -> (u64, u64) {
+    let (mut read, mut write) = (0u64, 0u64);
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(_dev), Some(op), Some(v)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let Ok(v) = v.parse::<u64>() else { continue };
+        match op {
+            "Read" => read = read.saturating_add(v),
+            "Write" => write = write.saturating_add(v),
+            _ => {}
+        }
+    }
+    (read, write)
+}
+
+fn read(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+/// The counters of one cgroup, from the hierarchy it is named in: throttling and I/O from
+/// whichever controller files it has, PSI from a v2 cgroup (also on hybrid hosts, whose v2
+/// hierarchy has PSI files but no controllers).
+pub fn read_held(mounts: &Mounts, cgroup: &CgroupPath) -> HeldCounters {
+    let mut c = HeldCounters::default();
+    match cgroup {
+        CgroupPath::V2(path) => {
+            let Some(dir) = mounts.v2_dir(path) else {
+                return c;
+            };
+            if let Some(t) = read(&dir.join("cpu.stat")) {
+                parse_throttling(&t, &mut c);
+            }
+            for (file, some, full) in [
+                ("cpu.pressure", &mut c.cpu_some_us, &mut c.cpu_full_us),
+                (
+                    "memory.pressure",
+                    &mut c.memory_some_us,
+                    &mut c.memory_full_us,
+                ),
+                ("io.pressure", &mut c.io_some_us, &mut c.io_full_us),
+            ] {
+                if let Some(t) = read(&dir.join(file)) {
+                    (*some, *full) = parse_psi(&t);
+                }
+            }
+            if let Some(t) = read(&dir.join("io.stat")) {
+                parse_io_stat(&t, &mut c);
+            }
+        }
+        CgroupPath::V1(path) => {
+            if let Some(t) = mounts
+                .v1_dir("cpu", path)
+                .and_then(|d| read(&d.join("cpu.stat")))
+            {
+                parse_throttling(&t, &mut c);
+            }
+            if let Some(dir) = mounts.v1_dir("blkio", path) {
+                let bytes = read(&dir.join("blkio.throttle.io_service_bytes_recursive"))
+                    .or_else(|| read(&dir.join("blkio.throttle.io_service_bytes")));
+                let ops = read(&dir.join("blkio.throttle.io_serviced_recursive"))
+                    .or_else(|| read(&dir.join("blkio.throttle.io_serviced")));
+                if let Some(b) = bytes {
+                    let (r, w) = parse_blkio(&b);
+                    (c.read_bytes, c.write_bytes) = (Some(r), Some(w));
+                }
+                if let Some(o) = ops {
+                    let (r, w) = parse_blkio(&o);
+                    (c.read_ops, c.write_ops) = (Some(r), Some(w));
+                }
+            }
+        }
+    }
+    c
+}
+
+/// The CPU quota of a cgroup in cores: `Some(None)` for none, `None` where there is no
+/// cpu controller to say.
+pub fn read_quota(mounts: &Mounts, cgroup: &CgroupPath) -> Option<Option<f64>> {
+    match cgroup {
+        CgroupPath::V2(path) => parse_cpu_max(&read(&mounts.v2_dir(path)?.join("cpu.max"))?),
+        CgroupPath::V1(path) => {
+            let dir = mounts.v1_dir("cpu", path)?;
+            parse_cfs_quota(
+                &read(&dir.join("cpu.cfs_quota_us"))?,
+                &read(&dir.join("cpu.cfs_period_us"))?,
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttling_v2_and_v1() {
+        let mut c = HeldCounters::default();
+        parse_throttling(
+            "usage_usec 10\nuser_usec 5\nsystem_usec 5\nnr_periods 100\nnr_throttled 20\nthrottled_usec 1500\nnr_bursts 1\nburst_usec 7\n",
+            &mut c,
+        );
+        assert_eq!(
+            (
+                c.periods,
+                c.throttled_periods,
+                c.throttled_us,
+                c.bursts,
+                c.burst_us
+            ),
+            (Some(100), Some(20), Some(1500), Some(1), Some(7))
+        );
+        let mut c = HeldCounters::default();
+        parse_throttling(
+            "nr_periods 10\nnr_throttled 3\nthrottled_time 2000000\n",
+            &mut c,
+        );
+        assert_eq!((c.throttled_us, c.bursts), (Some(2000), None));
+        // A v2 cgroup without the cpu controller: usage only, no throttling.
+        let mut c = HeldCounters::default();
+        parse_throttling("usage_usec 10\nuser_usec 5\n", &mut c);
+        assert_eq!(c, HeldCounters::default());
+    }
+
+    #[test]
+    fn quotas() {
+        assert_eq!(parse_cpu_max("max 100000\n"), Some(None));
+        assert_eq!(parse_cpu_max("50000 100000\n"), Some(Some(0.5)));
+        assert_eq!(parse_cpu_max("garbage"), None);
+        assert_eq!(parse_cfs_quota("-1\n", "100000\n"), Some(None));
+        assert_eq!(parse_cfs_quota("200000", "100000"), Some(Some(2.0)));
+        assert_eq!(parse_cfs_quota("x", "100000"), None);
+    }
+
+    #[test]
+    fn psi_totals() {
+        let t = "some avg10=6.78 avg60=21.24 avg300=18.51 total=3346956821\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=12\n";
+        assert_eq!(parse_psi(t), (Some(3346956821), Some(12)));
+        assert_eq!(
+            parse_psi("some avg10=0.00 avg60=0.00 avg300=0.00 total=5\n"),
+            (Some(5), None)
+        );
+        assert_eq!(parse_psi("somewhere total=5\n"), (None, None));
+        assert_eq!(parse_psi(""), (None, None));
+    }
+
+    #[test]
+    fn io_v2_and_blkio() {
+        let mut c = HeldCounters::default();
+        parse_io_stat(
+            "8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n8:16 rbytes=1 wbytes=1 rios=1 wios=1 dbytes=0 dios=0\n",
+            &mut c,
+        );
+        assert_eq!(
+            (c.read_bytes, c.write_bytes, c.read_ops, c.write_ops),
+            (Some(4097), Some(8193), Some(2), Some(3))
+        );
+        let mut empty = HeldCounters::default();
+        parse_io_stat("", &mut empty);
+        assert_eq!(empty.write_bytes, Some(0));
+        assert_eq!(
+            parse_blkio(
+                "8:0 Read 4096\n8:0 Write 100\n8:0 Sync 4196\n8:0 Total 4196\n253:0 Write 5\nTotal 4201\n"
+            ),
+            (4096, 105)
+        );
+        assert_eq!(parse_blkio("Total 0\n"), (0, 0));
+    }
+
+    #[test]
+    fn growth_fill_and_sum() {
+        let base = HeldCounters {
+            periods: Some(10),
+            cpu_some_us: Some(100),
+            ..Default::default()
+        };
+        let now = HeldCounters {
+            periods: Some(15),
+            cpu_some_us: Some(50), // went backwards: a new cgroup of the same name
+            write_bytes: Some(7),
+            ..Default::default()
+        };
+        let g = now.growth_since(&base);
+        assert_eq!(
+            (g.periods, g.cpu_some_us, g.write_bytes),
+            (Some(5), Some(50), Some(7))
+        );
+        let mut sum = g;
+        sum.add(&g);
+        assert_eq!(sum.periods, Some(10));
+        let mut psi_only = HeldCounters {
+            cpu_some_us: Some(1),
+            ..Default::default()
+        };
+        psi_only.fill_from(&HeldCounters {
+            cpu_some_us: Some(9),
+            periods: Some(3),
+            ..Default::default()
+        });
+        assert_eq!((psi_only.cpu_some_us, psi_only.periods), (Some(1), Some(3)));
+    }
+
+    #[test]
+    fn reads_this_process_cgroup() {
+        let mounts = Mounts::discover().unwrap();
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let lines = crate::sources::procfs::parse_pid_cgroup(&own);
+        if let Some(v2) = crate::sources::procfs::cgroup_v2_path(&lines) {
+            let c = read_held(&mounts, &CgroupPath::V2(v2.to_owned()));
+            println!("v2 {v2}: {c:?}");
+            // PSI is there on pure v2 and on hybrid hosts where the kernel has PSI on.
+            if Path::new("/proc/pressure/cpu").exists() && mounts.v2.is_some() {
+                assert!(
+                    c.cpu_some_us.is_some() && c.memory_some_us.is_some(),
+                    "{c:?}"
+                );
+            }
+        }
+    }
+}
