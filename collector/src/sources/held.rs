@@ -209,22 +209,26 @@ pub fn parse_io_stat(text: &str, into: &mut HeldCounters) {
 }
 
 /// (read, write) summed over devices from a v1 blkio file (`8:0 Read 4096` lines, then
-/// `Total N`).
-pub fn parse_blkio(text: &str) -> (u64, u64) {
+/// `Total N`). `None` when no device is listed: v1 counts a cgroup's I/O only on devices
+/// with a `blkio.throttle` rule (or a bfq scheduler), so a bare `Total 0` is "not counted",
+/// not zero.
+pub fn parse_blkio(text: &str) -> Option<(u64, u64)> {
     let (mut read, mut write) = (0u64, 0u64);
+    let mut devices = false;
     for line in text.lines() {
         let mut f = line.split_whitespace();
         let (Some(_dev), Some(op), Some(v)) = (f.next(), f.next(), f.next()) else {
             continue;
         };
         let Ok(v) = v.parse::<u64>() else { continue };
+        devices = true;
         match op {
             "Read" => read = read.saturating_add(v),
             "Write" => write = write.saturating_add(v),
             _ => {}
         }
     }
-    (read, write)
+    devices.then_some((read, write))
 }
 
 fn read(path: &Path) -> Option<String> {
@@ -273,12 +277,10 @@ pub fn read_held(mounts: &Mounts, cgroup: &CgroupPath) -> HeldCounters {
                     .or_else(|| read(&dir.join("blkio.throttle.io_service_bytes")));
                 let ops = read(&dir.join("blkio.throttle.io_serviced_recursive"))
                     .or_else(|| read(&dir.join("blkio.throttle.io_serviced")));
-                if let Some(b) = bytes {
-                    let (r, w) = parse_blkio(&b);
+                if let Some((r, w)) = bytes.as_deref().and_then(parse_blkio) {
                     (c.read_bytes, c.write_bytes) = (Some(r), Some(w));
                 }
-                if let Some(o) = ops {
-                    let (r, w) = parse_blkio(&o);
+                if let Some((r, w)) = ops.as_deref().and_then(parse_blkio) {
                     (c.read_ops, c.write_ops) = (Some(r), Some(w));
                 }
             }
@@ -375,9 +377,9 @@ mod tests {
             parse_blkio(
                 "8:0 Read 4096\n8:0 Write 100\n8:0 Sync 4196\n8:0 Total 4196\n253:0 Write 5\nTotal 4201\n"
             ),
-            (4096, 105)
+            Some((4096, 105))
         );
-        assert_eq!(parse_blkio("Total 0\n"), (0, 0));
+        assert_eq!(parse_blkio("Total 0\n"), None);
     }
 
     #[test]

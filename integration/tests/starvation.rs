@@ -1,0 +1,281 @@
+//! Starvation figures against the kernel's own counters: a CPU burner under a half-core
+//! quota (throttling, CPU pressure), a writer of a known number of bytes with `O_DIRECT`
+//! (block I/O), and the verdicts on a starved and an unstarved container, measured by a
+//! real sidecar collector. On hybrid hosts the v1 `cpu` and `blkio` controllers hold the
+//! quota and the I/O counters beside the v2 cgroup (PSI); on pure v2 hosts `cpu.max` and
+//! `io.stat`.
+
+use std::{path::PathBuf, time::Duration};
+
+use summary::RunSummary;
+
+mod common;
+
+use common::{CgroupTree, Proc, cgroup_v1_mount, cgroup2_mount, collector};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A v2 cgroup and, where v1 has them, twins in `controllers`: (cgroup.procs files, trees).
+fn cgroup(name: &str, controllers: &[&str]) -> (Vec<PathBuf>, Vec<CgroupTree>) {
+    let mut dirs = vec![cgroup2_mount().join(name)];
+    let mut pure_v2 = Vec::new();
+    for c in controllers {
+        match cgroup_v1_mount(c) {
+            Some(v1) => dirs.push(v1.join(name)),
+            None => pure_v2.push(format!("+{}", if *c == "blkio" { "io" } else { c })),
+        }
+    }
+    if !pure_v2.is_empty() {
+        let _ = std::fs::write(
+            cgroup2_mount().join("cgroup.subtree_control"),
+            pure_v2.join(" "),
+        );
+    }
+    for d in &dirs {
+        let _ = std::fs::remove_dir(d);
+        std::fs::create_dir(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+    }
+    let procs = dirs.iter().map(|d| d.join("cgroup.procs")).collect();
+    (procs, dirs.into_iter().map(CgroupTree).collect())
+}
+
+/// Sets a quota of `cores` on the cgroup: v1 `cpu.cfs_quota_us`, else v2 `cpu.max`.
+fn set_quota(name: &str, cores: f64) {
+    let period = 100_000u64;
+    let quota = (cores * period as f64) as u64;
+    match cgroup_v1_mount("cpu") {
+        Some(v1) => {
+            let dir = v1.join(name);
+            std::fs::write(dir.join("cpu.cfs_period_us"), period.to_string()).unwrap();
+            std::fs::write(dir.join("cpu.cfs_quota_us"), quota.to_string()).unwrap();
+        }
+        None => std::fs::write(
+            cgroup2_mount().join(name).join("cpu.max"),
+            format!("{quota} {period}"),
+        )
+        .unwrap(),
+    }
+}
+
+fn keyed(path: PathBuf, key: &str) -> u64 {
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == key).then(|| v.trim().parse().ok()).flatten()
+        })
+        .unwrap_or_else(|| panic!("no {key} in {}: {text}", path.display()))
+}
+
+/// Throttled microseconds of the cgroup, as the kernel counts them.
+fn throttled_us(name: &str) -> u64 {
+    match cgroup_v1_mount("cpu") {
+        Some(v1) => keyed(v1.join(name).join("cpu.stat"), "throttled_time") / 1000,
+        None => keyed(
+            cgroup2_mount().join(name).join("cpu.stat"),
+            "throttled_usec",
+        ),
+    }
+}
+
+/// `some total=` of the cgroup's cpu.pressure, microseconds.
+fn cpu_some_us(name: &str) -> u64 {
+    let text = std::fs::read_to_string(cgroup2_mount().join(name).join("cpu.pressure")).unwrap();
+    text.lines()
+        .find(|l| l.starts_with("some "))
+        .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("total=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// Written bytes of the cgroup, as the kernel counts them (v1 blkio, else v2 io.stat).
+fn written_bytes(name: &str) -> u64 {
+    match cgroup_v1_mount("blkio") {
+        Some(v1) => {
+            let path = v1
+                .join(name)
+                .join("blkio.throttle.io_service_bytes_recursive");
+            std::fs::read_to_string(path)
+                .unwrap()
+                .lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    (f.len() == 3 && f[1] == "Write").then(|| f[2].parse::<u64>().ok())?
+                })
+                .sum()
+        }
+        None => std::fs::read_to_string(cgroup2_mount().join(name).join("io.stat"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|f| f.strip_prefix("wbytes=")?.parse::<u64>().ok())
+            .sum(),
+    }
+}
+
+/// On v1, a `blkio.throttle.write_bps_device` rule far above any disk's speed for the
+/// device holding `dir`, so the kernel counts the cgroup's writes. Says what it did.
+fn v1_io_rule(name: &str, dir: &PathBuf) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Some(v1) = cgroup_v1_mount("blkio") else {
+        return "not needed (v2 io.stat)".to_owned();
+    };
+    let dev = std::fs::metadata(dir).unwrap().dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let rule = format!("{major}:{minor} 1000000000000");
+    match std::fs::write(v1.join(name).join("blkio.throttle.write_bps_device"), &rule) {
+        Ok(()) => format!("set {rule}"),
+        Err(e) => format!("could not set {rule}: {e}"),
+    }
+}
+
+/// `sh -c` that joins the cgroups, then execs `command`.
+fn in_cgroups(procs: &[PathBuf], command: &str) -> std::process::Command {
+    let joins: String = procs
+        .iter()
+        .map(|p| format!("echo $$ > {} && ", p.display()))
+        .collect();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c").arg(format!("{joins}exec {command}"));
+    cmd
+}
+
+#[test]
+fn throttling_pressure_io_and_verdicts_match_the_kernel() {
+    if !testkit::require_root("creates cgroups with CPU quotas") {
+        return;
+    }
+    println!("cgroup layout: {}", common::cgroup_layout());
+    let pid = std::process::id();
+    let (starved, idle, writer) = (
+        format!("starve-{pid}"),
+        format!("idle-{pid}"),
+        format!("writer-{pid}"),
+    );
+    // Trees first: dropped last, after the processes in them are reaped.
+    let (starved_procs, _t1) = cgroup(&starved, &["cpu", "cpuacct"]);
+    let (idle_procs, _t2) = cgroup(&idle, &["cpu", "cpuacct"]);
+    let (writer_procs, _t3) = cgroup(&writer, &["blkio"]);
+    set_quota(&starved, 0.5);
+    // Long-lived processes keep each container alive to the final reading.
+    let sleepers: Vec<Proc> = [&starved_procs, &idle_procs, &writer_procs]
+        .iter()
+        .map(|p| Proc::spawn(&mut in_cgroups(p, "sleep 600")))
+        .collect();
+    for s in &sleepers {
+        let comm = format!("/proc/{}/comm", s.child.id());
+        testkit::wait_until(DEADLINE, "the sleeper to join its cgroups", || {
+            std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep")
+        });
+    }
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let file = dir.path().join("summary.json");
+    let mut sidecar = Proc::spawn(
+        collector()
+            .args(["--interval", "500ms"])
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(&file).unwrap()),
+    );
+    testkit::wait_until(DEADLINE, "the sidecar to sample the test's cgroups", || {
+        sidecar.log().lines().any(|l| {
+            l.contains("sample")
+                && [&starved, &idle, &writer]
+                    .iter()
+                    .all(|n| l.contains(n.as_str()))
+        })
+    });
+    let (throttled_before, some_before) = (throttled_us(&starved), cpu_some_us(&starved));
+    // v1 counts a cgroup's block I/O only on devices with a throttle rule: give the disk
+    // under the test's directory one that never limits.
+    let io_rule = v1_io_rule(&writer, &dir.path().to_path_buf());
+    let written_before = written_bytes(&writer);
+    // Two seconds of a burner that wants a whole core under a half-core quota.
+    let mut burner = Proc::spawn(&mut in_cgroups(
+        &starved_procs,
+        "timeout 2 sh -c 'while :; do :; done'",
+    ));
+    // 32 MiB written around the page cache.
+    let target = dir.path().join("written");
+    let mut dd = Proc::spawn(&mut in_cgroups(
+        &writer_procs,
+        &format!(
+            "dd if=/dev/zero of={} bs=1M count=32 oflag=direct",
+            target.display()
+        ),
+    ));
+    let (status, log) = dd.wait(DEADLINE);
+    assert!(status.success(), "dd: {log}");
+    let _ = burner.wait(DEADLINE);
+    let throttled = throttled_us(&starved) - throttled_before;
+    let some = cpu_some_us(&starved) - some_before;
+    let written = written_bytes(&writer) - written_before;
+    sidecar.signal(libc::SIGTERM);
+    let (status, stderr) = sidecar.wait(DEADLINE);
+    assert!(status.success(), "{stderr}");
+    let summary: RunSummary = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    summary.validate().unwrap();
+    let find = |name: &str| {
+        summary
+            .containers
+            .iter()
+            .find(|c| c.name.contains(name))
+            .unwrap_or_else(|| panic!("no container {name} in the summary"))
+    };
+
+    let c = find(&starved);
+    let t = c.cpu_throttling.expect("throttling figures");
+    let kernel = throttled as f64 / 1e6;
+    println!(
+        "throttled: collector {:.4} s, cpu.stat {kernel:.4} s, ratio {:.4}; periods {} of {} ({:.0} %); quota {:?}",
+        t.throttled_seconds,
+        t.throttled_seconds / kernel,
+        t.throttled_periods,
+        t.periods,
+        t.throttled_period_share * 100.0,
+        t.quota_cores
+    );
+    assert_eq!(t.quota_cores, Some(0.5));
+    assert!(kernel > 0.5, "the burner was hardly throttled: {kernel} s");
+    assert!((t.throttled_seconds / kernel - 1.0).abs() <= 0.05);
+    let stall = c.pressure.and_then(|p| p.cpu).expect("CPU pressure");
+    let kernel_some = some as f64 / 1e6;
+    println!(
+        "cpu.pressure some: collector {:.4} s, the cgroup's {kernel_some:.4} s",
+        stall.some_seconds
+    );
+    assert!((stall.some_seconds / kernel_some - 1.0).abs() <= 0.05);
+    let v = c.verdict.as_ref().unwrap();
+    println!("starved verdict: {}", v.text);
+    assert!(v.starved && v.by.contains(&"cpu".to_owned()), "{v:?}");
+    assert!(
+        v.text.contains("throttled") && v.text.contains("quota 0.5 cores"),
+        "{v:?}"
+    );
+
+    let c = find(&idle);
+    let v = c.verdict.as_ref().unwrap();
+    println!("idle verdict: {}", v.text);
+    assert!(!v.starved, "{v:?}");
+    assert!(v.text.contains("no CPU quota"), "{v:?}");
+
+    let c = find(&writer);
+    println!(
+        "written: collector {:?}, the cgroup's {written} B",
+        c.disk_io.as_ref().map(|d| d.write_bytes)
+    );
+    if written == 0 {
+        println!(
+            "SKIP disk I/O check: the block device gives this cgroup no I/O accounting (0 bytes written as the kernel counts; v1 throttle rule: {io_rule})"
+        );
+    } else {
+        let d = c.disk_io.as_ref().expect("disk I/O figures");
+        assert!((d.write_bytes as f64 / written as f64 - 1.0).abs() <= 0.05);
+        assert!(d.write_bytes >= 32 << 20, "{d:?}");
+    }
+    let cmds: Vec<&str> = summary
+        .top_commands
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    println!("top commands: {cmds:?}");
+    drop(sleepers);
+}
