@@ -28,6 +28,13 @@ pub const METRIC_NAMES: &[&str] = &[
     "ci_collector_container_network_receive_bytes_total",
     "ci_collector_container_network_transmit_bytes_total",
     "ci_collector_container_oom_kills_total",
+    "ci_collector_container_cpu_throttled_seconds_total",
+    "ci_collector_container_cpu_pressure_seconds_total",
+    "ci_collector_container_memory_pressure_seconds_total",
+    "ci_collector_container_io_pressure_seconds_total",
+    "ci_collector_container_run_queue_wait_seconds_total",
+    "ci_collector_container_disk_read_bytes_total",
+    "ci_collector_container_disk_write_bytes_total",
     "ci_collector_samples_total",
     "ci_collector_errors_total",
     "ci_collector_proc_lines_skipped_total",
@@ -56,6 +63,17 @@ pub struct ContainerLabels {
 type FloatCounter = Counter<f64, AtomicU64>;
 type FloatGauge = Gauge<f64, AtomicU64>;
 
+/// Growth of a container's starvation counters between two readings.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct HeldDelta {
+    pub throttled_seconds: Option<f64>,
+    pub cpu_some_seconds: Option<f64>,
+    pub memory_some_seconds: Option<f64>,
+    pub io_some_seconds: Option<f64>,
+    pub read_bytes: Option<u64>,
+    pub write_bytes: Option<u64>,
+}
+
 /// The registry and every family, shared between the sampler and the HTTP server.
 pub struct LiveMetrics {
     registry: Registry,
@@ -67,6 +85,13 @@ pub struct LiveMetrics {
     rx: Family<ContainerLabels, Counter>,
     tx: Family<ContainerLabels, Counter>,
     oom_kills: Family<ContainerLabels, Counter>,
+    throttled: Family<ContainerLabels, FloatCounter>,
+    cpu_pressure: Family<ContainerLabels, FloatCounter>,
+    memory_pressure: Family<ContainerLabels, FloatCounter>,
+    io_pressure: Family<ContainerLabels, FloatCounter>,
+    run_queue_wait: Family<ContainerLabels, FloatCounter>,
+    disk_read: Family<ContainerLabels, Counter>,
+    disk_write: Family<ContainerLabels, Counter>,
     pub samples: Counter,
     pub errors: Counter,
     pub skipped_lines: Counter,
@@ -91,6 +116,13 @@ impl Default for LiveMetrics {
             rx: Family::default(),
             tx: Family::default(),
             oom_kills: Family::default(),
+            throttled: Family::default(),
+            cpu_pressure: Family::default(),
+            memory_pressure: Family::default(),
+            io_pressure: Family::default(),
+            run_queue_wait: Family::default(),
+            disk_read: Family::default(),
+            disk_write: Family::default(),
             samples: Counter::default(),
             errors: Counter::default(),
             skipped_lines: Counter::default(),
@@ -135,6 +167,41 @@ impl Default for LiveMetrics {
             "container_network_transmit_bytes",
             "Bytes sent from the container's network namespace (loopback excluded)",
             m.tx.clone(),
+        );
+        registry.register(
+            "container_cpu_throttled_seconds",
+            "Time the container's CPU quota held its run queues back (cpu.stat, summed over CPUs)",
+            m.throttled.clone(),
+        );
+        registry.register(
+            "container_cpu_pressure_seconds",
+            "Time some task of the container waited for a CPU (cpu.pressure some total)",
+            m.cpu_pressure.clone(),
+        );
+        registry.register(
+            "container_memory_pressure_seconds",
+            "Time some task of the container stalled on memory (memory.pressure some total)",
+            m.memory_pressure.clone(),
+        );
+        registry.register(
+            "container_io_pressure_seconds",
+            "Time some task of the container stalled on I/O (io.pressure some total)",
+            m.io_pressure.clone(),
+        );
+        registry.register(
+            "container_run_queue_wait_seconds",
+            "Time the container's runnable tasks waited for a CPU, summed over tasks",
+            m.run_queue_wait.clone(),
+        );
+        registry.register(
+            "container_disk_read_bytes",
+            "Bytes the container read from block devices (io.stat, v1 blkio)",
+            m.disk_read.clone(),
+        );
+        registry.register(
+            "container_disk_write_bytes",
+            "Bytes the container wrote to block devices (io.stat, v1 blkio)",
+            m.disk_write.clone(),
         );
         registry.register(
             "container_oom_kills",
@@ -243,6 +310,33 @@ impl LiveMetrics {
         self.oom_kills.get_or_create(l).inc_by(kills);
     }
 
+    /// Adds what held the container back since the last call: throttled, CPU, memory and
+    /// I/O stall seconds, and bytes read and written. Only figures the kernel gives create a
+    /// series.
+    pub fn add_held(&self, l: &ContainerLabels, d: &HeldDelta) {
+        let add = |f: &Family<ContainerLabels, FloatCounter>, v: Option<f64>| {
+            if let Some(v) = v {
+                f.get_or_create(l).inc_by(v.max(0.0));
+            }
+        };
+        add(&self.throttled, d.throttled_seconds);
+        add(&self.cpu_pressure, d.cpu_some_seconds);
+        add(&self.memory_pressure, d.memory_some_seconds);
+        add(&self.io_pressure, d.io_some_seconds);
+        if let Some(b) = d.read_bytes {
+            self.disk_read.get_or_create(l).inc_by(b);
+        }
+        if let Some(b) = d.write_bytes {
+            self.disk_write.get_or_create(l).inc_by(b);
+        }
+    }
+
+    pub fn add_run_queue_wait(&self, l: &ContainerLabels, seconds: f64) {
+        self.run_queue_wait
+            .get_or_create(l)
+            .inc_by(seconds.max(0.0));
+    }
+
     /// Deletes every series of a container that ended (all its label sets).
     pub fn remove_container(&self, sets: &[ContainerLabels]) {
         for l in sets {
@@ -254,6 +348,17 @@ impl LiveMetrics {
             self.rx.remove(l);
             self.tx.remove(l);
             self.oom_kills.remove(l);
+            for f in [
+                &self.throttled,
+                &self.cpu_pressure,
+                &self.memory_pressure,
+                &self.io_pressure,
+                &self.run_queue_wait,
+            ] {
+                f.remove(l);
+            }
+            self.disk_read.remove(l);
+            self.disk_write.remove(l);
         }
     }
 

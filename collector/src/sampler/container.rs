@@ -81,6 +81,8 @@ pub(super) struct Container {
     /// during it) and the latest.
     pub(super) held_base: HashMap<CgroupPath, HeldCounters>,
     pub(super) held_last: HashMap<CgroupPath, HeldCounters>,
+    /// The totals last added to the live metrics.
+    pub(super) held_published: HeldCounters,
     /// The CPU quota of its cgroup at the last reading: `Some(None)` for none, `None`
     /// where no cpu controller says.
     pub(super) quota: Option<Option<f64>>,
@@ -188,6 +190,7 @@ impl Container {
             held_v1: BTreeSet::new(),
             held_base: HashMap::new(),
             held_last: HashMap::new(),
+            held_published: HeldCounters::default(),
             quota: None,
             read_rate: Accumulator::new(SCALE_BYTES),
             write_rate: Accumulator::new(SCALE_BYTES),

@@ -7,9 +7,12 @@ use std::time::Instant;
 use summary::starvation::{DiskIo, MemoryDetail, Pressure, Stall, Throttling};
 
 use super::{Sampler, container::Container, grouping::ContainerName, memory::distinct_roots};
-use crate::sources::{
-    cgroupfs::CgroupPath,
-    held::{self, HeldCounters},
+use crate::{
+    output::live::HeldDelta,
+    sources::{
+        cgroupfs::CgroupPath,
+        held::{self, HeldCounters},
+    },
 };
 
 impl Sampler {
@@ -52,6 +55,25 @@ impl Sampler {
                 c.quota = quota;
             }
             let total = held_total(c);
+            if let Some(live) = &self.cfg.live {
+                let delta = total.growth_since(&c.held_published);
+                let secs = |us: Option<u64>| us.map(|v| v as f64 / 1e6);
+                let id = self.identities.get(&name).unwrap_or(&self.cfg.identity);
+                // The kernel's cgroup counters, whatever the CPU and memory sources are.
+                let l = c.live_labels(&name, id, summary::Source::Cgroup);
+                live.add_held(
+                    &l,
+                    &HeldDelta {
+                        throttled_seconds: secs(delta.throttled_us),
+                        cpu_some_seconds: secs(delta.cpu_some_us),
+                        memory_some_seconds: secs(delta.memory_some_us),
+                        io_some_seconds: secs(delta.io_some_us),
+                        read_bytes: delta.read_bytes,
+                        write_bytes: delta.write_bytes,
+                    },
+                );
+                c.held_published = total;
+            }
             if let (Some(r), Some(w)) = (total.read_bytes, total.write_bytes) {
                 if let Some((then, pr, pw)) = c.last_io {
                     let dt = now.saturating_duration_since(then).as_secs_f64();
