@@ -430,3 +430,35 @@ fn sidecar_reports_true_memory_peaks_within_5_percent() {
     }
     drop(sleepers);
 }
+
+/// A command that ends before the collector's first scan: its CPU still comes from its
+/// cgroup (eBPF or the cgroup counter, known before it starts), never a 0 from /proc. This
+/// was lost in about half the runs before run mode gave the sampler its cgroup up front.
+#[test]
+fn run_counts_a_command_shorter_than_the_first_scan() {
+    if !testkit::require_root("creates the command's cgroup") {
+        return;
+    }
+    println!("cgroup layout: {}", common::cgroup_layout());
+    for i in 0..8 {
+        let out = run_collector(
+            &[
+                "run",
+                "--json",
+                "--",
+                "sh",
+                "-c",
+                "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done",
+            ],
+            &[],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let summary: RunSummary = serde_json::from_slice(&out.stdout).unwrap();
+        let c = &summary.containers[0];
+        println!("run {i}: {:.4} s from {:?}", c.cpu_seconds, c.cpu_source);
+        assert_ne!(c.cpu_source, Source::Proc, "{stderr}");
+        assert!(c.cpu_seconds > 0.005, "{}", c.cpu_seconds);
+        assert!(summary.top_commands.iter().any(|k| k.name == "sh"));
+    }
+}

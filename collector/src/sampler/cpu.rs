@@ -31,6 +31,11 @@ impl Sampler {
         let cgroup_allowed = !matches!(self.cpu, CpuSource::Proc { .. });
         let live = self.cfg.live.as_deref();
         for (name, c) in self.containers.iter_mut() {
+            if c.cgroups.is_empty() {
+                // Nothing known of it yet (run mode's container before its first scan):
+                // deciding on /proc now would fix the source before its cgroup is found.
+                continue;
+            }
             let id = self.identities.get(name).unwrap_or(&self.cfg.identity);
             let reading = |source, cumulative_ns| CpuReading {
                 name,

@@ -14,9 +14,9 @@ use super::{Sampler, grouping::ContainerName};
 use crate::sources::cgroupfs::{self, CgroupPath};
 
 impl Sampler {
-    /// Gives run mode's single container its memory cgroups before any scan (a command
-    /// that ends before the first scan still has its peak read). Those without memory files
-    /// (the v2 twin on a hybrid host) are skipped when read.
+    /// Gives run mode's single container its cgroups before any scan (a command that ends
+    /// before the first scan still has its CPU counted and its peak read). Those without
+    /// memory files (the v2 one on a hybrid host) are skipped when memory is read.
     pub fn pin_memory_cgroups(&mut self, cgroups: impl IntoIterator<Item = CgroupPath>) {
         let Some(name) = self.cfg.single_container.clone() else {
             return;
@@ -24,9 +24,21 @@ impl Sampler {
         let limits = self.cfg.limits.get(name.as_str()).copied();
         let c = self
             .containers
-            .entry(name)
+            .entry(name.clone())
             .or_insert_with(|| super::container::Container::new(limits));
-        c.memory_pinned.extend(cgroups);
+        for cgroup in cgroups {
+            // The v2 one is also where its CPU is counted (eBPF by cgroup id): known before
+            // any scan, so a command that ends before the first one is still counted.
+            if let CgroupPath::V2(path) = &cgroup
+                && c.cgroups.insert(cgroup.clone())
+                && let Some(dir) = self.mounts.v2_dir(path)
+                && let Ok(id) = cgroupfs::cgroup_id(&dir)
+            {
+                c.cgroup_ids.insert(id);
+                self.container_of_cgroup.insert(id, name.clone());
+            }
+            c.memory_pinned.insert(cgroup);
+        }
     }
 
     /// Raises run mode's container peak to what the kernel reports for the command's

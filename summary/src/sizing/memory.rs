@@ -7,8 +7,9 @@
 //! - A run that was OOM-killed, or whose peak came within 5 % of its limit, did not show its
 //!   need: it is censored ("needed more than the limit"), never a normal sample. When such a
 //!   run needed more than any run that completed, the limit is raised well above the one that
-//!   killed it (×1.5, then ×1.5 per further kill at that level, at most ×4): large enough to
-//!   stop the next kill, bounded so that it cannot run away.
+//!   killed it (×1.5, and ×1.5 again for each higher limit that also killed it, at most ×4):
+//!   large enough to stop the next kill; kills repeated at one limit do not compound, so it
+//!   cannot run away.
 //! - A step change keeps only the runs after it; a trend is projected a few runs ahead.
 //! - The request equals the limit: a job above its memory request is the first evicted
 //!   when the node runs short.
@@ -179,15 +180,17 @@ pub fn size(
             .limit_bytes
             .unwrap_or(worst.peak_bytes)
             .max(worst.peak_bytes) as f64;
-        // Kills at (about) that level; each one more raises further.
-        let at_floor = censored
+        // Escalate only on evidence that a raise was not enough: kills at successively
+        // higher limits. Kills again and again at one limit say only "more than that".
+        let mut levels: Vec<f64> = censored
             .iter()
-            .filter(|r| {
-                r.limit_bytes.unwrap_or(r.peak_bytes).max(r.peak_bytes) as f64 >= 0.97 * floor
-            })
-            .count()
-            .max(1);
-        let raise = OOM_RAISE.powi(at_floor as i32).min(OOM_RAISE_MAX);
+            .map(|r| r.limit_bytes.unwrap_or(r.peak_bytes).max(r.peak_bytes) as f64)
+            .filter(|l| *l >= base)
+            .collect();
+        levels.sort_by(f64::total_cmp);
+        levels.dedup_by(|a, b| *a <= *b * 1.03);
+        let at_levels = levels.len().max(1);
+        let raise = OOM_RAISE.powi(at_levels as i32).min(OOM_RAISE_MAX);
         let what = if worst.oom_kills > 0 {
             "was OOM-killed at"
         } else {
@@ -196,10 +199,11 @@ pub fn size(
         if floor >= base {
             let needed = floor * raise;
             why.push(format!(
-                "memory: run {} {what} its limit of {}, so it needed more; {} run(s) at that level: raised ×{raise:.2} to {}",
+                "memory: run {} {what} its limit of {}, so it needed more ({} censored run(s), at {} rising limit level(s)): raised ×{raise:.2} to {}",
                 worst.run_id,
                 human_bytes(floor as u64),
-                at_floor,
+                censored.len(),
+                at_levels,
                 human_bytes(needed as u64)
             ));
             target = target.max(needed);
@@ -289,16 +293,19 @@ mod tests {
         let (m, _, why) = size(&runs, 15.0);
         assert_eq!(m.oom_killed_runs, 1);
         assert_eq!(m.limit_bytes, round_up(1536.0 * MIB as f64), "{why:?}");
-        // A second kill at the same level raises further, but never beyond ×4.
-        runs.push(obs(7, 1024, Some(1024), 1));
-        assert_eq!(
-            size(&runs, 15.0).0.limit_bytes,
-            round_up(2304.0 * MIB as f64)
-        );
-        for i in 8..20 {
+        // More kills at the same limit do not compound (no runaway) ...
+        for i in 7..20 {
             runs.push(obs(i, 1024, Some(1024), 1));
         }
-        assert_eq!(size(&runs, 15.0).0.limit_bytes, 4096 * MIB);
+        let limit = |runs: &[MemoryObservation]| size(runs, 15.0).0.limit_bytes;
+        assert_eq!(limit(&runs), round_up(1536.0 * MIB as f64));
+        // ... a kill at a raised limit too does: ×1.5 twice, over the higher limit.
+        runs.push(obs(20, 1536, Some(1536), 1));
+        assert_eq!(limit(&runs), round_up(3456.0 * MIB as f64));
+        // Never beyond ×4.
+        runs.push(obs(21, 2048, Some(2048), 1));
+        runs.push(obs(22, 3000, Some(3000), 1));
+        assert_eq!(limit(&runs), round_up(12000.0 * MIB as f64));
     }
 
     #[test]
