@@ -46,6 +46,8 @@ pub(super) struct Container {
     pub(super) last_memory: Option<u64>,
     /// Cumulative CPU ns at the previous CPU read, and when that was.
     last_cpu: Option<(Instant, u64)>,
+    /// The smooth counter at the previous read (see [`CpuReading::smooth_ns`]).
+    last_smooth: Option<(Instant, u64)>,
     /// CPU ns over the run.
     pub(super) cpu_ns: u64,
     /// CPU ns its cgroups had used before this collector measured them (cgroups found at
@@ -172,6 +174,7 @@ impl Container {
             last_cores: None,
             last_memory: None,
             last_cpu: None,
+            last_smooth: None,
             cpu_ns: 0,
             cpu_before_start_ns: 0,
             proc_ticks: 0,
@@ -206,6 +209,41 @@ impl Container {
     /// adds to the total without a cores sample.
     /// Returns the nanoseconds this reading added to the run's total.
     pub(super) fn record_cpu(&mut self, now: Instant, cumulative_ns: u64, cpus: u32) -> u64 {
+        let sample = self.last_smooth.is_none();
+        self.record_cpu_total(now, cumulative_ns, cpus, sample)
+    }
+
+    /// The cores sample from the smooth counter, where there is one (the total still comes
+    /// from the exact, lumpy one). Without it, `record_cpu` recorded the sample.
+    fn sample_smooth(&mut self, now: Instant, smooth_ns: Option<u64>, cpus: u32) {
+        let Some(value) = smooth_ns else {
+            self.last_smooth = None;
+            return;
+        };
+        if let Some((then, prev)) = self.last_smooth.replace((now, value)) {
+            let window = now.saturating_duration_since(then);
+            if !window.is_zero() {
+                let (shown, _) = rates::cap_window(rates::counter_delta(prev, value), window, cpus);
+                self.record_cores(rates::cores_from_ns(shown, window));
+            }
+        }
+    }
+
+    fn record_cores(&mut self, cores: f64) {
+        self.cpu_cores.record(cores);
+        self.last_cores = Some(cores);
+        if let Some(limit) = self.limits.and_then(|l| l.cpu_cores).filter(|l| *l > 0.0) {
+            self.cpu_to_limit.record(cores / limit);
+        }
+    }
+
+    fn record_cpu_total(
+        &mut self,
+        now: Instant,
+        cumulative_ns: u64,
+        cpus: u32,
+        sample: bool,
+    ) -> u64 {
         let Some((then, prev)) = self.last_cpu else {
             self.cpu_ns = cumulative_ns;
             self.last_cpu = Some((now, cumulative_ns));
@@ -219,11 +257,8 @@ impl Container {
         self.cpu_ns += delta;
         let (shown, carry) = rates::cap_window(delta + self.carry_ns, window, cpus);
         self.carry_ns = carry;
-        let cores = rates::cores_from_ns(shown, window);
-        self.cpu_cores.record(cores);
-        self.last_cores = Some(cores);
-        if let Some(limit) = self.limits.and_then(|l| l.cpu_cores).filter(|l| *l > 0.0) {
-            self.cpu_to_limit.record(cores / limit);
+        if sample {
+            self.record_cores(rates::cores_from_ns(shown, window));
         }
         self.last_cpu = Some((now, cumulative_ns));
         delta
@@ -250,6 +285,7 @@ impl Container {
     pub(super) fn cpu_reading(&mut self, reading: CpuReading<'_>) {
         self.cpu_source = Some(reading.source);
         let added = self.record_cpu(reading.now, reading.cumulative_ns, reading.cpus);
+        self.sample_smooth(reading.now, reading.smooth_ns, reading.cpus);
         if let Some(live) = reading.live.filter(|_| self.alive) {
             let l = self.live_labels(reading.name, reading.id, reading.source);
             live.add_cpu_seconds(&l, added as f64 / 1e9);
@@ -276,6 +312,10 @@ pub(super) struct CpuReading<'a> {
     pub(super) source: Source,
     pub(super) now: Instant,
     pub(super) cumulative_ns: u64,
+    /// A counter that advances smoothly (the cgroup's own usage, updated every scheduler
+    /// tick), for the cores sample when `cumulative_ns` comes in lumps: eBPF totals move
+    /// when a task switches out, so a task that runs alone on a CPU shows its time late.
+    pub(super) smooth_ns: Option<u64>,
     pub(super) cpus: u32,
     pub(super) live: Option<&'a LiveMetrics>,
 }

@@ -6,7 +6,11 @@ use std::{collections::HashMap, time::Instant};
 use summary::Source;
 
 use super::{Sampler, container::CpuReading, grouping::ContainerName};
-use crate::sources::{cgroupfs, cpu_source::CpuSource, cpu_totals::aggregate_exits};
+use crate::sources::{
+    cgroupfs::{self, CgroupPath},
+    cpu_source::CpuSource,
+    cpu_totals::aggregate_exits,
+};
 
 impl Sampler {
     /// Reads container CPU from the cheap counters: eBPF for containers grouped by a cgroup v2
@@ -37,12 +41,13 @@ impl Sampler {
                 continue;
             }
             let id = self.identities.get(name).unwrap_or(&self.cfg.identity);
-            let reading = |source, cumulative_ns| CpuReading {
+            let reading = |source, cumulative_ns, smooth_ns| CpuReading {
                 name,
                 id,
                 source,
                 now,
                 cumulative_ns,
+                smooth_ns,
                 cpus: self.cpus,
                 live,
             };
@@ -50,7 +55,17 @@ impl Sampler {
                 matches!(c.cpu_source, None | Some(Source::Ebpf)) && !c.cgroup_ids.is_empty();
             if let (true, Some(totals)) = (use_ebpf, &totals) {
                 let ns = c.cgroup_ids.iter().filter_map(|id| totals.get(id)).sum();
-                c.cpu_reading(reading(Source::Ebpf, ns));
+                // The cgroups' own usage counters pace the cores samples (outermost v2
+                // ones: the counters are hierarchical); eBPF gives the exact total.
+                let mut smooth = Some(0u64);
+                for cg in c.cgroups.iter().filter(|cg| {
+                    matches!(cg, CgroupPath::V2(_)) && !c.cgroups.iter().any(|o| cg.is_below(o))
+                }) {
+                    smooth = smooth
+                        .zip(cgroupfs::read_cpu_usage_ns(&self.mounts, cg))
+                        .map(|(a, b)| a + b);
+                }
+                c.cpu_reading(reading(Source::Ebpf, ns, smooth));
                 continue;
             }
             if !matches!(c.cpu_source, None | Some(Source::Cgroup)) {
@@ -73,7 +88,7 @@ impl Sampler {
                 }
             }
             if any {
-                c.cpu_reading(reading(Source::Cgroup, sum));
+                c.cpu_reading(reading(Source::Cgroup, sum, None));
             } else {
                 // Neither eBPF nor a readable cgroup counter: /proc it is.
                 c.cheap_unavailable |= c.cpu_source.is_none();
@@ -105,6 +120,7 @@ impl Sampler {
                 source: Source::Proc,
                 now,
                 cumulative_ns: c.proc_ticks * ns_per_tick,
+                smooth_ns: None,
                 cpus: self.cpus,
                 live,
             });
