@@ -3,7 +3,7 @@
 //! - `build-ebpf`: provisions the BPF toolchain if needed and builds `collector-ebpf`.
 //! - `test`: everything CI runs: provisioning, the eBPF build, fmt, clippy, every test, and
 //!   every fuzz target for a few seconds.
-//! - `bench ebpf|collector|receiver`: benchmarks that print figures and ratios.
+//! - `bench ebpf|collector|receiver|sizing`: benchmarks that print figures and ratios.
 //! - `fuzz [--seconds N] [TARGET]`: the cargo-fuzz targets of `fuzz/`, each for N seconds.
 
 mod bench_collector;
@@ -92,8 +92,16 @@ enum Bench {
         idle: usize,
     },
     /// Durable pushes/s at 1, 16 and 64 clients against a one-commit-per-request baseline,
-    /// and query latency on a job with 10,000 runs. Extra arguments go to receiver-bench.
+    /// and query and sizing latency on a job with 10,000 runs. Extra arguments go to
+    /// receiver-bench.
     Receiver {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The right-sizing backtest: ours against CI Sizer, krr and a VPA-like recommender on
+    /// replayed job histories (synthetic families and recorded ones). Extra arguments go to
+    /// the backtest (`--small`, `--seed N`).
+    Sizing {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -208,6 +216,8 @@ fn test(route: Route) -> Result<()> {
             .args(["test", "--workspace", "--exclude", "collector-ebpf"])
             .env("COLLECTOR_EBPF_OBJECT", &object),
     )?;
+    step("the right-sizing backtest, small set (the full table: cargo xtask bench sizing)");
+    run(util::cargo().args(["run", "-p", "backtest", "--", "--small"]))?;
     step(format!(
         "fuzzing: every target of fuzz/ for {} s",
         fuzz::TEST_SECONDS
@@ -259,6 +269,9 @@ fn bench(which: Bench) -> Result<()> {
                 "receiver-bench",
                 "--",
             ])
+            .args(args)),
+        Bench::Sizing { args } => run(util::cargo()
+            .args(["run", "--release", "-p", "backtest", "--"])
             .args(args)),
     }
 }
