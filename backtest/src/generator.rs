@@ -36,26 +36,36 @@ impl Rng {
     }
 }
 
+/// What a run of one container really needed: for scoring only, never shown to an algorithm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Need {
+    pub container: String,
+    /// The peak it would have reached had nothing stopped it, bytes.
+    pub memory_bytes: f64,
+    /// Its mean CPU, cores.
+    pub cores: f64,
+}
+
 /// One run as the algorithms see it, and the truth for scoring.
 pub struct Run {
     pub time_ms: i64,
     pub run_id: String,
     pub summary: RunSummary,
-    /// Memory the run needed (its peak had nothing stopped it), bytes.
-    pub need_bytes: f64,
-    /// Its mean CPU, cores.
-    pub need_cores: f64,
+    /// Per container, in the summary's order.
+    pub need: Vec<Need>,
 }
 
-/// What one run does.
+/// What one container does in one run.
 struct Shape {
-    /// Mean CPU and its spread within the run; bursts to `burst` cores in a share of samples.
+    name: &'static str,
+    /// Mean CPU and its relative spread within the run; bursts to `burst` cores in a share
+    /// of the samples.
     cores: f64,
     spread: f64,
     burst: f64,
     burst_share: f64,
-    /// True memory peak, and how much of it sampling at 5 s sees (a spike shorter than an
-    /// interval: the sampled peak is below the true one).
+    /// True memory peak, and the share of it that sampling every 5 s sees (below 1 for a
+    /// spike shorter than an interval).
     peak_mib: f64,
     sampled_share: f64,
     limit_mib: f64,
@@ -71,11 +81,17 @@ pub const FAMILIES: &[&str] = &[
     "two-clusters",
     "oom-prone",
     "short-spike",
+    "with-sidecar",
 ];
 
-fn shape(family: &str, i: usize, n: usize, rng: &mut Rng) -> Shape {
-    let jitter = |rng: &mut Rng, sd: f64| 1.0 + sd * rng.normal();
-    let mut s = Shape {
+fn jitter(rng: &mut Rng, sd: f64) -> f64 {
+    (1.0 + sd * rng.normal()).max(0.3)
+}
+
+/// A build container: 1.5 cores, 1.8 GiB, limits 4 cores / 4 GiB.
+fn build(rng: &mut Rng) -> Shape {
+    Shape {
+        name: "build",
         cores: 1.5 * jitter(rng, 0.05),
         spread: 0.2,
         burst: 0.0,
@@ -84,12 +100,17 @@ fn shape(family: &str, i: usize, n: usize, rng: &mut Rng) -> Shape {
         sampled_share: 0.97,
         limit_mib: 4096.0,
         limit_cores: 4.0,
-    };
+    }
+}
+
+/// Run `i` of `n` of a job of `family`, one shape per container.
+fn shapes(family: &str, i: usize, n: usize, rng: &mut Rng) -> Vec<Shape> {
+    let mut s = build(rng);
     match family {
         "steady" => {}
         "noisy" => {
-            s.cores = 1.5 * jitter(rng, 0.25).max(0.3);
-            s.peak_mib = 1800.0 * jitter(rng, 0.15).max(0.4);
+            s.cores = 1.5 * jitter(rng, 0.25);
+            s.peak_mib = 1800.0 * jitter(rng, 0.15);
         }
         "bursty-cpu" => {
             s.cores = 0.6 * jitter(rng, 0.1);
@@ -104,6 +125,7 @@ fn shape(family: &str, i: usize, n: usize, rng: &mut Rng) -> Shape {
             }
         }
         "two-clusters" => {
+            // Matrix legs under one job name, alternating.
             if i % 2 == 1 {
                 s.peak_mib = 3200.0 * jitter(rng, 0.03);
                 s.cores = 3.0 * jitter(rng, 0.05);
@@ -113,7 +135,7 @@ fn shape(family: &str, i: usize, n: usize, rng: &mut Rng) -> Shape {
             }
         }
         "oom-prone" => {
-            // The job needs about 1.1 GiB, noisily; its limit is a tight 1 GiB.
+            // It needs about 1.1 GiB, noisily, under a tight 1 GiB limit.
             s.peak_mib = 1100.0 * jitter(rng, 0.08);
             s.limit_mib = 1024.0;
         }
@@ -122,35 +144,68 @@ fn shape(family: &str, i: usize, n: usize, rng: &mut Rng) -> Shape {
             s.peak_mib = 2600.0 * jitter(rng, 0.04);
             s.sampled_share = 0.6 + 0.25 * rng.unit();
         }
+        "with-sidecar" => {
+            // A database sidecar that spikes briefly while the tests load fixtures.
+            let db = Shape {
+                name: "postgres",
+                cores: 0.2 * jitter(rng, 0.1),
+                spread: 0.5,
+                peak_mib: 450.0 * jitter(rng, 0.06),
+                sampled_share: 0.55 + 0.3 * rng.unit(),
+                limit_mib: 1024.0,
+                limit_cores: 1.0,
+                ..build(rng)
+            };
+            return vec![s, db];
+        }
         _ => unreachable!("unknown family {family}"),
     }
-    s
+    vec![s]
 }
 
-/// `n` runs of a job of `family`.
+/// `n` runs of a job of `family`, six hours apart.
 pub fn history(family: &str, n: usize, rng: &mut Rng) -> Vec<Run> {
     (0..n)
         .map(|i| {
-            let s = shape(family, i, n, rng);
             let time_ms = 1_780_000_000_000 + i as i64 * RUN_SPACING_MS;
-            let (summary, need_cores) = summary_of(&s, time_ms, rng);
+            let mut containers = Vec::new();
+            let mut need = Vec::new();
+            for s in shapes(family, i, n, rng) {
+                let (c, cores) = container_of(&s, rng);
+                containers.push(c);
+                need.push(Need {
+                    container: s.name.into(),
+                    memory_bytes: s.peak_mib * MIB,
+                    cores,
+                });
+            }
             Run {
                 time_ms,
                 run_id: format!("{family}-{i}"),
-                summary,
-                need_bytes: s.peak_mib * MIB,
-                need_cores,
+                summary: RunSummary {
+                    start_time: summary::time::format_unix_millis(time_ms),
+                    end_time: summary::time::format_unix_millis(time_ms + 600_000),
+                    duration_seconds: DURATION_S,
+                    sample_count: MEMORY_SAMPLES,
+                    containers,
+                    ..Default::default()
+                },
+                need,
             }
         })
         .collect()
 }
 
-/// Samples: CPU every 100 ms for 10 minutes, memory every 5 s.
-fn summary_of(s: &Shape, time_ms: i64, rng: &mut Rng) -> (RunSummary, f64) {
+const DURATION_S: f64 = 600.0;
+/// CPU every 100 ms, memory every 5 s, over ten minutes.
+const CPU_SAMPLES: u64 = 6000;
+const MEMORY_SAMPLES: u64 = 120;
+
+/// The container's summary, and its true mean CPU.
+fn container_of(s: &Shape, rng: &mut Rng) -> (ContainerSummary, f64) {
     let mut cpu = Accumulator::new(SCALE_CORES);
     let mut sum = 0.0;
-    let samples = 6000;
-    for _ in 0..samples {
+    for _ in 0..CPU_SAMPLES {
         let mut c = s.cores * (1.0 + s.spread * rng.normal());
         if rng.unit() < s.burst_share {
             c = s.burst;
@@ -159,25 +214,25 @@ fn summary_of(s: &Shape, time_ms: i64, rng: &mut Rng) -> (RunSummary, f64) {
         sum += c;
         cpu.record(c);
     }
-    let need_cores = sum / samples as f64;
+    let mean_cores = sum / CPU_SAMPLES as f64;
     let limit = s.limit_mib * MIB;
+    // Over the limit the kernel kills it: the high-water mark is the limit, the need unknown.
     let killed = s.peak_mib * MIB > limit;
     let true_peak = (s.peak_mib * MIB).min(limit);
     let mut mem = Accumulator::new(SCALE_BYTES);
-    for k in 0..120 {
-        // Memory climbs to most of the sampled peak and stays there.
+    for k in 0..MEMORY_SAMPLES {
+        // Memory climbs over the first 200 s to what sampling sees of the peak, and stays.
         let level = (k as f64 / 40.0).min(1.0) * s.sampled_share * true_peak;
         mem.record(level * (1.0 - 0.02 * rng.unit()));
     }
     let mut histograms = Histograms::new();
     histograms.insert(hist::CPU_CORES.into(), cpu.encode());
     histograms.insert(hist::MEMORY_BYTES.into(), mem.encode());
-    let duration = 600.0;
-    let container = ContainerSummary {
-        name: "build".into(),
+    let c = ContainerSummary {
+        name: s.name.into(),
         cpu_cores: cpu.stats(),
         memory_bytes: mem.stats(),
-        cpu_seconds: need_cores * duration,
+        cpu_seconds: mean_cores * DURATION_S,
         memory_peak_bytes: Some(true_peak as u64),
         oom_kills: u64::from(killed),
         limits: Some(Limits {
@@ -187,15 +242,7 @@ fn summary_of(s: &Shape, time_ms: i64, rng: &mut Rng) -> (RunSummary, f64) {
         histograms: Some(histograms),
         ..Default::default()
     };
-    let summary = RunSummary {
-        start_time: summary::time::format_unix_millis(time_ms),
-        end_time: summary::time::format_unix_millis(time_ms + 600_000),
-        duration_seconds: duration,
-        sample_count: 120,
-        containers: vec![container],
-        ..Default::default()
-    };
-    (summary, need_cores)
+    (c, mean_cores)
 }
 
 #[cfg(test)]
@@ -226,11 +273,21 @@ mod tests {
         for r in killed {
             let c = &r.summary.containers[0];
             assert_eq!(c.memory_peak_bytes, Some(1024 << 20));
-            assert!(r.need_bytes > (1024u64 << 20) as f64);
+            assert!(r.need[0].memory_bytes > (1024u64 << 20) as f64);
         }
         for r in history("short-spike", 5, &mut Rng::new(2)) {
             let c = &r.summary.containers[0];
             assert!(c.memory_bytes.peak < 0.9 * c.memory_peak_bytes.unwrap() as f64);
+            assert_eq!(c.memory_peak_bytes, Some(r.need[0].memory_bytes as u64));
         }
+        let two = history("with-sidecar", 3, &mut Rng::new(4));
+        let names: Vec<&str> = two[0]
+            .summary
+            .containers
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names, ["build", "postgres"]);
+        assert_eq!(two[0].need.len(), 2);
     }
 }
