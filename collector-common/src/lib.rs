@@ -13,10 +13,13 @@ pub mod names {
     pub const PROGRAM: &str = "sched_switch";
     /// An empty program on the same tracepoint: the benchmark's floor.
     pub const PROGRAM_EMPTY: &str = "sched_switch_empty";
+    /// The accounting program without run-queue wait (CPU time only, the per-switch work
+    /// before wait was added): the benchmark's baseline. Shares the maps.
+    pub const PROGRAM_CPU_ONLY: &str = "sched_switch_cpu_only";
     /// Per-CPU [`CpuState`](super::CpuState) array.
     pub const CPU_STATE: &str = "CPU_STATE";
-    /// Per-CPU hash: cgroup v2 id -> on-CPU nanoseconds.
-    pub const CGROUP_CPU_NS: &str = "CGROUP_CPU_NS";
+    /// Per-CPU hash: cgroup v2 id -> [`CgroupTime`](super::CgroupTime).
+    pub const CGROUP_TIME: &str = "CGROUP_TIME";
     /// Ring buffer of [`ExitRecord`](super::ExitRecord)s.
     pub const EXITS: &str = "EXITS";
     /// Per-CPU [`Stat`](super::Stat) counters.
@@ -27,10 +30,11 @@ pub mod names {
 ///
 /// The program charges each slice as the growth of the task's own `se.sum_exec_runtime`
 /// between its switch-in and switch-out (the very deltas the kernel adds to the cgroup's
-/// `cpu.stat`), so it needs no clock read. It also keeps the cgroup that ran last on this CPU
-/// and the nanoseconds it has used since they were last flushed to `CGROUP_CPU_NS`:
-/// consecutive slices of one cgroup (the common case) cost a per-CPU array write, not a hash
-/// update.
+/// `cpu.stat`), so it needs no clock read; the wait for a CPU that preceded the slice is the
+/// growth of the task's `sched_info.run_delay` over the same span. It also keeps the cgroup
+/// that ran last on this CPU and the nanoseconds it has used and waited since they were last
+/// flushed to `CGROUP_TIME`: consecutive slices of one cgroup (the common case) cost a per-CPU
+/// array write, not a hash update.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CpuState {
@@ -38,22 +42,40 @@ pub struct CpuState {
     pub in_task: u64,
     /// That task's `se.sum_exec_runtime` when it switched in.
     pub in_runtime_ns: u64,
+    /// That task's `sched_info.run_delay` when it switched in, before the kernel added the
+    /// wait that just ended (`sched_info_arrive` runs after the tracepoint).
+    pub in_run_delay_ns: u64,
     /// cgroup v2 id whose time is cached in `pending_ns`; 0 when nothing is cached.
     pub cached_cgroup: u64,
-    /// On-CPU nanoseconds of `cached_cgroup` not yet added to `CGROUP_CPU_NS`.
+    /// On-CPU nanoseconds of `cached_cgroup` not yet added to `CGROUP_TIME`.
     pub pending_ns: u64,
+    /// Run-queue wait nanoseconds of `cached_cgroup` not yet added to `CGROUP_TIME`.
+    pub pending_wait_ns: u64,
     /// Incremented before and after every flush (odd while flushing), so a reader can tell
-    /// whether `pending_ns` and the hash were read consistently (a seqcount).
+    /// whether the pending figures and the hash were read consistently (a seqcount).
     pub flush_seq: u64,
+}
+
+/// Value of `CGROUP_TIME`: what one cgroup's tasks used and waited, per CPU.
+///
+/// One value rather than two maps, so a flush costs one hash lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CgroupTime {
+    /// On-CPU nanoseconds.
+    pub cpu_ns: u64,
+    /// Nanoseconds its tasks were runnable but waiting for a CPU (run-queue wait), charged
+    /// when the slice that ended the wait ends.
+    pub wait_ns: u64,
 }
 
 /// Counters of the eBPF side's own health, per CPU (index = `Stat as u32`).
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stat {
-    /// Flushes that could not insert a new cgroup because `CGROUP_CPU_NS` was full.
+    /// Flushes that could not insert a new cgroup because `CGROUP_TIME` was full.
     CgroupMapFull = 0,
-    /// Nanoseconds that were therefore not attributed to their cgroup.
+    /// On-CPU nanoseconds that were therefore not attributed to their cgroup.
     CgroupNsDropped = 1,
     /// Process-exit records dropped because the ring buffer was full.
     ExitRingFull = 2,
@@ -64,12 +86,14 @@ pub enum Stat {
     UnseenSwitchIn = 4,
     /// Of those, slices that could not be recovered (non-fair scheduling classes).
     SliceLost = 5,
+    /// Run-queue wait nanoseconds not attributed because `CGROUP_TIME` was full.
+    CgroupWaitNsDropped = 6,
 }
 
 /// Number of slots in the `STATS` per-CPU array.
-pub const STAT_COUNT: u32 = 6;
+pub const STAT_COUNT: u32 = 7;
 
-/// Capacity of `CGROUP_CPU_NS`. The collector deletes entries of removed cgroups after
+/// Capacity of `CGROUP_TIME`. The collector deletes entries of removed cgroups after
 /// reading them one last time, so this bounds live cgroups, not cgroups over time.
 pub const CGROUP_MAP_ENTRIES: u32 = 16_384;
 
@@ -129,9 +153,13 @@ pub mod globals {
     pub const CGROUP_KN: &str = "OFF_CGROUP_KN";
     /// `kernfs_node.id` (the cgroup v2 id, as `bpf_get_current_cgroup_id()` returns it)
     pub const KERNFS_NODE_ID: &str = "OFF_KERNFS_NODE_ID";
+    /// `task_struct.sched_info.run_delay` (cumulative ns spent waiting on a run queue). Absent
+    /// without `CONFIG_SCHED_INFO`; the loader then points it at `start_time`, which never
+    /// changes, so every wait is zero and CPU accounting still works.
+    pub const TASK_RUN_DELAY: &str = "OFF_TASK_RUN_DELAY";
 
     /// (global, struct, member path) for each offset.
-    pub const ALL: [(&str, &str, &[&str]); 10] = [
+    pub const ALL: [(&str, &str, &[&str]); 11] = [
         (TASK_RUNTIME, "task_struct", &["se", "sum_exec_runtime"]),
         (
             TASK_PICK_RUNTIME,
@@ -146,6 +174,7 @@ pub mod globals {
         (CSS_SET_DFL_CGRP, "css_set", &["dfl_cgrp"]),
         (CGROUP_KN, "cgroup", &["kn"]),
         (KERNFS_NODE_ID, "kernfs_node", &["id"]),
+        (TASK_RUN_DELAY, "task_struct", &["sched_info", "run_delay"]),
     ];
 }
 
@@ -153,6 +182,7 @@ pub mod globals {
 mod user {
     // SAFETY: both are `#[repr(C)]`, contain only integers and byte arrays, and have no padding.
     unsafe impl aya::Pod for super::CpuState {}
+    unsafe impl aya::Pod for super::CgroupTime {}
     unsafe impl aya::Pod for super::ExitRecord {}
 }
 
@@ -162,7 +192,8 @@ mod tests {
 
     #[test]
     fn layouts_have_no_padding() {
-        assert_eq!(core::mem::size_of::<CpuState>(), 40);
+        assert_eq!(core::mem::size_of::<CpuState>(), 56);
+        assert_eq!(core::mem::size_of::<CgroupTime>(), 16);
         assert_eq!(
             core::mem::size_of::<ExitRecord>(),
             4 + 4 + 8 + 8 + 8 + 8 + COMM_LEN

@@ -2,7 +2,8 @@
 //!
 //! One BTF tracepoint on `sched_switch` does all the work. On every switch the outgoing task
 //! (`current`, still `prev` at this point) has run since the previous switch on this CPU; that
-//! slice is charged to its cgroup. Consecutive slices of the same cgroup accumulate in a
+//! slice is charged to its cgroup, with the wait for a CPU that preceded it (the growth of
+//! its `sched_info.run_delay`). Consecutive slices of the same cgroup accumulate in a
 //! per-CPU cache (a per-CPU array slot, which the verifier inlines), and only a change of
 //! cgroup flushes the cache into the per-CPU hash. When `prev` is dead (its last switch), its
 //! final `se.sum_exec_runtime` goes to a ring buffer, so processes shorter than a sampling

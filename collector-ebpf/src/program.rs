@@ -6,7 +6,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use collector_common::{
-    CGROUP_MAP_ENTRIES, COMM_LEN, CpuState, EXIT_RING_BYTES, ExitRecord, STAT_COUNT, Stat,
+    CGROUP_MAP_ENTRIES, COMM_LEN, CgroupTime, CpuState, EXIT_RING_BYTES, ExitRecord, STAT_COUNT,
+    Stat,
 };
 
 /// Kernel `TASK_DEAD` bit of `prev_state`: set on a task's very last switch.
@@ -37,6 +38,8 @@ static OFF_CSS_SET_DFL_CGRP: u64 = 0;
 static OFF_CGROUP_KN: u64 = 0;
 #[unsafe(no_mangle)]
 static OFF_KERNFS_NODE_ID: u64 = 0;
+#[unsafe(no_mangle)]
+static OFF_TASK_RUN_DELAY: u64 = 0;
 
 // The statics' and programs' identifiers are the names the loader looks up
 // (`collector_common::names`); rename both together.
@@ -45,10 +48,10 @@ static OFF_KERNFS_NODE_ID: u64 = 0;
 #[map]
 static CPU_STATE: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);
 
-/// cgroup v2 id -> on-CPU nanoseconds flushed from the cache, per CPU. Entries of removed
-/// cgroups stay until the collector has read them and deletes them.
+/// cgroup v2 id -> on-CPU and run-queue wait nanoseconds flushed from the cache, per CPU.
+/// Entries of removed cgroups stay until the collector has read them and deletes them.
 #[map]
-static CGROUP_CPU_NS: PerCpuHashMap<u64, u64> =
+static CGROUP_TIME: PerCpuHashMap<u64, CgroupTime> =
     PerCpuHashMap::with_max_entries(CGROUP_MAP_ENTRIES, 0);
 
 /// One `ExitRecord` per exited thread; drained by the collector.
@@ -63,7 +66,16 @@ static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
 pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     // SAFETY: the pointers are the tracepoint's `prev` and `next` tasks; every read goes
     // through offsets the verifier checks against the kernel's BTF.
-    unsafe { try_sched_switch(&ctx) };
+    unsafe { try_sched_switch::<true>(&ctx) };
+    0
+}
+
+/// The accounting program as it was before run-queue wait: CPU time only. The benchmark's
+/// baseline for what wait costs; never attached by the collector itself.
+#[btf_tracepoint(function = "sched_switch")]
+pub fn sched_switch_cpu_only(ctx: BtfTracePointContext) -> i32 {
+    // SAFETY: as in `sched_switch`.
+    unsafe { try_sched_switch::<false>(&ctx) };
     0
 }
 
@@ -80,8 +92,9 @@ unsafe fn field<T: Copy>(base: *const u8, offset: &'static u64) -> T {
     unsafe { *(base.add(core::ptr::read_volatile(offset) as usize) as *const T) }
 }
 
+/// `WAIT` adds run-queue wait to the CPU accounting (false only for the benchmark baseline).
 #[inline(always)]
-unsafe fn try_sched_switch(ctx: &BtfTracePointContext) {
+unsafe fn try_sched_switch<const WAIT: bool>(ctx: &BtfTracePointContext) {
     let Some(state) = CPU_STATE.get_ptr_mut(0) else {
         return;
     };
@@ -92,21 +105,39 @@ unsafe fn try_sched_switch(ctx: &BtfTracePointContext) {
     let next: *const u8 = ctx.arg(2);
     let prev_runtime: u64 = unsafe { field(prev, &OFF_TASK_RUNTIME) };
     let pid: i32 = unsafe { field(prev, &OFF_TASK_PID) };
-    // The slice is what the kernel added to prev's runtime since it switched in here.
-    let slice = if state.in_task == prev as u64 {
-        prev_runtime.wrapping_sub(state.in_runtime_ns)
+    let prev_delay: u64 = if WAIT {
+        unsafe { field(prev, &OFF_TASK_RUN_DELAY) }
+    } else {
+        0
+    };
+    // The slice is what the kernel added to prev's runtime since it switched in here, and
+    // the wait is what it added to prev's run_delay since then: the wait that ended at that
+    // switch-in (added by `sched_info_arrive` just after the tracepoint). A queued task moved
+    // to another CPU by the load balancer has the part of its wait spent on the old queue
+    // added at the move, before its switch-in here; that part is not counted.
+    let (slice, wait) = if state.in_task == prev as u64 {
+        (
+            prev_runtime.wrapping_sub(state.in_runtime_ns),
+            prev_delay.wrapping_sub(state.in_run_delay_ns),
+        )
     } else if state.in_task == 0 || pid == 0 {
         // The first switch seen on this CPU has no start; idle is not usage.
-        0
+        (0, 0)
     } else {
-        unsafe { unseen_switch_in(prev, prev_runtime) }
+        // The switch-in was not seen, so there is no run_delay to subtract from: no wait is
+        // counted for this slice (the kernel's total would charge all of prev's past waits).
+        (unsafe { unseen_switch_in(prev, prev_runtime) }, 0)
     };
     state.in_task = next as u64;
     state.in_runtime_ns = unsafe { field(next, &OFF_TASK_RUNTIME) };
+    if WAIT {
+        state.in_run_delay_ns = unsafe { field(next, &OFF_TASK_RUN_DELAY) };
+    }
 
     let prev_state: u32 = ctx.arg(3);
-    // The idle task (pid 0) is not usage; an empty slice changes nothing.
-    if pid == 0 || (slice == 0 && prev_state & TASK_DEAD == 0) {
+    // The idle task (pid 0) is not usage; an empty slice without wait changes nothing.
+    let charged = (slice | wait) != 0;
+    if pid == 0 || (!charged && prev_state & TASK_DEAD == 0) {
         return;
     }
     let cgroup: u64 = unsafe {
@@ -117,10 +148,14 @@ unsafe fn try_sched_switch(ctx: &BtfTracePointContext) {
     };
     if cgroup == state.cached_cgroup {
         state.pending_ns += slice;
-    } else if slice != 0 {
+        if WAIT {
+            state.pending_wait_ns += wait;
+        }
+    } else if charged {
         flush(ctx, state);
         state.cached_cgroup = cgroup;
         state.pending_ns = slice;
+        state.pending_wait_ns = wait;
     }
 
     // A task's final runtime is exact whatever was seen of its slices.
@@ -146,32 +181,45 @@ unsafe fn unseen_switch_in(prev: *const u8, prev_runtime: u64) -> u64 {
     }
 }
 
-/// Moves the cached nanoseconds into `CGROUP_CPU_NS`. `flush_seq` is odd while the two
+/// Adds `pending` to a `CGROUP_TIME` value.
+#[inline(always)]
+unsafe fn add(total: *mut CgroupTime, pending: &CgroupTime) {
+    unsafe {
+        (*total).cpu_ns += pending.cpu_ns;
+        (*total).wait_ns += pending.wait_ns;
+    }
+}
+
+/// Moves the cached nanoseconds into `CGROUP_TIME`. `flush_seq` is odd while the two
 /// disagree, so userspace can detect a torn read and retry.
 #[inline(always)]
 fn flush(ctx: &BtfTracePointContext, state: &mut CpuState) {
     let cgroup = state.cached_cgroup;
-    let pending = state.pending_ns;
-    if cgroup == 0 || pending == 0 {
+    let pending = CgroupTime {
+        cpu_ns: state.pending_ns,
+        wait_ns: state.pending_wait_ns,
+    };
+    if cgroup == 0 || (pending.cpu_ns | pending.wait_ns) == 0 {
         return;
     }
     state.flush_seq += 1;
-    if let Some(total) = CGROUP_CPU_NS.get_ptr_mut(cgroup) {
-        unsafe { *total += pending };
-    } else if CGROUP_CPU_NS.insert(cgroup, pending, BPF_NOEXIST).is_err() {
+    if let Some(total) = CGROUP_TIME.get_ptr_mut(cgroup) {
+        unsafe { add(total, &pending) };
+    } else if CGROUP_TIME.insert(cgroup, pending, BPF_NOEXIST).is_err() {
         // Another CPU may have inserted the key just now; otherwise the map is full.
-        if let Some(total) = CGROUP_CPU_NS.get_ptr_mut(cgroup) {
-            unsafe { *total += pending };
+        if let Some(total) = CGROUP_TIME.get_ptr_mut(cgroup) {
+            unsafe { add(total, &pending) };
         } else {
             let hits = bump(Stat::CgroupMapFull, 1);
-            bump(Stat::CgroupNsDropped, pending);
+            bump(Stat::CgroupNsDropped, pending.cpu_ns);
+            bump(Stat::CgroupWaitNsDropped, pending.wait_ns);
             // Powers of two only: a full map under churn must not flood the log.
             if hits & (hits - 1) == 0 {
                 warn!(
                     ctx,
                     "cgroup CPU map full ({} entries): {} ns of cgroup {} not attributed ({} times on this CPU)",
                     CGROUP_MAP_ENTRIES,
-                    pending,
+                    pending.cpu_ns,
                     cgroup,
                     hits
                 );
@@ -179,6 +227,7 @@ fn flush(ctx: &BtfTracePointContext, state: &mut CpuState) {
         }
     }
     state.pending_ns = 0;
+    state.pending_wait_ns = 0;
     state.flush_seq += 1;
 }
 

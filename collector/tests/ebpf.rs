@@ -18,10 +18,16 @@ use collector::sources::{
     ebpf::{EbpfCpu, LoadOptions},
 };
 
+#[path = "ebpf/run_delay.rs"]
+mod run_delay;
+
 const BURN_ENV: &str = "COLLECTOR_TEST_BURN_MS";
 const BURNER_NAME: &str = "burn20ms";
 
 fn main() {
+    if run_delay::child_mode() {
+        return;
+    }
     if let Some(ms) = std::env::var(BURN_ENV)
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
@@ -53,6 +59,14 @@ fn main() {
         (
             "loading_without_privileges_falls_back",
             loading_without_privileges_falls_back,
+        ),
+        (
+            "pinned_burners_wait_matches_schedstat",
+            run_delay::pinned_burners_wait_matches_schedstat,
+        ),
+        (
+            "short_processes_wait_is_counted",
+            run_delay::short_processes_wait_is_counted,
         ),
     ];
     let Some(env) = Env::get() else {
@@ -139,6 +153,16 @@ impl TestCgroup {
 
     /// Spawns `program` with `args` inside this cgroup.
     fn spawn(&self, program: &Path, env: &[(&str, String)]) -> std::process::Child {
+        self.spawn_pinned(program, env, None)
+    }
+
+    /// [`TestCgroup::spawn`], pinned to `cpu` (before exec) if given.
+    fn spawn_pinned(
+        &self,
+        program: &Path,
+        env: &[(&str, String)],
+        cpu: Option<usize>,
+    ) -> std::process::Child {
         let procs = std::ffi::CString::new(
             self.path
                 .join("cgroup.procs")
@@ -158,11 +182,17 @@ impl TestCgroup {
                 }
                 let ok = libc::write(fd, b"0\n".as_ptr().cast(), 2) == 2;
                 libc::close(fd);
-                if ok {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
+                if !ok {
+                    return Err(std::io::Error::last_os_error());
                 }
+                if let Some(cpu) = cpu {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(cpu, &mut set);
+                    if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
             });
         }
         cmd.spawn()

@@ -98,6 +98,8 @@ pub(super) struct Container {
     pub(super) mem_events: HashMap<CgroupPath, (MemoryEvents, MemoryEvents)>,
     /// Its processes that ended, grouped by command name.
     pub(super) commands: HashMap<String, CommandAgg>,
+    /// Run-queue wait over the run.
+    pub(super) wait: super::wait::Wait,
 }
 
 /// Major faults, `high` and `max` events of a memory cgroup, cumulative.
@@ -201,6 +203,7 @@ impl Container {
             detail_at_peak: None,
             mem_events: HashMap::new(),
             commands: HashMap::new(),
+            wait: super::wait::Wait::default(),
         }
     }
 

@@ -19,9 +19,14 @@ impl Sampler {
     pub fn cpu_tick(&mut self) {
         let now = Instant::now();
         let mut totals = None;
+        let mut waits = None;
         if let CpuSource::Ebpf(ebpf) = &mut self.cpu {
-            match ebpf.cgroup_totals() {
-                Ok(t) => totals = Some(t.clone()),
+            let with_wait = ebpf.run_delay_available();
+            match ebpf.cgroup_times() {
+                Ok((t, w)) => {
+                    totals = Some(t.clone());
+                    waits = with_wait.then(|| w.clone());
+                }
                 Err(e) => {
                     self.read_errors += 1;
                     tracing::warn!("reading eBPF CPU totals: {e}");
@@ -93,6 +98,9 @@ impl Sampler {
                 // Neither eBPF nor a readable cgroup counter: /proc it is.
                 c.cheap_unavailable |= c.cpu_source.is_none();
             }
+        }
+        if let Some(waits) = waits {
+            self.wait_tick(&waits);
         }
     }
 

@@ -27,6 +27,7 @@ mod summary;
 mod system;
 #[cfg(test)]
 mod tests;
+mod wait;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
@@ -248,6 +249,7 @@ impl Sampler {
         self.sample_held(now);
         self.sample_network(window);
         self.proc_cpu(now);
+        self.proc_wait();
         self.update_health(&ended);
         let tick = self.slow_ticks;
         self.retired_recently.retain(|_, (at, _)| *at + 3 >= tick);

@@ -47,6 +47,9 @@ pub(super) struct Process {
     scans: u32,
     /// Exact CPU seconds and lifetime average from its eBPF exit record, once it arrived.
     pub(super) exact_exit: Option<(f64, f64)>,
+    /// Its threads' summed `run_delay` at the last scan that read it (the /proc fallback for
+    /// run-queue wait).
+    pub(super) run_delay_ns: Option<u64>,
 }
 
 /// Seconds since boot (`CLOCK_BOOTTIME`, the clock of `/proc/PID/stat` start times).
@@ -172,6 +175,7 @@ impl Sampler {
                         seen_at_slow_tick: tick,
                         scans: 1,
                         exact_exit: None,
+                        run_delay_ns: None,
                     };
                     if let Some(old) = self.processes.insert(pid, process) {
                         self.retire_process(pid, old);

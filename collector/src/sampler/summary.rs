@@ -233,11 +233,12 @@ fn container_summary(
         }
     });
     let (cpu_throttling, pressure, disk_io, memory_detail) = super::held::figures(c, wall_seconds);
+    let cpu_seconds = (c.cpu_ns + before) as f64 / 1e9;
     let mut out = ContainerSummary {
         name: name.to_string(),
         cpu_cores: c.cpu_cores.stats(),
         memory_bytes,
-        cpu_seconds: (c.cpu_ns + before) as f64 / 1e9,
+        cpu_seconds,
         cpu_source: c.cpu_source.unwrap_or(summary::Source::Proc),
         memory_source: c.memory_source,
         memory_peak_bytes: memory_peak,
@@ -249,7 +250,7 @@ fn container_summary(
         histograms: Some(histograms),
         cpu_throttling,
         pressure,
-        run_queue_wait: None,
+        run_queue_wait: c.wait.summary(cpu_seconds),
         disk_io,
         memory_detail,
         verdict: None,

@@ -1,30 +1,53 @@
 //! Pure bookkeeping for the eBPF CPU maps: turns raw per-CPU map snapshots into exact,
-//! monotonic per-cgroup totals, decides when a removed cgroup's entry may be deleted, and
+//! monotonic per-cgroup totals (on-CPU time and run-queue wait, one [`CgroupTotals`] each), decides when a removed cgroup's entry may be deleted, and
 //! aggregates exited threads into processes. No I/O; the loader (`ebpf.rs`) feeds it.
 
 use std::collections::{HashMap, HashSet};
 
-use collector_common::{COMM_LEN, CpuState};
+use collector_common::{COMM_LEN, CgroupTime, CpuState};
 
 /// How many consecutive reads a cgroup must be gone from cgroupfs before its map entry is
 /// deleted. A task's very last slices can still be charged to a cgroup that was removed
 /// moments before (cgroup_exit precedes the final switch), so one read is not enough.
 pub const RETIRE_AFTER_READS: u32 = 3;
 
+/// One read of the maps, combined: per-cgroup on-CPU and run-queue wait nanoseconds.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Combined {
+    pub cpu_ns: HashMap<u64, u64>,
+    pub wait_ns: HashMap<u64, u64>,
+    /// CPUs that flushed during the read; their pending time is left for the next read.
+    pub torn: usize,
+}
+
+/// Sums a map entry's per-CPU values.
+pub fn sum_times(per_cpu: &[CgroupTime]) -> CgroupTime {
+    per_cpu
+        .iter()
+        .fold(CgroupTime::default(), |a, t| CgroupTime {
+            cpu_ns: a.cpu_ns + t.cpu_ns,
+            wait_ns: a.wait_ns + t.wait_ns,
+        })
+}
+
 /// Combines one consistent read of the maps into per-cgroup totals.
 ///
 /// `before` and `after` are the per-CPU `CpuState` slots read around the hash read. A CPU
-/// whose `flush_seq` moved (or is odd) flushed while we read, so its cached `pending_ns` may
-/// already be in `hash`; for such CPUs the pending part is left out (counted next time) rather
-/// than risk counting it twice. Returns the totals and how many CPUs were torn.
+/// whose `flush_seq` moved (or is odd) flushed while we read, so its cached pending figures
+/// may already be in `hash`; for such CPUs the pending part (time and wait alike, they are
+/// flushed together) is left out (counted next time) rather than risk counting it twice.
 pub fn combine(
     before: &[CpuState],
-    hash: &[(u64, Vec<u64>)],
+    hash: &[(u64, Vec<CgroupTime>)],
     after: &[CpuState],
-) -> (HashMap<u64, u64>, usize) {
-    let mut totals: HashMap<u64, u64> = HashMap::with_capacity(hash.len() + after.len());
+) -> Combined {
+    let capacity = hash.len() + after.len();
+    let mut cpu_ns: HashMap<u64, u64> = HashMap::with_capacity(capacity);
+    let mut wait_ns: HashMap<u64, u64> = HashMap::with_capacity(capacity);
     for (cgroup, per_cpu) in hash {
-        *totals.entry(*cgroup).or_default() += per_cpu.iter().sum::<u64>();
+        let sum = sum_times(per_cpu);
+        *cpu_ns.entry(*cgroup).or_default() += sum.cpu_ns;
+        *wait_ns.entry(*cgroup).or_default() += sum.wait_ns;
     }
     let mut torn = 0;
     for (cpu, now) in after.iter().enumerate() {
@@ -36,15 +59,20 @@ pub fn combine(
             torn += 1;
             continue;
         }
-        if now.cached_cgroup != 0 && now.pending_ns != 0 {
-            *totals.entry(now.cached_cgroup).or_default() += now.pending_ns;
+        if now.cached_cgroup != 0 && (now.pending_ns | now.pending_wait_ns) != 0 {
+            *cpu_ns.entry(now.cached_cgroup).or_default() += now.pending_ns;
+            *wait_ns.entry(now.cached_cgroup).or_default() += now.pending_wait_ns;
         }
     }
-    (totals, torn)
+    Combined {
+        cpu_ns,
+        wait_ns,
+        torn,
+    }
 }
 
-/// Per-cgroup CPU nanoseconds over the collector's life, including cgroups whose map entries
-/// were already deleted. Totals never go backwards.
+/// Per-cgroup nanoseconds (on-CPU, or run-queue wait) over the collector's life, including
+/// cgroups whose map entries were already deleted. Totals never go backwards.
 #[derive(Debug, Default)]
 pub struct CgroupTotals {
     /// Nanoseconds of entries already deleted from the map, by cgroup id.
@@ -193,39 +221,74 @@ pub fn aggregate_exits(threads: &[ExitedThread]) -> Vec<ExitedProcess> {
 mod tests {
     use super::*;
 
+    /// A CPU slot whose pending wait is a tenth of its pending time.
     fn st(cached: u64, pending: u64, seq: u64) -> CpuState {
         CpuState {
             in_task: 1,
             in_runtime_ns: 1,
+            in_run_delay_ns: 1,
             cached_cgroup: cached,
             pending_ns: pending,
+            pending_wait_ns: pending / 10,
             flush_seq: seq,
         }
     }
 
+    /// Map values whose wait is twice their time.
+    fn ht(cpu: &[u64]) -> Vec<CgroupTime> {
+        cpu.iter()
+            .map(|&c| CgroupTime {
+                cpu_ns: c,
+                wait_ns: 2 * c,
+            })
+            .collect()
+    }
+
     #[test]
     fn combine_adds_hash_and_pending_of_stable_cpus() {
-        let before = [st(7, 10, 2), st(9, 5, 4)];
-        let after = [st(7, 15, 2), st(9, 6, 4)];
-        let hash = vec![(7, vec![100, 1]), (8, vec![0, 50])];
-        let (t, torn) = combine(&before, &hash, &after);
-        assert_eq!(torn, 0);
-        assert_eq!(t[&7], 116);
-        assert_eq!(t[&8], 50);
-        assert_eq!(t[&9], 6);
+        let before = [st(7, 10, 2), st(9, 50, 4)];
+        let after = [st(7, 150, 2), st(9, 60, 4)];
+        let hash = vec![(7, ht(&[100, 1])), (8, ht(&[0, 50]))];
+        let c = combine(&before, &hash, &after);
+        assert_eq!(c.torn, 0);
+        assert_eq!((c.cpu_ns[&7], c.wait_ns[&7]), (251, 202 + 15));
+        assert_eq!((c.cpu_ns[&8], c.wait_ns[&8]), (50, 100));
+        assert_eq!((c.cpu_ns[&9], c.wait_ns[&9]), (60, 6));
+        // Wait alone (a slice that used no measurable CPU) is still pending time.
+        let waiting = CpuState {
+            pending_ns: 0,
+            pending_wait_ns: 3,
+            ..st(5, 0, 2)
+        };
+        let c = combine(&[waiting], &[], &[waiting]);
+        assert_eq!((c.cpu_ns[&5], c.wait_ns[&5]), (0, 3));
     }
 
     #[test]
     fn combine_skips_pending_of_torn_cpus() {
         // CPU 1 flushed during the read (seq moved) and another is mid-flush (odd).
         let before = [st(7, 10, 2), st(9, 5, 4), st(3, 1, 5)];
-        let after = [st(7, 15, 2), st(4, 6, 6), st(3, 1, 5)];
-        let hash = vec![(9, vec![0, 5, 0])];
-        let (t, torn) = combine(&before, &hash, &after);
-        assert_eq!(torn, 2);
-        assert_eq!(t[&9], 5);
-        assert!(!t.contains_key(&4));
-        assert!(!t.contains_key(&3));
+        let after = [st(7, 150, 2), st(4, 60, 6), st(3, 10, 5)];
+        let hash = vec![(9, ht(&[0, 5, 0]))];
+        let c = combine(&before, &hash, &after);
+        assert_eq!(c.torn, 2);
+        assert_eq!((c.cpu_ns[&9], c.wait_ns[&9]), (5, 10));
+        assert_eq!((c.cpu_ns[&7], c.wait_ns[&7]), (150, 15));
+        for cgroup in [4, 3] {
+            assert!(!c.cpu_ns.contains_key(&cgroup) && !c.wait_ns.contains_key(&cgroup));
+        }
+    }
+
+    #[test]
+    fn sum_times_adds_both_figures() {
+        assert_eq!(
+            sum_times(&ht(&[1, 2, 3])),
+            CgroupTime {
+                cpu_ns: 6,
+                wait_ns: 12
+            }
+        );
+        assert_eq!(sum_times(&[]), CgroupTime::default());
     }
 
     #[test]

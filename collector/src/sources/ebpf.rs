@@ -1,7 +1,8 @@
 //! The eBPF loader: the only module that touches aya.
 //!
 //! Loads the embedded `collector-ebpf` object, attaches the `sched_switch` BTF tracepoint, and
-//! reads the maps back as plain Rust types. Dropping [`EbpfCpu`] detaches everything. Failures
+//! reads the maps back as plain Rust types: on-CPU time and run-queue wait per cgroup, and
+//! exited threads. Dropping [`EbpfCpu`] detaches everything. Failures
 //! are classified ([`EbpfUnavailable`]) so the caller can say why and fall back to cgroup
 //! `cpu.stat` and then to /proc.
 
@@ -17,7 +18,7 @@ use aya::{
     programs::BtfTracePoint,
 };
 use collector_common::{
-    CGROUP_MAP_ENTRIES, CpuState, ExitRecord, STAT_COUNT, Stat, globals,
+    CGROUP_MAP_ENTRIES, CgroupTime, CpuState, ExitRecord, STAT_COUNT, Stat, globals,
     names::{self, TRACEPOINT},
 };
 
@@ -63,7 +64,23 @@ pub enum Probe {
     Accounting,
     /// A program that does nothing, on the same tracepoint: the benchmark's floor.
     EmptyFloor,
+    /// The accounting program without run-queue wait (CPU time only, as before wait was
+    /// added): the benchmark's baseline. Its wait totals stay zero.
+    CpuOnlyBaseline,
 }
+
+impl Probe {
+    fn program_name(self) -> &'static str {
+        match self {
+            Probe::Accounting => names::PROGRAM,
+            Probe::EmptyFloor => names::PROGRAM_EMPTY,
+            Probe::CpuOnlyBaseline => names::PROGRAM_CPU_ONLY,
+        }
+    }
+}
+
+/// Nanoseconds by cgroup v2 id.
+pub type PerCgroupNs = HashMap<u64, u64>;
 
 /// Load-time options; the defaults are what the collector uses.
 #[derive(Clone, Copy, Debug, Default)]
@@ -79,8 +96,10 @@ pub struct LoadOptions {
 pub struct EbpfStats {
     /// Flushes that found the cgroup map full.
     pub cgroup_map_full: u64,
-    /// Nanoseconds that could therefore not be attributed.
+    /// On-CPU nanoseconds that could therefore not be attributed.
     pub cgroup_ns_dropped: u64,
+    /// Run-queue wait nanoseconds that could therefore not be attributed.
+    pub cgroup_wait_ns_dropped: u64,
     /// Exit records lost because the ring buffer was full.
     pub exit_ring_full: u64,
     /// Exit records written.
@@ -107,11 +126,15 @@ pub struct EbpfCpu {
     ebpf: Ebpf,
     probe: Probe,
     cpu_state: PerCpuArray<MapData, CpuState>,
-    cgroup_ns: PerCpuHashMap<MapData, u64, u64>,
+    cgroup_ns: PerCpuHashMap<MapData, u64, CgroupTime>,
     exits: RingBuf<MapData>,
     stats: PerCpuArray<MapData, u64>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     totals: CgroupTotals,
+    /// Run-queue wait, kept exactly like `totals`.
+    wait_totals: CgroupTotals,
+    /// Whether the kernel has `sched_info.run_delay` (`CONFIG_SCHED_INFO`).
+    run_delay_available: bool,
     map_capacity: u32,
 }
 
@@ -128,7 +151,7 @@ impl EbpfCpu {
         raise_memlock_limit();
         // Our offsets, and for aya only the part of the kernel's BTF it needs: the types up to
         // the tracepoint's typedef (ids unchanged). The whole blob is freed before aya parses.
-        let (offsets, prefix) = {
+        let ((offsets, run_delay_available), prefix) = {
             let raw =
                 std::fs::read(VMLINUX_BTF).map_err(|e| EbpfUnavailable::NoBtf(e.to_string()))?;
             let offsets = kernel_offsets(&raw).map_err(EbpfUnavailable::NoBtf)?;
@@ -147,7 +170,7 @@ impl EbpfCpu {
         let mut loader = EbpfLoader::new();
         loader
             .btf(Some(&btf))
-            .map_max_entries(names::CGROUP_CPU_NS, map_capacity);
+            .map_max_entries(names::CGROUP_TIME, map_capacity);
         for ((name, _, _), offset) in globals::ALL.iter().zip(&offsets) {
             loader.override_global(name, offset, true);
         }
@@ -162,10 +185,7 @@ impl EbpfCpu {
             }
         };
 
-        let program_name = match options.probe {
-            Probe::Accounting => names::PROGRAM,
-            Probe::EmptyFloor => names::PROGRAM_EMPTY,
-        };
+        let program_name = options.probe.program_name();
         let program: &mut BtfTracePoint = ebpf
             .program_mut(program_name)
             .ok_or_else(|| EbpfUnavailable::Kernel(format!("object has no `{program_name}`")))?
@@ -175,9 +195,15 @@ impl EbpfCpu {
         program.attach().map_err(|e| classify(&e))?;
 
         let cpu_state = take_map(&mut ebpf, names::CPU_STATE)?;
-        let cgroup_ns = take_map(&mut ebpf, names::CGROUP_CPU_NS)?;
+        let cgroup_ns = take_map(&mut ebpf, names::CGROUP_TIME)?;
         let exits = take_map(&mut ebpf, names::EXITS)?;
         let stats = take_map(&mut ebpf, names::STATS)?;
+        if !run_delay_available {
+            tracing::info!(
+                "the kernel has no task_struct.sched_info.run_delay (CONFIG_SCHED_INFO off): \
+                 no run-queue wait from eBPF"
+            );
+        }
         tracing::debug!(program_name, ?offsets, map_capacity, "eBPF attached");
         drop(btf);
         release_freed_memory();
@@ -190,15 +216,47 @@ impl EbpfCpu {
             stats,
             logger,
             totals: CgroupTotals::default(),
+            wait_totals: CgroupTotals::default(),
+            run_delay_available,
             map_capacity,
         })
     }
 
     /// Exact on-CPU nanoseconds per cgroup v2 id since attaching, including cgroups that
-    /// have been removed. Monotonic.
+    /// have been removed. Monotonic. Also refreshes [`EbpfCpu::cgroup_run_delay`].
     pub fn cgroup_totals(&mut self) -> io::Result<&HashMap<u64, u64>> {
+        self.read_and_update()?;
+        Ok(self.totals.totals())
+    }
+
+    /// Run-queue wait per cgroup v2 id: nanoseconds its tasks were runnable but waiting for
+    /// a CPU since attaching, short-lived and removed cgroups' tasks included. Monotonic.
+    /// These are the figures of the last read (by [`EbpfCpu::cgroup_totals`],
+    /// [`EbpfCpu::cgroup_times`] or [`EbpfCpu::retire_dead`]): no map read of its own. A
+    /// wait is charged when the slice it preceded ends, so a task running (or still waiting)
+    /// at the read shows it at the next one.
+    pub fn cgroup_run_delay(&self) -> &HashMap<u64, u64> {
+        self.wait_totals.totals()
+    }
+
+    /// One fresh read of both: (on-CPU ns, run-queue wait ns) per cgroup v2 id.
+    pub fn cgroup_times(&mut self) -> io::Result<(&PerCgroupNs, &PerCgroupNs)> {
+        self.read_and_update()?;
+        Ok((self.totals.totals(), self.wait_totals.totals()))
+    }
+
+    /// Whether run-queue wait is measured: false on a kernel without `sched_info.run_delay`
+    /// (then every wait reads zero, which is not a measurement) and for
+    /// [`Probe::CpuOnlyBaseline`].
+    pub fn run_delay_available(&self) -> bool {
+        self.run_delay_available && self.probe == Probe::Accounting
+    }
+
+    fn read_and_update(&mut self) -> io::Result<()> {
         let (observed, _, _) = self.read_consistent()?;
-        Ok(self.totals.update(&observed))
+        self.totals.update(&observed.cpu_ns);
+        self.wait_totals.update(&observed.wait_ns);
+        Ok(())
     }
 
     /// Deletes map entries of cgroups that are gone (per `is_live`), keeping their totals.
@@ -206,16 +264,18 @@ impl EbpfCpu {
     /// thousands of short-lived cgroups. Returns how many entries were deleted.
     pub fn retire_dead(&mut self, is_live: impl Fn(u64) -> bool) -> io::Result<usize> {
         let (observed, raw, cached) = self.read_consistent()?;
-        self.totals.update(&observed);
+        self.totals.update(&observed.cpu_ns);
+        self.wait_totals.update(&observed.wait_ns);
         let candidates = self.totals.retirable(&raw, &cached, is_live);
         for cgroup in &candidates {
             // Read the entry's final value right before deleting it.
-            let ns = match self.cgroup_ns.get(cgroup, 0) {
-                Ok(values) => values.iter().sum(),
+            let last = match self.cgroup_ns.get(cgroup, 0) {
+                Ok(values) => cpu_totals::sum_times(&values),
                 Err(_) => continue,
             };
             if self.cgroup_ns.remove(cgroup).is_ok() {
-                self.totals.retired(*cgroup, ns);
+                self.totals.retired(*cgroup, last.cpu_ns);
+                self.wait_totals.retired(*cgroup, last.wait_ns);
             }
         }
         Ok(candidates.len())
@@ -224,6 +284,7 @@ impl EbpfCpu {
     /// Forgets totals of cgroups the caller no longer needs (bounded memory in node mode).
     pub fn forget(&mut self, cgroups: &[u64]) {
         self.totals.forget(cgroups);
+        self.wait_totals.forget(cgroups);
     }
 
     /// Threads that exited since the last call, with their total CPU time.
@@ -255,10 +316,11 @@ impl EbpfCpu {
                 .map(|v| v.iter().sum())
                 .unwrap_or(0)
         };
-        debug_assert!((Stat::SliceLost as u32) < STAT_COUNT);
+        debug_assert!((Stat::CgroupWaitNsDropped as u32) < STAT_COUNT);
         EbpfStats {
             cgroup_map_full: sum(Stat::CgroupMapFull),
             cgroup_ns_dropped: sum(Stat::CgroupNsDropped),
+            cgroup_wait_ns_dropped: sum(Stat::CgroupWaitNsDropped),
             exit_ring_full: sum(Stat::ExitRingFull),
             exit_records: sum(Stat::ExitRecords),
             unseen_switch_in: sum(Stat::UnseenSwitchIn),
@@ -271,10 +333,7 @@ impl EbpfCpu {
     /// `run_time_ns / run_cnt` inputs of the attached program (zero unless
     /// `kernel.bpf_stats_enabled` is on).
     pub fn program_run_stats(&self) -> io::Result<ProgramRunStats> {
-        let name = match self.probe {
-            Probe::Accounting => names::PROGRAM,
-            Probe::EmptyFloor => names::PROGRAM_EMPTY,
-        };
+        let name = self.probe.program_name();
         let program: &BtfTracePoint = self
             .ebpf
             .program(name)
@@ -288,12 +347,12 @@ impl EbpfCpu {
         })
     }
 
-    /// One consistent read: (totals incl. pending, map contents by cgroup, cgroups cached on
-    /// some CPU). Retries a few times when a CPU flushed during the read.
+    /// One consistent read: (totals incl. pending, map contents by cgroup (on-CPU ns), cgroups
+    /// cached on some CPU). Retries a few times when a CPU flushed during the read.
     #[allow(clippy::type_complexity)]
     fn read_consistent(
         &mut self,
-    ) -> io::Result<(HashMap<u64, u64>, HashMap<u64, u64>, HashSet<u64>)> {
+    ) -> io::Result<(cpu_totals::Combined, HashMap<u64, u64>, HashSet<u64>)> {
         const ATTEMPTS: usize = 4;
         let mut attempt = 0;
         loop {
@@ -309,16 +368,19 @@ impl EbpfCpu {
                 }
             }
             let after = self.read_cpu_states()?;
-            let (totals, torn) = cpu_totals::combine(&before, &hash, &after);
+            let combined = cpu_totals::combine(&before, &hash, &after);
             // A read still torn after the retries defers those CPUs' pending time to the next.
-            if torn == 0 || attempt == ATTEMPTS {
-                let raw = hash.iter().map(|(c, v)| (*c, v.iter().sum())).collect();
+            if combined.torn == 0 || attempt == ATTEMPTS {
+                let raw = hash
+                    .iter()
+                    .map(|(c, v)| (*c, cpu_totals::sum_times(v).cpu_ns))
+                    .collect();
                 let cached = after
                     .iter()
                     .map(|s| s.cached_cgroup)
                     .filter(|c| *c != 0)
                     .collect();
-                return Ok((totals, raw, cached));
+                return Ok((combined, raw, cached));
             }
         }
     }
@@ -332,18 +394,30 @@ impl EbpfCpu {
     }
 }
 
-/// The member offsets the program needs, from the running kernel's BTF.
-fn kernel_offsets(raw: &[u8]) -> Result<Vec<u64>, String> {
+/// The member offsets the program needs, from the running kernel's BTF, and whether the
+/// kernel has `sched_info.run_delay`.
+fn kernel_offsets(raw: &[u8]) -> Result<(Vec<u64>, bool), String> {
     let parsed = btf::Btf::parse(raw).map_err(|e| format!("parsing {VMLINUX_BTF}: {e}"))?;
-    globals::ALL
+    let lookup = |ty: &str, path: &[&str]| {
+        parsed
+            .member_offset(ty, path)
+            .map(u64::from)
+            .map_err(|e| format!("looking up {ty}.{}: {e}", path.join(".")))
+    };
+    let mut run_delay_available = true;
+    let offsets = globals::ALL
         .iter()
-        .map(|(_, ty, path)| {
-            parsed
-                .member_offset(ty, path)
-                .map(u64::from)
-                .map_err(|e| format!("looking up {ty}.{}: {e}", path.join(".")))
+        .map(|(global, ty, path)| match lookup(ty, path) {
+            // Without CONFIG_SCHED_INFO, read a field that never changes instead: every wait
+            // is then zero and CPU accounting is unaffected (see `globals::TASK_RUN_DELAY`).
+            Err(_) if *global == globals::TASK_RUN_DELAY => {
+                run_delay_available = false;
+                lookup("task_struct", &["start_time"])
+            }
+            other => other,
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((offsets, run_delay_available))
 }
 
 fn take_map<T>(ebpf: &mut Ebpf, name: &str) -> Result<T, EbpfUnavailable>

@@ -21,10 +21,10 @@ mod tests;
 
 pub use read::{
     FileReader, SystemSnapshot, clock_ticks_per_sec, list_pids, page_size, read_net_dev,
-    read_system,
+    read_process_schedstat, read_schedstat, read_system,
 };
 
-/// Why a file that must parse (`/proc/PID/stat`) did not.
+/// Why a file that must parse (`/proc/PID/stat`, `/proc/PID/schedstat`) did not.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     /// No `(` ... `)` around the command name: not a stat line at all.
@@ -146,6 +146,54 @@ fn number<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, Pa
     value.parse().map_err(|_| ParseError::BadNumber {
         name,
         value: value.to_owned(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc/PID/schedstat
+
+/// `/proc/PID/schedstat` (or `/proc/PID/task/TID/schedstat`): one task's scheduler figures.
+///
+/// These are the task's own, not its process's: `/proc/PID/schedstat` is the thread-group
+/// leader alone. Sum the `task/*/schedstat` files for a process (see
+/// [`read_process_schedstat`]); threads that have exited are in neither.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Schedstat {
+    /// Time on a CPU (`se.sum_exec_runtime`), nanoseconds.
+    pub on_cpu_ns: u64,
+    /// Time runnable but waiting for a CPU (`sched_info.run_delay`), nanoseconds.
+    pub run_delay_ns: u64,
+    /// Timeslices run on a CPU (`sched_info.pcount`).
+    pub timeslices: u64,
+}
+
+impl std::ops::Add for Schedstat {
+    type Output = Self;
+
+    fn add(self, other: Self) -> Self {
+        Self {
+            on_cpu_ns: self.on_cpu_ns.saturating_add(other.on_cpu_ns),
+            run_delay_ns: self.run_delay_ns.saturating_add(other.run_delay_ns),
+            timeslices: self.timeslices.saturating_add(other.timeslices),
+        }
+    }
+}
+
+/// Parses `<on-cpu ns> <run_delay ns> <timeslices>`. Further columns, which no kernel prints
+/// today, are ignored; fewer, or a column that is not a number, is an error. A kernel
+/// without `CONFIG_SCHED_INFO` prints `0 0 0`, which parses (and means "not measured").
+pub fn parse_schedstat(text: &str) -> Result<Schedstat, ParseError> {
+    let mut fields = text.split_ascii_whitespace();
+    let mut next = |name: &'static str, number: usize| {
+        let value = fields
+            .next()
+            .ok_or(ParseError::MissingField { name, number })?;
+        self::number(name, value)
+    };
+    Ok(Schedstat {
+        on_cpu_ns: next("on_cpu_ns", 1)?,
+        run_delay_ns: next("run_delay_ns", 2)?,
+        timeslices: next("timeslices", 3)?,
     })
 }
 

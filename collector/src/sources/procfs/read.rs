@@ -5,7 +5,10 @@ use std::{io, path::Path};
 
 use anyhow::Context;
 
-use super::{MemInfo, NetDevice, SystemCpu, parse_meminfo, parse_net_dev, parse_system_stat};
+use super::{
+    MemInfo, NetDevice, Schedstat, SystemCpu, parse_meminfo, parse_net_dev, parse_schedstat,
+    parse_system_stat,
+};
 
 /// Clock ticks per second (`USER_HZ`, the unit of stat's CPU times); 100 if sysconf fails.
 pub fn clock_ticks_per_sec() -> u64 {
@@ -105,6 +108,37 @@ fn read_pid_file(proc_root: &Path, pid: i32, name: &str) -> anyhow::Result<Optio
 /// `Ok(None)` if the process vanished.
 pub fn read_net_dev(proc_root: &Path, pid: i32) -> anyhow::Result<Option<Vec<NetDevice>>> {
     Ok(read_pid_file(proc_root, pid, "net/dev")?.map(|text| parse_net_dev(&text)))
+}
+
+/// `/proc/PID/schedstat` of task `pid` (for a process, its thread-group leader only);
+/// `Ok(None)` if it vanished. It stays readable while the task is a zombie, with its final
+/// figures.
+pub fn read_schedstat(proc_root: &Path, pid: i32) -> anyhow::Result<Option<Schedstat>> {
+    let Some(text) = read_pid_file(proc_root, pid, "schedstat")? else {
+        return Ok(None);
+    };
+    let path = || proc_root.join(pid.to_string()).join("schedstat");
+    parse_schedstat(&text)
+        .map(Some)
+        .with_context(|| format!("parsing {}", path().display()))
+}
+
+/// The sum of `/proc/PID/task/*/schedstat`: process `pid`'s live threads. `Ok(None)` if the
+/// process vanished; a thread that exits while being read is left out.
+pub fn read_process_schedstat(proc_root: &Path, pid: i32) -> anyhow::Result<Option<Schedstat>> {
+    let task_dir = proc_root.join(pid.to_string()).join("task");
+    let tids = match list_pids(&task_dir) {
+        Ok(tids) => tids,
+        Err(e) if e.downcast_ref::<io::Error>().is_some_and(vanished) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut total = Schedstat::default();
+    for tid in tids {
+        if let Some(one) = read_schedstat(&task_dir, tid)? {
+            total = total + one;
+        }
+    }
+    Ok(Some(total))
 }
 
 /// System-wide CPU and memory at one instant.

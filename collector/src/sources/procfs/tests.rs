@@ -269,3 +269,93 @@ fn vanished_process_is_none_and_bad_root_names_the_path() {
         "{err:#}"
     );
 }
+
+#[test]
+fn schedstat_parses_the_three_columns() {
+    let s = parse_schedstat("98027 2295963 2\n").unwrap();
+    assert_eq!(
+        s,
+        Schedstat {
+            on_cpu_ns: 98_027,
+            run_delay_ns: 2_295_963,
+            timeslices: 2
+        }
+    );
+    // A kernel without CONFIG_SCHED_INFO, full u64 range, and extra columns.
+    assert_eq!(parse_schedstat("0 0 0").unwrap(), Schedstat::default());
+    let big = parse_schedstat("18446744073709551615 1 2 99\n").unwrap();
+    assert_eq!((big.on_cpu_ns, big.run_delay_ns), (u64::MAX, 1));
+    let sum = big + s;
+    assert_eq!(
+        (sum.on_cpu_ns, sum.run_delay_ns, sum.timeslices),
+        (u64::MAX, 2_295_964, 4)
+    );
+}
+
+#[test]
+fn schedstat_garbage_is_an_error() {
+    let missing = |text: &str, number| {
+        assert!(
+            matches!(parse_schedstat(text), Err(ParseError::MissingField { number: n, .. }) if n == number),
+            "{text:?}"
+        );
+    };
+    missing("", 1);
+    missing("\n", 1);
+    missing("12", 2);
+    missing("12 34\n", 3);
+    for bad in [
+        "-1 2 3",
+        "1 x 3",
+        "1 2 3.5",
+        "1 2 18446744073709551616",
+        "\u{fffd} 2 3",
+    ] {
+        assert!(
+            matches!(parse_schedstat(bad), Err(ParseError::BadNumber { .. })),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn schedstat_readers_see_own_threads_and_vanished_processes() {
+    let proc_root = Path::new("/proc");
+    let me = std::process::id() as i32;
+    let leader = read_schedstat(proc_root, me).unwrap().unwrap();
+    assert!(leader.timeslices > 0);
+    // A second thread that has used CPU makes the process's sum exceed the leader's own.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let worker = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_millis(20) {
+            std::hint::black_box(started.elapsed());
+        }
+        ready_tx.send(()).unwrap();
+        done_rx.recv().unwrap();
+    });
+    ready_rx.recv().unwrap();
+    let process = read_process_schedstat(proc_root, me).unwrap().unwrap();
+    let leader = read_schedstat(proc_root, me).unwrap().unwrap();
+    done_tx.send(()).unwrap();
+    worker.join().unwrap();
+    assert!(
+        process.on_cpu_ns >= leader.on_cpu_ns + 10_000_000,
+        "{process:?} vs {leader:?}"
+    );
+    assert!(process.timeslices > leader.timeslices);
+    assert!(read_schedstat(proc_root, i32::MAX).unwrap().is_none());
+    assert!(
+        read_process_schedstat(proc_root, i32::MAX)
+            .unwrap()
+            .is_none()
+    );
+    // A file that is not a schedstat is an error that names the path.
+    let root = std::env::temp_dir().join(format!("collector-schedstat-{me}"));
+    std::fs::create_dir_all(root.join("7")).unwrap();
+    std::fs::write(root.join("7/schedstat"), "oops\n").unwrap();
+    let err = read_schedstat(&root, 7).unwrap_err();
+    std::fs::remove_dir_all(&root).unwrap();
+    assert!(format!("{err:#}").contains("7/schedstat"), "{err:#}");
+}

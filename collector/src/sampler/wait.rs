@@ -1,0 +1,195 @@
+//! Run-queue wait: how long each container's runnable tasks waited for a CPU.
+//!
+//! From eBPF where the container's CPU comes from eBPF (the growth of every task's
+//! `sched_info.run_delay`, summed per cgroup by the `sched_switch` program: short-lived
+//! processes included), else from `/proc/PID/task/*/schedstat` of the processes each scan
+//! sees (live processes only: a process that lives between two scans, and a thread's wait
+//! after the last scan before it exits, are missed; the source field says `proc`).
+
+use std::collections::HashMap;
+
+use summary::{Source, starvation::RunQueueWait};
+
+use super::{Sampler, container::Container, grouping::ContainerName, rates};
+use crate::sources::{cpu_source::CpuSource, procfs};
+
+/// A container's run-queue wait over the run.
+#[derive(Debug, Default)]
+pub(super) struct Wait {
+    /// Where it comes from, fixed at the first reading; `None` before that.
+    pub(super) source: Option<Source>,
+    /// Nanoseconds over the run.
+    pub(super) ns: u64,
+    /// eBPF: the cumulative total of its cgroups at the previous reading.
+    last_cumulative: Option<u64>,
+}
+
+impl Wait {
+    /// Folds in one reading of a cumulative counter (eBPF totals since attach); returns the
+    /// growth. The first reading counts whole, as the CPU total's does (both run from the
+    /// attach, which precedes the run's processes or is the run's start).
+    pub(super) fn cumulative(&mut self, source: Source, cumulative_ns: u64) -> u64 {
+        self.source = Some(source);
+        let added = match self.last_cumulative {
+            None => cumulative_ns,
+            Some(prev) => rates::counter_delta(prev, cumulative_ns),
+        };
+        self.last_cumulative = Some(cumulative_ns);
+        self.ns += added;
+        added
+    }
+
+    /// Adds growth measured elsewhere (the /proc fallback's per-process deltas).
+    pub(super) fn add(&mut self, source: Source, ns: u64) {
+        self.source = Some(source);
+        self.ns += ns;
+    }
+
+    /// The summary's figure, next to the container's CPU seconds: the share is of the time
+    /// its tasks were runnable (on a CPU or waiting for one).
+    pub(super) fn summary(&self, cpu_seconds: f64) -> Option<RunQueueWait> {
+        let source = self.source?;
+        let seconds = self.ns as f64 / 1e9;
+        let runnable = seconds + cpu_seconds.max(0.0);
+        Some(RunQueueWait {
+            seconds,
+            share: if runnable > 0.0 {
+                (seconds / runnable).min(1.0)
+            } else {
+                0.0
+            },
+            source,
+        })
+    }
+}
+
+/// Growth of a process's summed `run_delay` between two scans. Its threads' sum falls when a
+/// thread exits: that is not growth, and the new sum is the next base.
+pub(super) fn process_growth(prev: Option<u64>, now: u64) -> u64 {
+    prev.map_or(0, |p| now.saturating_sub(p))
+}
+
+impl Sampler {
+    /// Whether a container's wait comes from eBPF: its CPU does, and the kernel has
+    /// `sched_info.run_delay`.
+    fn ebpf_wait(&self, c: &Container) -> bool {
+        matches!(&self.cpu, CpuSource::Ebpf(e) if e.run_delay_available())
+            && c.cpu_source == Some(Source::Ebpf)
+            && !c.cgroup_ids.is_empty()
+    }
+
+    /// eBPF: folds the cgroups' wait totals (read with the CPU totals at this CPU tick) into
+    /// each eBPF container's figure, and feeds the live counter.
+    pub(super) fn wait_tick(&mut self, totals: &HashMap<u64, u64>) {
+        let live = self.cfg.live.clone();
+        let names: Vec<ContainerName> = self
+            .containers
+            .iter()
+            .filter(|(_, c)| self.ebpf_wait(c) && c.wait.source != Some(Source::Proc))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in names {
+            let Some(c) = self.containers.get_mut(&name) else {
+                continue;
+            };
+            let ns = c.cgroup_ids.iter().filter_map(|id| totals.get(id)).sum();
+            let added = c.wait.cumulative(Source::Ebpf, ns);
+            if let Some(live) = live.as_deref().filter(|_| c.alive && added > 0) {
+                let id = self.identities.get(&name).unwrap_or(&self.cfg.identity);
+                let l = c.live_labels(&name, id, Source::Ebpf);
+                live.add_run_queue_wait(&l, added as f64 / 1e9);
+            }
+        }
+    }
+
+    /// The /proc fallback, at the slow tick after the scan: each process's summed thread
+    /// `run_delay` growth since the previous scan, for containers whose wait eBPF does not
+    /// give. A process first seen after the first scan started during the run: its whole
+    /// wait counts. Only those containers' processes are read.
+    pub(super) fn proc_wait(&mut self) {
+        let proc_fallback: Vec<ContainerName> = self
+            .containers
+            .iter()
+            .filter(|(_, c)| c.cpu_source.is_some() && !self.ebpf_wait(c))
+            .filter(|(_, c)| c.wait.source != Some(Source::Ebpf))
+            .map(|(n, _)| n.clone())
+            .collect();
+        if proc_fallback.is_empty() {
+            return;
+        }
+        let mut growth: HashMap<ContainerName, u64> = HashMap::new();
+        let first_scan = self.slow_ticks <= 1;
+        for (pid, p) in self.processes.iter_mut() {
+            if !proc_fallback.contains(&p.container) {
+                continue;
+            }
+            let now = match procfs::read_process_schedstat(&self.cfg.proc_root, *pid) {
+                Ok(Some(s)) => s.run_delay_ns,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.read_errors += 1;
+                    tracing::debug!("skipping the run-queue wait of pid {pid}: {e:#}");
+                    continue;
+                }
+            };
+            // First sight: a base at the first scan; whole wait for a process that started
+            // during the run.
+            let prev = p.run_delay_ns.or((!first_scan).then_some(0));
+            *growth.entry(p.container.clone()).or_default() += process_growth(prev, now);
+            p.run_delay_ns = Some(now);
+        }
+        let live = self.cfg.live.clone();
+        for name in proc_fallback {
+            let Some(c) = self.containers.get_mut(&name) else {
+                continue;
+            };
+            let added = growth.get(&name).copied().unwrap_or(0);
+            c.wait.add(Source::Proc, added);
+            if let Some(live) = live.as_deref().filter(|_| c.alive && added > 0) {
+                let id = self.identities.get(&name).unwrap_or(&self.cfg.identity);
+                let l = c.live_labels(&name, id, Source::Proc);
+                live.add_run_queue_wait(&l, added as f64 / 1e9);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cumulative_readings_count_growth_once() {
+        let mut w = Wait::default();
+        assert_eq!(w.summary(1.0), None, "nothing measured is not zero");
+        assert_eq!(w.cumulative(Source::Ebpf, 100), 100);
+        assert_eq!(w.cumulative(Source::Ebpf, 100), 0);
+        assert_eq!(w.cumulative(Source::Ebpf, 250), 150);
+        // A smaller total (the ids' entries forgotten and made again) is all new growth.
+        assert_eq!(w.cumulative(Source::Ebpf, 40), 40);
+        assert_eq!(w.ns, 290);
+        let s = w.summary(0.0).unwrap();
+        assert_eq!(s.source, Source::Ebpf);
+        assert!((s.seconds - 290e-9).abs() < 1e-15);
+        assert_eq!(s.share, 1.0);
+    }
+
+    #[test]
+    fn share_is_of_runnable_time() {
+        let mut w = Wait::default();
+        w.add(Source::Proc, 1_000_000_000);
+        let s = w.summary(3.0).unwrap();
+        assert_eq!((s.seconds, s.share, s.source), (1.0, 0.25, Source::Proc));
+        let mut idle = Wait::default();
+        idle.add(Source::Proc, 0);
+        assert_eq!(idle.summary(0.0).unwrap().share, 0.0);
+    }
+
+    #[test]
+    fn a_thread_exit_is_not_growth() {
+        assert_eq!(process_growth(None, 500), 0);
+        assert_eq!(process_growth(Some(0), 500), 500);
+        assert_eq!(process_growth(Some(200), 500), 300);
+        assert_eq!(process_growth(Some(500), 120), 0);
+    }
+}
