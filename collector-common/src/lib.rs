@@ -124,6 +124,10 @@ pub struct ExitRecord {
     pub exit_ns: u64,
     /// `task_struct.start_time` (same monotonic clock): the thread's life is `exit_ns - start_ns`.
     pub start_ns: u64,
+    /// The process's peak resident set in pages, `signal->maxrss`: the high-water mark of its
+    /// memory, raised by each exiting thread (and, as getrusage's `ru_maxrss`, by the image
+    /// an exec replaced). Complete at the last thread's exit.
+    pub max_rss_pages: u64,
     /// Command name, NUL-padded.
     pub comm: [u8; COMM_LEN],
 }
@@ -157,9 +161,13 @@ pub mod globals {
     /// without `CONFIG_SCHED_INFO`; the loader then points it at `start_time`, which never
     /// changes, so every wait is zero and CPU accounting still works.
     pub const TASK_RUN_DELAY: &str = "OFF_TASK_RUN_DELAY";
+    /// `task_struct.signal` (the process's shared `signal_struct`)
+    pub const TASK_SIGNAL: &str = "OFF_TASK_SIGNAL";
+    /// `signal_struct.maxrss` (peak resident pages, what getrusage reports)
+    pub const SIGNAL_MAXRSS: &str = "OFF_SIGNAL_MAXRSS";
 
     /// (global, struct, member path) for each offset.
-    pub const ALL: [(&str, &str, &[&str]); 11] = [
+    pub const ALL: [(&str, &str, &[&str]); 13] = [
         (TASK_RUNTIME, "task_struct", &["se", "sum_exec_runtime"]),
         (
             TASK_PICK_RUNTIME,
@@ -175,6 +183,8 @@ pub mod globals {
         (CGROUP_KN, "cgroup", &["kn"]),
         (KERNFS_NODE_ID, "kernfs_node", &["id"]),
         (TASK_RUN_DELAY, "task_struct", &["sched_info", "run_delay"]),
+        (TASK_SIGNAL, "task_struct", &["signal"]),
+        (SIGNAL_MAXRSS, "signal_struct", &["maxrss"]),
     ];
 }
 
@@ -196,7 +206,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<CgroupTime>(), 16);
         assert_eq!(
             core::mem::size_of::<ExitRecord>(),
-            4 + 4 + 8 + 8 + 8 + 8 + COMM_LEN
+            4 + 4 + 8 + 8 + 8 + 8 + 8 + COMM_LEN
         );
     }
 }

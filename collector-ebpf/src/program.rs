@@ -40,6 +40,10 @@ static OFF_CGROUP_KN: u64 = 0;
 static OFF_KERNFS_NODE_ID: u64 = 0;
 #[unsafe(no_mangle)]
 static OFF_TASK_RUN_DELAY: u64 = 0;
+#[unsafe(no_mangle)]
+static OFF_TASK_SIGNAL: u64 = 0;
+#[unsafe(no_mangle)]
+static OFF_SIGNAL_MAXRSS: u64 = 0;
 
 // The statics' and programs' identifiers are the names the loader looks up
 // (`collector_common::names`); rename both together.
@@ -249,6 +253,10 @@ fn record_exit(prev: *const u8, pid: i32, cgroup: u64, runtime_ns: u64) {
         runtime_ns,
         exit_ns: unsafe { bpf_ktime_get_ns() },
         start_ns: unsafe { field(prev, &OFF_TASK_START_TIME) },
+        max_rss_pages: unsafe {
+            let signal: *const u8 = field(prev, &OFF_TASK_SIGNAL);
+            field(signal, &OFF_SIGNAL_MAXRSS)
+        },
         comm,
     });
     entry.submit(0);

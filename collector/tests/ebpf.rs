@@ -22,10 +22,23 @@ use collector::sources::{
 mod run_delay;
 
 const BURN_ENV: &str = "COLLECTOR_TEST_BURN_MS";
+/// Child mode: touch this many MiB of fresh memory, then exit.
+const TOUCH_ENV: &str = "COLLECTOR_TEST_TOUCH_MB";
 const BURNER_NAME: &str = "burn20ms";
 
 fn main() {
     if run_delay::child_mode() {
+        return;
+    }
+    if let Some(mb) = std::env::var(TOUCH_ENV)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        let mut memory = vec![0u8; mb << 20];
+        for page in memory.chunks_mut(4096) {
+            page[0] = 1;
+        }
+        std::hint::black_box(&memory);
         return;
     }
     if let Some(ms) = std::env::var(BURN_ENV)
@@ -47,6 +60,10 @@ fn main() {
         (
             "short_processes_match_and_are_named",
             short_processes_match_and_are_named,
+        ),
+        (
+            "short_processes_report_their_peak_rss",
+            short_processes_report_their_peak_rss,
         ),
         (
             "removed_cgroup_is_still_counted",
@@ -221,6 +238,18 @@ fn wait_rusage(child: std::process::Child) -> u64 {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
+/// Waits for one child and returns its peak resident bytes from wait4's rusage.
+fn wait_maxrss(child: std::process::Child) -> u64 {
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: plain syscall with valid out-pointers.
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(rc, pid, "wait4: {}", std::io::Error::last_os_error());
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    usage.ru_maxrss as u64 * 1024
+}
+
 fn burn_cpu(target: Duration) {
     let cpu_time = || {
         let mut ts = libc::timespec {
@@ -364,6 +393,49 @@ fn short_processes_match_and_are_named(env: &Env) {
         within(per_process, rusage, 0.02),
         "per-process {per_process} vs rusage {rusage}"
     );
+}
+
+/// The exit record's peak (`signal->maxrss`) against wait4's `ru_maxrss` of the same child
+/// (the kernel's own figure from the same field), for processes far shorter than a scan.
+fn short_processes_report_their_peak_rss(env: &Env) {
+    let mut cpu = EbpfCpu::load().unwrap();
+    let cg = TestCgroup::new(env, "peakrss");
+    let exe = std::env::current_exe().unwrap();
+    cpu.drain_exits();
+    let mut expected = Vec::new();
+    for mb in [20usize, 60, 140] {
+        let child = cg.spawn(&exe, &[(TOUCH_ENV, mb.to_string())]);
+        let pid = child.id();
+        expected.push((pid, mb, wait_maxrss(child)));
+    }
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut exits = Vec::new();
+    let mut found = std::collections::HashMap::new();
+    while found.len() < expected.len() && Instant::now() < deadline {
+        exits.extend(cpu.drain_exits());
+        for p in aggregate_exits(&exits) {
+            if p.leader_exited && expected.iter().any(|(pid, _, _)| *pid == p.tgid) {
+                found.insert(p.tgid, p.max_rss_pages * page);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for (pid, mb, rusage) in expected {
+        let ebpf = *found
+            .get(&pid)
+            .unwrap_or_else(|| panic!("no exit record for pid {pid}"));
+        println!(
+            "  {mb} MiB toucher: exit record peak {:.1} MiB, wait4 ru_maxrss {:.1} MiB",
+            ebpf as f64 / 1048576.0,
+            rusage as f64 / 1048576.0
+        );
+        assert_eq!(ebpf, rusage, "pid {pid}: the same kernel figure");
+        assert!(
+            ebpf >= (mb as u64) << 20,
+            "{ebpf} below the {mb} MiB touched"
+        );
+    }
 }
 
 fn removed_cgroup_is_still_counted(env: &Env) {

@@ -372,6 +372,21 @@ impl Sampler {
     }
 
     /// All containers known.
+    /// How a container's CPU was counted, for a debug line when its job ends.
+    pub fn describe_cpu(&self, name: &ContainerName) -> String {
+        let Some(c) = self.containers.get(name) else {
+            return format!("{name}: unknown");
+        };
+        let ebpf = match &self.cpu {
+            CpuSource::Ebpf(e) => format!("{:?}", e.stats()),
+            _ => "no eBPF".to_owned(),
+        };
+        format!(
+            "{name}: source {:?}, {} ns (+{} before the start), cgroups {:?}, ids {:?}; eBPF health {ebpf}",
+            c.cpu_source, c.cpu_ns, c.cpu_before_start_ns, c.cgroups, c.cgroup_ids
+        )
+    }
+
     pub fn containers(&self) -> impl Iterator<Item = &ContainerName> {
         self.containers.keys()
     }

@@ -363,10 +363,13 @@ impl Sampler {
                 0.0
             };
             let pid = e.tgid as i32;
+            // Its true peak, between two scans included.
+            let peak_rss = e.max_rss_pages.saturating_mul(procfs::page_size());
             // Still listed from /proc: keep it there (it may linger as a zombie) with the
             // exact figures; the scan retires it.
             if let Some(p) = self.processes.get_mut(&pid) {
                 p.exact_exit = Some((cpu_seconds, avg_percent));
+                p.peak_rss = p.peak_rss.max(peak_rss);
                 continue;
             }
             // Already retired by a scan: correct that entry.
@@ -378,9 +381,10 @@ impl Sampler {
             {
                 if let Some(c) = self.containers.get_mut(&container) {
                     let lifetime = e.lifetime_ns as f64 / 1e9;
-                    c.count_command(&e.comm, 0, cpu_seconds - p.cpu_seconds, 0, lifetime);
+                    c.count_command(&e.comm, 0, cpu_seconds - p.cpu_seconds, peak_rss, lifetime);
                 }
                 p.cpu_seconds = cpu_seconds;
+                p.peak_mem_rss_bytes = p.peak_mem_rss_bytes.max(peak_rss);
                 p.peak_cpu_percent = p.peak_cpu_percent.max(avg_percent);
                 self.retired_recently.remove(&(pid, e.comm.clone()));
                 continue;
@@ -390,16 +394,16 @@ impl Sampler {
                 match self.retired_recently.remove(&(pid, e.comm.clone())) {
                     // Retired by a scan, its entry since pruned from the top lists.
                     Some((_, counted)) => {
-                        c.count_command(&e.comm, 0, cpu_seconds - counted, 0, lifetime)
+                        c.count_command(&e.comm, 0, cpu_seconds - counted, peak_rss, lifetime)
                     }
-                    None => c.count_command(&e.comm, 1, cpu_seconds, 0, lifetime),
+                    None => c.count_command(&e.comm, 1, cpu_seconds, peak_rss, lifetime),
                 }
             }
             self.push_exited(ProcessSummary {
                 pid,
                 name: e.comm,
                 peak_cpu_percent: avg_percent,
-                peak_mem_rss_bytes: 0,
+                peak_mem_rss_bytes: peak_rss,
                 cpu_seconds,
                 container: Some(container.to_string()),
                 exited: true,

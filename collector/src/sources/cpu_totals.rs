@@ -154,6 +154,8 @@ pub struct ExitedThread {
     pub runtime_ns: u64,
     pub exit_ns: u64,
     pub start_ns: u64,
+    /// Its process's peak resident pages so far (`signal->maxrss`).
+    pub max_rss_pages: u64,
     pub comm: String,
 }
 
@@ -166,6 +168,7 @@ impl ExitedThread {
             runtime_ns: r.runtime_ns,
             exit_ns: r.exit_ns,
             start_ns: r.start_ns,
+            max_rss_pages: r.max_rss_pages,
             comm: comm_to_string(&r.comm),
         }
     }
@@ -191,6 +194,8 @@ pub struct ExitedProcess {
     /// Whether the thread-group leader is among the exited threads (the process is gone);
     /// otherwise these are threads of a process that lives on.
     pub leader_exited: bool,
+    /// The process's peak resident pages, the most its exiting threads reported.
+    pub max_rss_pages: u64,
 }
 
 /// Groups exited threads by process id.
@@ -206,6 +211,7 @@ pub fn aggregate_exits(threads: &[ExitedThread]) -> Vec<ExitedProcess> {
         p.runtime_ns += t.runtime_ns;
         p.threads += 1;
         p.lifetime_ns = p.lifetime_ns.max(t.exit_ns.saturating_sub(t.start_ns));
+        p.max_rss_pages = p.max_rss_pages.max(t.max_rss_pages);
         if t.pid == t.tgid {
             p.comm = t.comm.clone();
             p.cgroup_id = t.cgroup_id;
@@ -328,6 +334,7 @@ mod tests {
             runtime_ns: ns,
             exit_ns: 100,
             start_ns: 40,
+            max_rss_pages: ns * 10,
             comm: comm.into(),
         };
         let procs = aggregate_exits(&[
@@ -340,6 +347,8 @@ mod tests {
         assert_eq!(procs[0].threads, 2);
         assert_eq!(procs[0].comm, "make");
         assert_eq!(procs[0].lifetime_ns, 60);
+        // The process's peak is the most any of its threads reported.
+        assert_eq!(procs[0].max_rss_pages, 70);
         assert!(procs[0].leader_exited);
         let only_worker = aggregate_exits(&[t(30, 31, 5, "worker")]);
         assert!(!only_worker[0].leader_exited);

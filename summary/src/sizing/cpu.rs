@@ -33,6 +33,26 @@ pub struct CpuObservation {
     pub histogram: Option<Accumulator>,
     pub stats: Stats,
     pub limit_cores: Option<f64>,
+    /// Share of the run its work was held back, where the summary says: the larger of its
+    /// run-queue wait share (of runnable time; throttled time counts, as the tasks stay
+    /// queued) and its throttled seconds over the run's wall time.
+    pub held_share: Option<f64>,
+}
+
+/// What a run's starvation figures say of how much it was held back (see
+/// [`CpuObservation::held_share`]); `None` where it carries neither figure.
+pub fn held_share(
+    wait_share: Option<f64>,
+    throttled_seconds: Option<f64>,
+    wall_seconds: f64,
+) -> Option<f64> {
+    let throttled = throttled_seconds
+        .filter(|_| wall_seconds > 0.0)
+        .map(|t| (t / wall_seconds).clamp(0.0, 1.0));
+    match (wait_share.map(|w| w.clamp(0.0, 1.0)), throttled) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The CPU part of a container's answer.
@@ -51,6 +71,10 @@ pub struct CpuSizing {
     pub runs_with_histograms: usize,
     /// Sits at its CPU limit in most runs: more cores would shorten it.
     pub cpu_bound: bool,
+    /// For a CPU-bound job whose runs carry run-queue wait or throttling: the median share
+    /// of those runs it was held back, about how much shorter enough cores would make it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_back_share: Option<f64>,
     pub margin_percent: f64,
 }
 
@@ -146,13 +170,26 @@ pub fn size(
         })
         .collect();
     let cpu_bound = !recent.is_empty() && at_limit.len() * 2 > recent.len();
+    let mut held_back_share = None;
     if cpu_bound {
         let limit = at_limit
             .iter()
             .filter_map(|r| r.limit_cores)
             .fold(0.0, f64::max);
+        let mut held: Vec<f64> = at_limit.iter().filter_map(|r| r.held_share).collect();
+        held.sort_by(f64::total_cmp);
+        held_back_share = held.get(held.len() / 2).copied();
+        let by_how_much = match held_back_share {
+            Some(share) => format!(
+                "in the median of the {} runs with throttling or run-queue wait figures it was held back {:.0} % of the time, so enough cores could make it up to about {:.0} % shorter",
+                held.len(),
+                share * 100.0,
+                share * 100.0
+            ),
+            None => "these summaries carry no throttling or run-queue wait figures, so by how much is not known".to_owned(),
+        };
         why.push(format!(
-            "cpu: CPU-bound: its median sits at its {limit:.2}-core limit in {} of {} runs, so more cores would shorten it; the request is kept at least at the limit. These summaries carry no throttling or run-queue wait figures, so by how much is not known",
+            "cpu: CPU-bound: its median sits at its {limit:.2}-core limit in {} of {} runs, so more cores would shorten it; the request is kept at least at the limit; {by_how_much}",
             at_limit.len(),
             recent.len()
         ));
@@ -177,6 +214,7 @@ pub fn size(
             peak_cores: s.peak,
             runs_with_histograms: with_hist,
             cpu_bound,
+            held_back_share,
             margin_percent: buffer * 100.0,
         },
         flags,
@@ -224,6 +262,7 @@ mod tests {
             stats: h.stats(),
             histogram: Some(h),
             limit_cores: limit,
+            held_share: None,
         }
     }
 
@@ -258,6 +297,36 @@ mod tests {
         assert!(c.cpu_bound, "{why:?}");
         assert!(c.request_cores >= 2.0);
         assert!(why.iter().any(|w| w.contains("CPU-bound")));
+        assert_eq!(c.held_back_share, None);
+        assert!(why.iter().any(|w| w.contains("by how much is not known")));
+        // With figures: the median of the runs' held-back shares.
+        let runs: Vec<_> = [0.1, 0.3, 0.2, 0.9]
+            .iter()
+            .enumerate()
+            .map(|(i, h)| CpuObservation {
+                held_share: Some(*h),
+                ..run(i, &[1.98; 50], Some(2.0))
+            })
+            .collect();
+        let (c, _, why) = size(&runs, Percentile::P50, 0.0, false);
+        assert_eq!(c.held_back_share, Some(0.3));
+        assert!(
+            why.iter()
+                .any(|w| w.contains("held back 30 %") && w.contains("about 30 % shorter")),
+            "{why:?}"
+        );
+    }
+
+    #[test]
+    fn held_share_takes_the_larger_figure() {
+        assert_eq!(held_share(None, None, 10.0), None);
+        assert_eq!(held_share(Some(0.2), None, 10.0), Some(0.2));
+        assert_eq!(held_share(None, Some(5.0), 10.0), Some(0.5));
+        assert_eq!(held_share(Some(0.2), Some(5.0), 10.0), Some(0.5));
+        assert_eq!(held_share(Some(0.7), Some(5.0), 10.0), Some(0.7));
+        // No wall time: throttling says nothing; shares stay within 0..1.
+        assert_eq!(held_share(None, Some(5.0), 0.0), None);
+        assert_eq!(held_share(Some(1.5), Some(50.0), 10.0), Some(1.0));
     }
 
     #[test]

@@ -129,6 +129,13 @@ fn size_container(
                 .and_then(|e| Accumulator::decode(e).ok()),
             stats: c.cpu_cores,
             limit_cores: c.limits.and_then(|l| l.cpu_cores).filter(|l| *l > 0.0),
+            held_share: cpu::held_share(
+                c.run_queue_wait.map(|w| w.share),
+                c.cpu_throttling
+                    .filter(|t| t.quota_cores.is_some())
+                    .map(|t| t.throttled_seconds),
+                run.summary.duration_seconds,
+            ),
         })
         .collect();
     let (mem, mut flags, mut why) = memory::size(&mem_obs, params.buffer_percent);

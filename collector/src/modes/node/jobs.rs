@@ -210,6 +210,9 @@ impl NodeState {
                 continue;
             };
             self.group_job.retain(|_, k| k != &key);
+            for name in &job.containers {
+                tracing::debug!(job = %job.id.job, "CPU of {}", sampler.describe_cpu(name));
+            }
             let push = job_summary(sampler, &job, top);
             match spool.add(&push) {
                 Ok(path) => {
