@@ -1,5 +1,5 @@
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::{btf_tracepoint, map},
     maps::{PerCpuArray, PerCpuHashMap, RingBuf},
     programs::BtfTracePointContext,
@@ -40,6 +40,8 @@ static OFF_CGROUP_KN: u64 = 0;
 static OFF_KERNFS_NODE_ID: u64 = 0;
 #[unsafe(no_mangle)]
 static OFF_TASK_RUN_DELAY: u64 = 0;
+#[unsafe(no_mangle)]
+static OFF_TASK_PCOUNT: u64 = 0;
 #[unsafe(no_mangle)]
 static OFF_TASK_SIGNAL: u64 = 0;
 #[unsafe(no_mangle)]
@@ -128,6 +130,10 @@ unsafe fn try_sched_switch<const WAIT: bool>(ctx: &BtfTracePointContext) {
         // The first switch seen on this CPU has no start; idle is not usage.
         (0, 0)
     } else {
+        // A switch on this CPU did not reach the program (the kernel counted more context
+        // switches than program runs): the task it switched out (`in_task`) lost its slice,
+        // and the task it switched in (`prev`) has no start. Both are recovered where exact.
+        unsafe { recover_missed_switch_out::<WAIT>(ctx, state) };
         // The switch-in was not seen, so there is no run_delay to subtract from: no wait is
         // counted for this slice (the kernel's total would charge all of prev's past waits).
         (unsafe { unseen_switch_in(prev, prev_runtime) }, 0)
@@ -136,6 +142,7 @@ unsafe fn try_sched_switch<const WAIT: bool>(ctx: &BtfTracePointContext) {
     state.in_runtime_ns = unsafe { field(next, &OFF_TASK_RUNTIME) };
     if WAIT {
         state.in_run_delay_ns = unsafe { field(next, &OFF_TASK_RUN_DELAY) };
+        state.in_pcount = unsafe { field(next, &OFF_TASK_PCOUNT) };
     }
 
     let prev_state: u32 = ctx.arg(3);
@@ -185,6 +192,74 @@ unsafe fn unseen_switch_in(prev: *const u8, prev_runtime: u64) -> u64 {
     }
 }
 
+/// The slice of the task whose switch-out this CPU's program missed (`in_task`), charged to
+/// its cgroup. Exact in two cases, told apart by its `sched_info.pcount` (counted at each
+/// switch-in, after the tracepoint: it was `in_pcount + 1` once it switched in here):
+/// - not picked since: its `se.prev_sum_exec_runtime` still equals the runtime this CPU
+///   recorded at its switch-in (which a freed or reused task_struct will not match), and
+///   its runtime now is its runtime at the missed switch;
+/// - picked once since (`pcount` one higher): no runtime accrues off a CPU, so its runtime
+///   at that pick (`prev_sum_exec_runtime`) is its runtime at the missed switch.
+/// Otherwise the slice is counted as lost. Rare, so helper calls (`bpf_probe_read_kernel`:
+/// the task may be gone) are fine here.
+#[inline(always)]
+unsafe fn recover_missed_switch_out<const WAIT: bool>(
+    ctx: &BtfTracePointContext,
+    state: &mut CpuState,
+) {
+    let task = state.in_task as *const u8;
+    let read = |base: *const u8, offset: &'static u64| -> Option<u64> {
+        let at = unsafe { base.add(core::ptr::read_volatile(offset) as usize) } as *const u64;
+        unsafe { bpf_probe_read_kernel(at) }.ok()
+    };
+    let picked_at = read(task, &OFF_TASK_PICK_RUNTIME);
+    let runtime = read(task, &OFF_TASK_RUNTIME);
+    let pid = read(task, &OFF_TASK_PID).map(|v| v as u32);
+    let (Some(picked_at), Some(runtime), Some(pid)) = (picked_at, runtime, pid) else {
+        bump(Stat::MissedSwitchLost, 1);
+        return;
+    };
+    // The idle task's slice is not usage.
+    if pid == 0 {
+        return;
+    }
+    let picked_again =
+        || WAIT && read(task, &OFF_TASK_PCOUNT) == Some(state.in_pcount.wrapping_add(2));
+    let end = if picked_at == state.in_runtime_ns && runtime >= picked_at {
+        runtime
+    } else if picked_at > state.in_runtime_ns && picked_again() {
+        picked_at
+    } else {
+        bump(Stat::MissedSwitchLost, 1);
+        return;
+    };
+    let cgroup = (|| {
+        let css_set = read(task, &OFF_TASK_CGROUPS)? as *const u8;
+        let cgrp = read(css_set, &OFF_CSS_SET_DFL_CGRP)? as *const u8;
+        let kn = read(cgrp, &OFF_CGROUP_KN)? as *const u8;
+        read(kn, &OFF_KERNFS_NODE_ID)
+    })();
+    let Some(cgroup) = cgroup.filter(|c| *c != 0) else {
+        bump(Stat::MissedSwitchLost, 1);
+        return;
+    };
+    let slice = end - state.in_runtime_ns;
+    bump(Stat::MissedSwitchRecovered, 1);
+    if cgroup == state.cached_cgroup {
+        state.pending_ns += slice;
+    } else {
+        add_to_hash(
+            ctx,
+            state,
+            cgroup,
+            &CgroupTime {
+                cpu_ns: slice,
+                wait_ns: 0,
+            },
+        );
+    }
+}
+
 /// Adds `pending` to a `CGROUP_TIME` value.
 #[inline(always)]
 unsafe fn add(total: *mut CgroupTime, pending: &CgroupTime) {
@@ -206,13 +281,27 @@ fn flush(ctx: &BtfTracePointContext, state: &mut CpuState) {
     if cgroup == 0 || (pending.cpu_ns | pending.wait_ns) == 0 {
         return;
     }
+    add_to_hash(ctx, state, cgroup, &pending);
+    state.pending_ns = 0;
+    state.pending_wait_ns = 0;
+}
+
+/// Adds `pending` to `cgroup`'s `CGROUP_TIME` value. `flush_seq` is odd meanwhile, so a
+/// reader that saw this CPU's pending figures before can tell they may be in the hash now.
+#[inline(always)]
+fn add_to_hash(
+    ctx: &BtfTracePointContext,
+    state: &mut CpuState,
+    cgroup: u64,
+    pending: &CgroupTime,
+) {
     state.flush_seq += 1;
     if let Some(total) = CGROUP_TIME.get_ptr_mut(cgroup) {
-        unsafe { add(total, &pending) };
-    } else if CGROUP_TIME.insert(cgroup, pending, BPF_NOEXIST).is_err() {
+        unsafe { add(total, pending) };
+    } else if CGROUP_TIME.insert(cgroup, *pending, BPF_NOEXIST).is_err() {
         // Another CPU may have inserted the key just now; otherwise the map is full.
         if let Some(total) = CGROUP_TIME.get_ptr_mut(cgroup) {
-            unsafe { add(total, &pending) };
+            unsafe { add(total, pending) };
         } else {
             let hits = bump(Stat::CgroupMapFull, 1);
             bump(Stat::CgroupNsDropped, pending.cpu_ns);
@@ -230,8 +319,6 @@ fn flush(ctx: &BtfTracePointContext, state: &mut CpuState) {
             }
         }
     }
-    state.pending_ns = 0;
-    state.pending_wait_ns = 0;
     state.flush_seq += 1;
 }
 

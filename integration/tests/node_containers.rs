@@ -99,6 +99,13 @@ fn podman_containers_are_measured_as_jobs() {
         problems.extend(job.check(run, *count));
     }
     let log = collector.log();
+    // How each job's CPU was counted (eBPF health included): the first thing to read when
+    // a ratio is off.
+    if std::env::var_os("NODE_CONTAINERS_VERBOSE").is_some() {
+        log.lines()
+            .filter(|l| l.contains("CPU of") || l.contains("below the cgroups' own"))
+            .for_each(|l| println!("{l}"));
+    }
     if log.contains("panicked") {
         problems.push("the collector panicked".to_owned());
     }
@@ -191,7 +198,11 @@ impl Rig {
         let p = Proc::spawn(
             collector()
                 .args(["node", "--interval=500ms", "--job-grace=1500ms"])
-                .env("RUST_LOG", "info,collector::modes::node=debug")
+                .env(
+                    "RUST_LOG",
+                    std::env::var("NODE_CONTAINERS_LOG")
+                        .unwrap_or_else(|_| "info,collector::modes::node=debug".to_owned()),
+                )
                 .arg(format!("--spool-dir={}", self.spool.display()))
                 .arg(format!(
                     "--push-endpoint={}",

@@ -279,3 +279,139 @@ fn throttling_pressure_io_and_verdicts_match_the_kernel() {
     println!("top commands: {cmds:?}");
     drop(sleepers);
 }
+
+/// `some total=` of one of the cgroup's pressure files, microseconds.
+fn some_us(name: &str, file: &str) -> u64 {
+    let text = std::fs::read_to_string(cgroup2_mount().join(name).join(file)).unwrap();
+    text.lines()
+        .find(|l| l.starts_with("some "))
+        .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("total=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// The memory events the kernel counts for the cgroup: v2 `memory.events` `high`, or on
+/// hybrid hosts (v1 has no `memory.high`) `memory.failcnt`, the times the limit was hit.
+fn memory_events(name: &str) -> u64 {
+    match cgroup_v1_mount("memory") {
+        Some(v1) => std::fs::read_to_string(v1.join(name).join("memory.failcnt"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+        None => keyed(cgroup2_mount().join(name).join("memory.events"), "high"),
+    }
+}
+
+#[test]
+fn memory_beyond_its_bound_shows_events_and_pressure() {
+    if !testkit::require_root("creates memory-limited cgroups") {
+        return;
+    }
+    let layout = common::cgroup_layout();
+    println!("cgroup layout: {layout}");
+    let name = format!("memhigh-{}", std::process::id());
+    let (procs, _trees) = cgroup(&name, &["memory"]);
+    // 64 MiB: v2 `memory.high` (reclaim and throttling above it, no OOM kill); v1 has no
+    // `memory.high`, so its limit, which page cache (reclaimable) can run into safely.
+    let bound = 64u64 << 20;
+    let v1 = cgroup_v1_mount("memory");
+    match &v1 {
+        Some(v1) => std::fs::write(
+            v1.join(&name).join("memory.limit_in_bytes"),
+            bound.to_string(),
+        )
+        .unwrap(),
+        None => std::fs::write(
+            cgroup2_mount().join(&name).join("memory.high"),
+            bound.to_string(),
+        )
+        .unwrap(),
+    }
+    let sleeper = Proc::spawn(&mut in_cgroups(&procs, "sleep 600"));
+    let comm = format!("/proc/{}/comm", sleeper.child.id());
+    testkit::wait_until(DEADLINE, "the sleeper to join its cgroups", || {
+        std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep")
+    });
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let file = dir.path().join("summary.json");
+    let mut sidecar = Proc::spawn(
+        collector()
+            .args(["--interval", "500ms"])
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(&file).unwrap()),
+    );
+    testkit::wait_until(DEADLINE, "the sidecar to sample the test's cgroup", || {
+        sidecar
+            .log()
+            .lines()
+            .any(|l| l.contains("sample") && l.contains(name.as_str()))
+    });
+    let (events_before, some_before) = (memory_events(&name), some_us(&name, "memory.pressure"));
+    // 512 MiB through the page cache, eight times the bound, flushed: the cgroup reclaims
+    // its own pages all along, and its tasks stall on that reclaim.
+    let target = dir.path().join("written");
+    let mut dd = Proc::spawn(&mut in_cgroups(
+        &procs,
+        &format!(
+            "dd if=/dev/zero of={} bs=1M count=512 conv=fsync",
+            target.display()
+        ),
+    ));
+    let (status, log) = dd.wait(DEADLINE);
+    assert!(status.success(), "dd: {log}");
+    let events = memory_events(&name) - events_before;
+    let some = some_us(&name, "memory.pressure") - some_before;
+    // The final reading comes after these: the collector's figures may be a little higher.
+    sidecar.signal(libc::SIGTERM);
+    let (status, stderr) = sidecar.wait(DEADLINE);
+    assert!(status.success(), "{stderr}");
+    let summary: RunSummary = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    summary.validate().unwrap();
+    let c = summary
+        .containers
+        .iter()
+        .find(|c| c.name.contains(name.as_str()))
+        .unwrap_or_else(|| panic!("no container {name} in the summary"));
+    let detail = c.memory_detail.expect("memory detail");
+    let stall = c.pressure.and_then(|p| p.memory).expect("memory pressure");
+    println!(
+        "memory events: collector high {:?}, max {:?}; the kernel's {} {events}",
+        detail.high_events,
+        detail.max_events,
+        if v1.is_some() {
+            "memory.failcnt (v1 has no memory.high)"
+        } else {
+            "memory.events high"
+        }
+    );
+    println!(
+        "memory.pressure some: collector {:.4} s, the cgroup's {:.4} s; verdict: {}",
+        stall.some_seconds,
+        some as f64 / 1e6,
+        c.verdict.as_ref().map_or("-", |v| v.text.as_str())
+    );
+    assert!(
+        events > 0,
+        "the kernel counted no events: the test did not press"
+    );
+    let seen = if v1.is_some() {
+        assert_eq!(detail.high_events, None, "v1 has no memory.high to count");
+        detail.max_events
+    } else {
+        detail.high_events
+    };
+    let seen = seen.expect("the memory events were read");
+    assert!(
+        seen >= events && seen as f64 <= events as f64 * 1.05 + 1.0,
+        "collector {seen} vs the kernel's {events}"
+    );
+    assert!(some > 0, "the cgroup's memory.pressure did not grow");
+    let kernel = some as f64 / 1e6;
+    assert!(
+        stall.some_seconds >= kernel * 0.95 && stall.some_seconds <= kernel * 1.10 + 0.01,
+        "collector {} s vs the cgroup's {kernel} s",
+        stall.some_seconds
+    );
+    drop(sleeper);
+}

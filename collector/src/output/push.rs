@@ -263,12 +263,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_receiver_gives_up_within_the_deadline() {
-        // A port nothing listens on: bind, learn the port, close.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // A port bound but not listening, held for the whole test: connections to it are
+        // refused, and no other process can take it meanwhile (as a bind-then-close could).
+        let (_held, port) = bound_not_listening();
         let t = PushTarget::new(
             &format!("http://127.0.0.1:{port}/api/v1/metrics"),
             None,
@@ -286,6 +283,28 @@ mod tests {
             "{err}"
         );
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    /// A TCP socket bound to a free loopback port without `listen`, and that port.
+    fn bound_not_listening() -> (std::os::fd::OwnedFd, u16) {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain socket calls on a fresh descriptor, owned right after creation;
+        // the address structures are valid for their stated lengths.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let rc = libc::bind(fd, (&raw const addr).cast(), len);
+            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+            let mut got_len = len;
+            let rc = libc::getsockname(fd, (&raw mut addr).cast(), &mut got_len);
+            assert_eq!(rc, 0, "getsockname: {}", std::io::Error::last_os_error());
+            (owned, u16::from_be(addr.sin_port))
+        }
     }
 
     #[test]

@@ -267,6 +267,11 @@ impl Container {
         delta
     }
 
+    /// The smooth counter (the cgroups' own usage) at the last CPU reading.
+    pub(super) fn last_smooth_ns(&self) -> Option<u64> {
+        self.last_smooth.map(|(_, ns)| ns)
+    }
+
     /// Records one memory sample (bytes in use now) with its share of the limit.
     pub(super) fn record_memory(&mut self, bytes: u64) {
         self.memory.record(bytes as f64);

@@ -1,7 +1,10 @@
 //! Container CPU: cheap counters at every CPU tick (eBPF totals, else cgroup counters), and
 //! the /proc tick-delta fallback at the slow tick.
 
-use std::{collections::HashMap, time::Instant};
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::Instant,
+};
 
 use summary::Source;
 
@@ -22,7 +25,13 @@ impl Sampler {
         let mut waits = None;
         if let CpuSource::Ebpf(ebpf) = &mut self.cpu {
             let with_wait = ebpf.run_delay_available();
-            match ebpf.cgroup_times() {
+            // Only the containers' own cgroups: the whole map is walked at the slow tick.
+            let ids: BTreeSet<u64> = self
+                .containers
+                .values()
+                .flat_map(|c| c.cgroup_ids.iter().copied())
+                .collect();
+            match ebpf.cgroup_times_of(&ids) {
                 Ok((t, w)) => {
                     totals = Some(t.clone());
                     waits = with_wait.then(|| w.clone());
@@ -69,6 +78,9 @@ impl Sampler {
                     smooth = smooth
                         .zip(cgroupfs::read_cpu_usage_ns(&self.mounts, cg))
                         .map(|(a, b)| a + b);
+                }
+                if let Some(own) = smooth.filter(|own| *own > ns + 5_000_000) {
+                    tracing::trace!(container = %name, ebpf_ns = ns, own_counter_ns = own, gap_ns = own - ns, "eBPF total below the cgroups' own counter");
                 }
                 c.cpu_reading(reading(Source::Ebpf, ns, smooth));
                 continue;

@@ -204,3 +204,27 @@ fn a_missing_proc_root_is_an_error_not_a_crash() {
 
 #[path = "memory_tests.rs"]
 mod memory_tests;
+
+#[test]
+fn skipped_lines_reach_the_live_counter() {
+    let p = FakeProc::new();
+    // One malformed cgroup line beside a good one: the line is skipped, the process kept.
+    p.process(10, "make", 1, 10, 100, SERVICE);
+    p.write(
+        "10/cgroup",
+        "0::/system.slice/build.service\nnot a cgroup line\n",
+    );
+    let live = Arc::new(LiveMetrics::default());
+    let mut s = p.sampler(Scope::All);
+    s.cfg.live = Some(live.clone());
+    let before = procfs::skipped_lines();
+    tick(&mut s);
+    // The counter is process-wide (other tests may add to it); this sampler reports all of
+    // it at its first scan, ours included.
+    assert!(
+        live.skipped_lines.get() > before,
+        "{} reported, {before} before this scan",
+        live.skipped_lines.get()
+    );
+    assert_eq!(s.process_count(), 1);
+}

@@ -233,6 +233,7 @@ mod tests {
             in_task: 1,
             in_runtime_ns: 1,
             in_run_delay_ns: 1,
+            in_pcount: 1,
             cached_cgroup: cached,
             pending_ns: pending,
             pending_wait_ns: pending / 10,

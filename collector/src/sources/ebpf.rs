@@ -7,7 +7,7 @@
 //! `cpu.stat` and then to /proc.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     io,
     time::Duration,
 };
@@ -108,6 +108,13 @@ pub struct EbpfStats {
     pub unseen_switch_in: u64,
     /// Slices that could not be recovered (non-fair scheduling classes).
     pub slices_lost: u64,
+    /// Times the kernel skipped the program because it was already running on that CPU
+    /// (`recursion_misses` of the program's fdinfo): each is a switch not seen.
+    pub recursion_misses: u64,
+    /// Switches the program did not see whose outgoing slice was recovered, and those whose
+    /// slice was lost.
+    pub missed_switch_recovered: u64,
+    pub missed_switch_lost: u64,
     /// Entries currently in the cgroup map, and its capacity.
     pub cgroup_map_len: u64,
     pub cgroup_map_capacity: u64,
@@ -252,8 +259,23 @@ impl EbpfCpu {
         self.run_delay_available && self.probe == Probe::Accounting
     }
 
+    /// [`EbpfCpu::cgroup_times`] for some cgroups only: one map lookup each instead of a walk
+    /// of the whole map (two system calls per entry, every cgroup that ever ran), which is
+    /// what the collector's frequent CPU tick needs. The others keep their last totals.
+    pub fn cgroup_times_of(
+        &mut self,
+        ids: &BTreeSet<u64>,
+    ) -> io::Result<(&PerCgroupNs, &PerCgroupNs)> {
+        let (mut observed, _, _) = self.read_consistent(Some(ids))?;
+        observed.cpu_ns.retain(|id, _| ids.contains(id));
+        observed.wait_ns.retain(|id, _| ids.contains(id));
+        self.totals.update(&observed.cpu_ns);
+        self.wait_totals.update(&observed.wait_ns);
+        Ok((self.totals.totals(), self.wait_totals.totals()))
+    }
+
     fn read_and_update(&mut self) -> io::Result<()> {
-        let (observed, _, _) = self.read_consistent()?;
+        let (observed, _, _) = self.read_consistent(None)?;
         self.totals.update(&observed.cpu_ns);
         self.wait_totals.update(&observed.wait_ns);
         Ok(())
@@ -263,7 +285,7 @@ impl EbpfCpu {
     /// Call it every few reads; it is what keeps the map from filling on a node that creates
     /// thousands of short-lived cgroups. Returns how many entries were deleted.
     pub fn retire_dead(&mut self, is_live: impl Fn(u64) -> bool) -> io::Result<usize> {
-        let (observed, raw, cached) = self.read_consistent()?;
+        let (observed, raw, cached) = self.read_consistent(None)?;
         self.totals.update(&observed.cpu_ns);
         self.wait_totals.update(&observed.wait_ns);
         let candidates = self.totals.retirable(&raw, &cached, is_live);
@@ -316,7 +338,7 @@ impl EbpfCpu {
                 .map(|v| v.iter().sum())
                 .unwrap_or(0)
         };
-        debug_assert!((Stat::CgroupWaitNsDropped as u32) < STAT_COUNT);
+        debug_assert!((Stat::MissedSwitchLost as u32) < STAT_COUNT);
         EbpfStats {
             cgroup_map_full: sum(Stat::CgroupMapFull),
             cgroup_ns_dropped: sum(Stat::CgroupNsDropped),
@@ -325,9 +347,27 @@ impl EbpfCpu {
             exit_records: sum(Stat::ExitRecords),
             unseen_switch_in: sum(Stat::UnseenSwitchIn),
             slices_lost: sum(Stat::SliceLost),
+            recursion_misses: self.recursion_misses().unwrap_or(0),
+            missed_switch_recovered: sum(Stat::MissedSwitchRecovered),
+            missed_switch_lost: sum(Stat::MissedSwitchLost),
             cgroup_map_len: self.cgroup_ns.keys().filter(Result::is_ok).count() as u64,
             cgroup_map_capacity: u64::from(self.map_capacity),
         }
+    }
+
+    /// The attached program's `recursion_misses`, from `/proc/self/fdinfo` of its fd.
+    fn recursion_misses(&self) -> Option<u64> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let program: &BtfTracePoint = self
+            .ebpf
+            .program(self.probe.program_name())?
+            .try_into()
+            .ok()?;
+        let fd = program.fd().ok()?.as_fd().as_raw_fd();
+        let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("recursion_misses:"))
+            .and_then(|v| v.trim().parse().ok())
     }
 
     /// `run_time_ns / run_cnt` inputs of the attached program (zero unless
@@ -350,8 +390,10 @@ impl EbpfCpu {
     /// One consistent read: (totals incl. pending, map contents by cgroup (on-CPU ns), cgroups
     /// cached on some CPU). Retries a few times when a CPU flushed during the read.
     #[allow(clippy::type_complexity)]
+    /// With `only`, the hash is read for those cgroups alone.
     fn read_consistent(
         &mut self,
+        only: Option<&BTreeSet<u64>>,
     ) -> io::Result<(cpu_totals::Combined, HashMap<u64, u64>, HashSet<u64>)> {
         const ATTEMPTS: usize = 4;
         let mut attempt = 0;
@@ -359,12 +401,27 @@ impl EbpfCpu {
             attempt += 1;
             let before = self.read_cpu_states()?;
             let mut hash = Vec::new();
-            for entry in self.cgroup_ns.iter() {
-                match entry {
-                    Ok((cgroup, values)) => hash.push((cgroup, values.to_vec())),
-                    // An entry deleted while iterating (by our own retire) is not an error.
-                    Err(aya::maps::MapError::KeyNotFound) => continue,
-                    Err(e) => return Err(io::Error::other(e)),
+            match only {
+                Some(ids) => {
+                    for id in ids {
+                        match self.cgroup_ns.get(id, 0) {
+                            Ok(values) => hash.push((*id, values.to_vec())),
+                            // Not flushed yet, or retired: its total is pending or kept.
+                            Err(aya::maps::MapError::KeyNotFound) => continue,
+                            Err(e) => return Err(io::Error::other(e)),
+                        }
+                    }
+                }
+                None => {
+                    for entry in self.cgroup_ns.iter() {
+                        match entry {
+                            Ok((cgroup, values)) => hash.push((cgroup, values.to_vec())),
+                            // An entry deleted while iterating (by our own retire) is not
+                            // an error.
+                            Err(aya::maps::MapError::KeyNotFound) => continue,
+                            Err(e) => return Err(io::Error::other(e)),
+                        }
+                    }
                 }
             }
             let after = self.read_cpu_states()?;
@@ -410,7 +467,7 @@ fn kernel_offsets(raw: &[u8]) -> Result<(Vec<u64>, bool), String> {
         .map(|(global, ty, path)| match lookup(ty, path) {
             // Without CONFIG_SCHED_INFO, read a field that never changes instead: every wait
             // is then zero and CPU accounting is unaffected (see `globals::TASK_RUN_DELAY`).
-            Err(_) if *global == globals::TASK_RUN_DELAY => {
+            Err(_) if *global == globals::TASK_RUN_DELAY || *global == globals::TASK_PCOUNT => {
                 run_delay_available = false;
                 lookup("task_struct", &["start_time"])
             }
