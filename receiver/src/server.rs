@@ -156,6 +156,7 @@ async fn serve(
     let refusal = refusal_response();
     let mut accept_pause = ACCEPT_FIRST_PAUSE;
     let mut refusals = Refusals::default();
+    let mut trim = Trim::default();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -189,8 +190,11 @@ async fn serve(
                     accept_pause = (accept_pause * 2).min(ACCEPT_MAX_PAUSE);
                 }
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(_) = connections.join_next(), if !connections.is_empty() => {
+                trim.closed(connections.len());
+            }
         }
+        trim.opened(connections.len());
     }
 
     tracing::info!(
@@ -224,6 +228,47 @@ async fn serve(
     }
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Gives memory that many connections held back to the system once most of them have closed.
+/// The allocator keeps freed memory in its per-thread arenas for reuse, so after a burst of
+/// connections (or an attack of slow ones) the process would stay at its peak for good.
+#[derive(Default)]
+struct Trim {
+    /// Most connections open at once since the last trim.
+    peak: usize,
+    last: Option<std::time::Instant>,
+}
+
+impl Trim {
+    /// A burst worth trimming after.
+    const BURST: usize = 64;
+    /// At most one trim per this long: trimming walks every arena.
+    const SPACING: Duration = Duration::from_secs(1);
+
+    fn opened(&mut self, open: usize) {
+        self.peak = self.peak.max(open);
+    }
+
+    /// After a connection ended: trims (on a blocking thread) when at most a quarter of the
+    /// burst's peak is left open (at most once a second), or none.
+    fn closed(&mut self, open: usize) {
+        if self.peak < Self::BURST || open > self.peak / 4 {
+            return;
+        }
+        if open > 0 && self.last.is_some_and(|t| t.elapsed() < Self::SPACING) {
+            return;
+        }
+        tracing::debug!(
+            peak = self.peak,
+            open,
+            "returning freed connection memory to the system"
+        );
+        self.peak = open;
+        self.last = Some(std::time::Instant::now());
+        // SAFETY: malloc_trim only releases memory the allocator holds as free.
+        tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) });
+    }
 }
 
 /// One served connection, counted in `receiver_connections_open` until it is dropped (when

@@ -256,3 +256,73 @@ fn failed_accepts_are_counted_and_paced() {
         receiver.log()
     );
 }
+
+/// Resident memory of process `pid`, bytes (`VmRSS`).
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS in /proc/PID/status")
+        * 1024
+}
+
+#[test]
+fn memory_held_by_connections_is_returned_when_they_close() {
+    const CONNECTIONS: usize = 600;
+    const HEADER_BYTES: usize = 64 << 10;
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::builder(dir.path())
+        .bin(BIN)
+        .arg("--header-timeout=120s")
+        .start();
+    let pid = receiver.pid().expect("the receiver's pid");
+    let addr = receiver.addr();
+    let before = rss_bytes(pid);
+    // Each connection sends 64 KiB of one header and never ends it: the receiver buffers it
+    // all, as it must until the header is complete or times out.
+    let header = format!(
+        "GET /livez HTTP/1.1\r\nHost: x\r\nX-Padding: {}",
+        "a".repeat(HEADER_BYTES)
+    );
+    let mut open: Vec<TcpStream> = Vec::with_capacity(CONNECTIONS);
+    for _ in 0..CONNECTIONS {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(header.as_bytes()).unwrap();
+        open.push(s);
+    }
+    let grown = testkit::wait_for(
+        Duration::from_secs(60),
+        "the receiver to buffer the headers",
+        || {
+            let rss = rss_bytes(pid);
+            (rss > before + (CONNECTIONS * HEADER_BYTES / 2) as u64).then_some(rss)
+        },
+    );
+    drop(open);
+    // Closed connections give their memory back to the system, not only to the allocator.
+    let returned = testkit::wait_for(
+        Duration::from_secs(30),
+        "the receiver's memory to come back down",
+        || {
+            let rss = rss_bytes(pid);
+            (rss < before + (grown - before) / 4).then_some(rss)
+        },
+    );
+    println!(
+        "receiver RSS: {:.1} MiB before, {:.1} MiB with {CONNECTIONS} connections buffering \
+         {} KiB each, {:.1} MiB after they closed",
+        before as f64 / 1048576.0,
+        grown as f64 / 1048576.0,
+        HEADER_BYTES >> 10,
+        returned as f64 / 1048576.0
+    );
+    assert_eq!(
+        receiver
+            .try_http("GET", "/livez", None, None)
+            .map(|r| r.status == 200)
+            .ok(),
+        Some(true)
+    );
+}
