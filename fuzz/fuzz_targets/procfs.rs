@@ -1,6 +1,6 @@
 //! The `/proc` parsers on arbitrary text: `parse_pid_stat`, `parse_pid_cgroup` (with
 //! `cgroup_v2_path`, `cgroup_v1_path`, `cgroup_v1_controller_path` on its lines),
-//! `parse_net_dev`, `parse_system_stat`, `parse_meminfo`.
+//! `parse_net_dev`, `parse_system_stat`, `parse_meminfo`, `parse_schedstat`.
 //!
 //! - None of them panics, whatever the text.
 //! - A stat line that parses round-trips: the fields written back into a stat line (with the
@@ -10,11 +10,13 @@
 //!   parsed lines of the right hierarchy.
 //! - Every network device has a non-empty name; totals of `/proc/stat` and `/proc/meminfo`
 //!   are computed without overflow.
+//! - A schedstat that parses is the text's first three whitespace-separated numbers, and
+//!   written back parses to the same figures.
 #![no_main]
 
 use collector::sources::procfs::{
     CgroupLine, PidStat, cgroup_v1_controller_path, cgroup_v1_path, cgroup_v2_path, parse_meminfo,
-    parse_net_dev, parse_pid_cgroup, parse_pid_stat, parse_system_stat,
+    parse_net_dev, parse_pid_cgroup, parse_pid_stat, parse_schedstat, parse_system_stat,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -110,10 +112,25 @@ fn check_system(text: &str) {
     assert!(mem.used_bytes() <= mem.total, "{mem:?}");
 }
 
+fn check_schedstat(text: &str) {
+    let Ok(s) = parse_schedstat(text) else {
+        return;
+    };
+    let fields: Vec<u64> = text
+        .split_ascii_whitespace()
+        .take(3)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    assert_eq!(fields, [s.on_cpu_ns, s.run_delay_ns, s.timeslices]);
+    let line = format!("{} {} {}\n", s.on_cpu_ns, s.run_delay_ns, s.timeslices);
+    assert_eq!(parse_schedstat(&line), Ok(s));
+}
+
 fuzz_target!(|data: &[u8]| {
     let text = collector_fuzz::text(data);
     check_stat(&text);
     check_cgroup(&text);
     check_net_dev(&text);
     check_system(&text);
+    check_schedstat(&text);
 });

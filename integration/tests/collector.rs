@@ -291,6 +291,13 @@ const TOUCH_MEMORY: &str = env!("CARGO_BIN_EXE_touch-memory");
 /// MiB each memory-peak test touches for one second.
 const TOUCHED_MIB: [u64; 3] = [60, 140, 300];
 
+/// Reads the workload's binary into the page cache from the test's own cgroup. A cgroup is
+/// charged for the file pages it is first to read: a freshly built binary (4 MiB here) would
+/// otherwise count in the first run's peak (measured: 60 MiB touched, 65.0 MiB peak).
+fn warm_page_cache(binary: &str) {
+    std::fs::read(binary).unwrap_or_else(|e| panic!("reading {binary}: {e}"));
+}
+
 /// Checks a container's true peak against what it touched: within 5 %, from a cgroup on a
 /// hybrid host (the v1 memory twin), and the statistics' peak agreeing with it.
 #[track_caller]
@@ -321,6 +328,7 @@ fn run_reports_true_memory_peaks_within_5_percent() {
         return;
     }
     println!("cgroup layout: {}", common::cgroup_layout());
+    warm_page_cache(TOUCH_MEMORY);
     for mib in TOUCHED_MIB {
         let mib_arg = mib.to_string();
         // The default --interval (5 s) takes no slow sample during the command.
@@ -376,6 +384,7 @@ fn sidecar_reports_true_memory_peaks_within_5_percent() {
         return;
     }
     println!("cgroup layout: {}", common::cgroup_layout());
+    warm_page_cache(TOUCH_MEMORY);
     let deadline = Duration::from_secs(60);
     let names: Vec<String> = TOUCHED_MIB
         .iter()
