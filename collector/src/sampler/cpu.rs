@@ -71,13 +71,15 @@ impl Sampler {
                 let ns = c.cgroup_ids.iter().filter_map(|id| totals.get(id)).sum();
                 // The cgroups' own usage counters pace the cores samples (outermost v2
                 // ones: the counters are hierarchical); eBPF gives the exact total.
+                // Not the root's: it counts the whole machine, not the processes in it.
                 let mut smooth = Some(0u64);
                 for cg in c.cgroups.iter().filter(|cg| {
                     matches!(cg, CgroupPath::V2(_)) && !c.cgroups.iter().any(|o| cg.is_below(o))
                 }) {
-                    smooth = smooth
-                        .zip(cgroupfs::read_cpu_usage_ns(&self.mounts, cg))
-                        .map(|(a, b)| a + b);
+                    let own = (cg.path() != "/")
+                        .then(|| cgroupfs::read_cpu_usage_ns(&mut self.counters, &self.mounts, cg))
+                        .flatten();
+                    smooth = smooth.zip(own).map(|(a, b)| a + b);
                 }
                 if let Some(own) = smooth.filter(|own| *own > ns + 5_000_000) {
                     tracing::trace!(container = %name, ebpf_ns = ns, own_counter_ns = own, gap_ns = own - ns, "eBPF total below the cgroups' own counter");
@@ -95,7 +97,7 @@ impl Sampler {
             let mut sum = 0;
             let mut any = false;
             for cgroup in &c.cgroups {
-                let value = cgroupfs::read_cpu_usage_ns(&self.mounts, cgroup)
+                let value = cgroupfs::read_cpu_usage_ns(&mut self.counters, &self.mounts, cgroup)
                     .or_else(|| self.cgroup_cpu_last.get(cgroup).copied());
                 if let Some(v) = value {
                     any = true;

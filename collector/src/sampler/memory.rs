@@ -64,12 +64,7 @@ impl Sampler {
             let mut total = 0;
             let mut complete = true;
             for file in &c.memory_counters {
-                match self
-                    .reader
-                    .read(file)
-                    .ok()
-                    .and_then(|t| cgroupfs::parse_u64(&t))
-                {
+                match self.counters.read(file).and_then(cgroupfs::parse_u64) {
                     Some(v) => total += v,
                     None => complete = false,
                 }

@@ -44,6 +44,7 @@ use crate::{
     output::live::LiveMetrics,
     sources::{
         cgroupfs::{CgroupPath, Mounts},
+        counter_files::CounterFiles,
         cpu_source::CpuSource,
         procfs::{self, SystemCpu},
     },
@@ -113,6 +114,8 @@ pub struct Sampler {
     pub read_errors: u64,
     /// Reused buffer for the per-process files.
     reader: procfs::FileReader,
+    /// The cgroup counter files of the CPU tick, kept open.
+    counters: CounterFiles,
     /// Processes settled at the last scan (node mode reads their environment).
     new_at_last_scan: Vec<i32>,
     /// Processes first seen at the last scan.
@@ -172,6 +175,7 @@ impl Sampler {
             pending_threads: HashMap::new(),
             read_errors: 0,
             reader: procfs::FileReader::default(),
+            counters: CounterFiles::default(),
             new_at_last_scan: Vec::new(),
             first_seen_at_last_scan: Vec::new(),
             identities: HashMap::new(),
@@ -242,6 +246,7 @@ impl Sampler {
         let window = self.last_slow.map(|t| now.saturating_duration_since(t));
         self.last_slow = Some(now);
         self.slow_ticks += 1;
+        self.counters.new_interval();
         self.sample_system(now);
         self.scan_processes(window);
         let ended = self.mark_alive();
@@ -267,7 +272,11 @@ impl Sampler {
                 self.preexisting.extend(c.cgroups.iter().cloned());
             }
             for cgroup in &self.preexisting {
-                if let Some(v) = crate::sources::cgroupfs::read_cpu_usage_ns(&self.mounts, cgroup) {
+                if let Some(v) = crate::sources::cgroupfs::read_cpu_usage_ns(
+                    &mut self.counters,
+                    &self.mounts,
+                    cgroup,
+                ) {
                     self.cgroup_cpu_baseline.insert(cgroup.clone(), v);
                 }
             }

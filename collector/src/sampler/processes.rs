@@ -39,6 +39,8 @@ pub(super) struct Process {
     /// Ticks used since the previous scan (for the /proc CPU fallback).
     pub(super) window_ticks: u64,
     pub(super) peak_cpu_percent: f64,
+    /// Threads at the last scan.
+    pub(super) threads: u64,
     /// Resident memory at the last scan, and the most seen.
     pub(super) rss: u64,
     pub(super) peak_rss: u64,
@@ -120,6 +122,7 @@ impl Sampler {
                     p.window_ticks = ticks.saturating_sub(p.last_ticks);
                     p.last_ticks = ticks;
                     p.rss = rss;
+                    p.threads = stat.num_threads;
                     p.peak_rss = p.peak_rss.max(rss);
                     p.scans += 1;
                     // A process can move to another cgroup just after it starts (a runtime
@@ -170,6 +173,7 @@ impl Sampler {
                         // Found after the first scan: it started during the run.
                         window_ticks: if tick > 1 { ticks } else { 0 },
                         peak_cpu_percent: 0.0,
+                        threads: stat.num_threads,
                         rss,
                         peak_rss: rss,
                         seen_at_slow_tick: tick,

@@ -123,7 +123,19 @@ impl Sampler {
             if !proc_fallback.contains(&p.container) {
                 continue;
             }
-            let now = match procfs::read_process_schedstat(&self.cfg.proc_root, *pid) {
+            // A single-threaded process is its leader's file: one read, no task listing.
+            let read = if p.threads <= 1 {
+                match self.reader.read_pid(&self.cfg.proc_root, *pid, "schedstat") {
+                    Ok(Some(text)) => procfs::parse_schedstat(&text)
+                        .map(Some)
+                        .map_err(anyhow::Error::from),
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            } else {
+                procfs::read_process_schedstat(&self.cfg.proc_root, *pid)
+            };
+            let now = match read {
                 Ok(Some(s)) => s.run_delay_ns,
                 Ok(None) => continue,
                 Err(e) => {

@@ -13,6 +13,8 @@ use std::{
 
 use anyhow::Context;
 
+use super::counter_files::CounterFiles;
+
 /// Mount point of the first cgroup2 filesystem in a mountinfo text.
 pub fn cgroup2_mount_point(mountinfo: &str) -> Option<PathBuf> {
     mountinfo.lines().find_map(|line| {
@@ -275,13 +277,21 @@ pub fn parse_u64(text: &str) -> Option<u64> {
 
 /// Cumulative CPU nanoseconds of a cgroup: v2 `cpu.stat` `usage_usec`, or v1
 /// `cpuacct.usage`.
-pub fn read_cpu_usage_ns(mounts: &Mounts, cgroup: &CgroupPath) -> Option<u64> {
+/// Read through `files`, which keeps it open for the next reading.
+pub fn read_cpu_usage_ns(
+    files: &mut CounterFiles,
+    mounts: &Mounts,
+    cgroup: &CgroupPath,
+) -> Option<u64> {
     match cgroup {
         CgroupPath::V2(path) => {
-            let dir = mounts.v2_dir(path)?;
-            read_keyed(&dir.join("cpu.stat"), "usage_usec").map(|us| us.saturating_mul(1000))
+            let file = mounts.v2_dir(path)?.join("cpu.stat");
+            parse_keyed(files.read(&file)?, "usage_usec").map(|us| us.saturating_mul(1000))
         }
-        CgroupPath::V1(path) => read_u64(&mounts.v1_dir("cpuacct", path)?.join("cpuacct.usage")),
+        CgroupPath::V1(path) => {
+            let file = mounts.v1_dir("cpuacct", path)?.join("cpuacct.usage");
+            parse_u64(files.read(&file)?)
+        }
     }
 }
 
@@ -413,8 +423,9 @@ mod tests {
             .find_map(|l| l.split_once(":cpuacct").map(|(_, rest)| rest))
             .and_then(|rest| rest.split_once(':').map(|(_, p)| p));
         // The v2 hierarchy has cpu.stat on pure v2 hosts; hybrid hosts count in cpuacct.
-        let cpu = read_cpu_usage_ns(&m, &CgroupPath::V2(v2.to_owned()))
-            .or_else(|| read_cpu_usage_ns(&m, &CgroupPath::V1(v1?.to_owned())));
+        let files = &mut CounterFiles::default();
+        let cpu = read_cpu_usage_ns(files, &m, &CgroupPath::V2(v2.to_owned()))
+            .or_else(|| read_cpu_usage_ns(files, &m, &CgroupPath::V1(v1?.to_owned())));
         let layout = if m.v1.is_empty() { "pure v2" } else { "hybrid" };
         assert!(
             cpu.is_some_and(|ns| ns > 0),

@@ -4,6 +4,7 @@
 //!   processes and malformed lines.
 //! - [`cgroupfs`]: cgroup mounts (from mountinfo), typed cgroup paths, cgroup ids, and the
 //!   memory and CPU counters of a cgroup (v2, or v1 on hybrid hosts).
+//! - [`counter_files`]: the cgroup counter files read at every CPU tick, kept open.
 //! - [`ebpf`]: the eBPF loader, the only module that touches aya (load, attach, read maps).
 //! - [`btf`]: a minimal BTF reader that finds kernel struct member offsets for the program.
 //! - [`cpu_totals`]: pure bookkeeping over the eBPF maps (consistent reads, monotonic
@@ -13,6 +14,7 @@
 
 pub mod btf;
 pub mod cgroupfs;
+pub mod counter_files;
 pub mod cpu_source;
 pub mod cpu_totals;
 pub mod ebpf;
