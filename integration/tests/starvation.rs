@@ -415,3 +415,78 @@ fn memory_beyond_its_bound_shows_events_and_pressure() {
     );
     drop(sleeper);
 }
+
+/// `collector run` over two CPU-bound shells pinned to one CPU: each runs half the time and
+/// waits the other half, so the run-queue wait is about the CPU time (share about 0.5), and
+/// the verdict says the job was CPU-starved by waiting. From eBPF by default; from
+/// `/proc/PID/schedstat` with `--cpu-source cgroup` (no eBPF), which says so in `source`.
+#[test]
+fn run_queue_wait_of_two_burners_on_one_cpu() {
+    if !testkit::require_root("creates the command's cgroup") {
+        return;
+    }
+    let cpu = std::thread::available_parallelism().map_or(0, |n| n.get() - 1);
+    let burner = format!("taskset -c {cpu} timeout 1.5 sh -c 'while :; do :; done'");
+    let script = format!("{burner} & {burner}; wait; true");
+    for (args, source) in [
+        (&[][..], summary::Source::Ebpf),
+        (
+            &["--cpu-source", "cgroup", "--interval", "200ms"][..],
+            summary::Source::Proc,
+        ),
+    ] {
+        let out = collector()
+            .arg("run")
+            .args(args)
+            .args(["--json", "--", "sh", "-c", &script])
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let summary: RunSummary = serde_json::from_slice(&out.stdout).unwrap();
+        summary.validate().unwrap();
+        let c = &summary.containers[0];
+        let wait = c
+            .run_queue_wait
+            .unwrap_or_else(|| panic!("no run_queue_wait with {args:?}: {c:?}\n{stderr}"));
+        let v = c.verdict.as_ref().unwrap();
+        println!(
+            "{args:?}: wait {:.3} s ({:?}), CPU {:.3} s, share {:.3}; verdict: {}",
+            wait.seconds, wait.source, c.cpu_seconds, wait.share, v.text
+        );
+        // A machine that cannot load eBPF skips the first case (and fails it under CI).
+        if source == summary::Source::Ebpf
+            && c.cpu_source != summary::Source::Ebpf
+            && !testkit::require_ebpf("measures run-queue wait with eBPF", || {
+                Err(format!(
+                    "the collector measured CPU from {:?}",
+                    c.cpu_source
+                ))
+            })
+        {
+            continue;
+        }
+        assert_eq!(wait.source, source, "{c:?}");
+        // eBPF sees every slice; the scans miss the tail after the last one (at most 200 ms
+        // of 1.5 s) and the shells' own short lives.
+        let low = if source == summary::Source::Ebpf {
+            0.4
+        } else {
+            0.3
+        };
+        assert!(
+            (low..=0.6).contains(&wait.share),
+            "share {} with {args:?}",
+            wait.share
+        );
+        assert!(v.starved && v.text.contains("waiting for a CPU"), "{v:?}");
+        // One of the two always waits: PSI `some` for most of the run. Run mode reads its
+        // cgroup once more after the command exits, so this holds for a command shorter
+        // than an interval too.
+        if cgroup2_mount().join("cpu.pressure").exists() {
+            let some = c.pressure.and_then(|p| p.cpu).map(|s| s.some_share);
+            assert!(some.is_some_and(|s| s >= 0.5), "CPU pressure {some:?}");
+        }
+    }
+}

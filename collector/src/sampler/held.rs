@@ -17,7 +17,16 @@ use crate::{
 
 impl Sampler {
     pub(super) fn sample_held(&mut self, now: Instant) {
-        let live: Vec<ContainerName> = self.live_containers().into_iter().cloned().collect();
+        let mut live: Vec<ContainerName> = self.live_containers().into_iter().cloned().collect();
+        // Run mode's own cgroup is read to the end, the final reading after its command
+        // exited included: a command shorter than an interval has only that one.
+        live.extend(
+            self.containers
+                .iter()
+                .filter(|(name, c)| !c.memory_pinned.is_empty() && !live.contains(name))
+                .map(|(name, _)| name.clone())
+                .collect::<Vec<_>>(),
+        );
         for name in live {
             let twins: Vec<CgroupPath> = self
                 .processes
@@ -39,8 +48,9 @@ impl Sampler {
                 if reading == HeldCounters::default() {
                     continue;
                 }
-                // Counters of a cgroup found at the first scan started before the run.
-                let first = self.slow_ticks <= 1;
+                // Counters of a cgroup found at the first scan started before the run, but
+                // for run mode's own cgroups (pinned), which the run made: they start at 0.
+                let first = self.slow_ticks <= 1 && !c.memory_pinned.contains(&cg);
                 c.held_base.entry(cg.clone()).or_insert(if first {
                     reading
                 } else {
