@@ -27,6 +27,7 @@ pub mod merge;
 pub mod sizing;
 pub mod starvation;
 pub mod time;
+pub mod timeline;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -158,6 +159,9 @@ pub struct RunSummary {
     /// Was the job held back: its containers' verdicts in one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<starvation::Verdict>,
+    /// The run over time, per container (see [`timeline`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<timeline::Timeline>,
 }
 
 impl Default for RunSummary {
@@ -178,6 +182,7 @@ impl Default for RunSummary {
             collector: None,
             top_commands: Vec::new(),
             verdict: None,
+            timeline: None,
         }
     }
 }

@@ -19,6 +19,16 @@ pub fn merge_runs(earlier: &RunSummary, later: &RunSummary) -> RunSummary {
             .map(|d| d.as_secs_f64())
             .unwrap_or(out.duration_seconds);
     }
+    out.timeline = match (&earlier.timeline, &later.timeline) {
+        (Some(a), Some(b)) => {
+            let offset = crate::time::parse_rfc3339(&earlier.start_time)
+                .zip(crate::time::parse_rfc3339(&later.start_time))
+                .and_then(|(a, b)| b.duration_since(a).ok())
+                .map_or(earlier.duration_seconds, |d| d.as_secs_f64());
+            Some(crate::timeline::merge(a, b, offset))
+        }
+        (a, b) => b.clone().or_else(|| a.clone()),
+    };
     // Counters saturate: a hostile or corrupt piece must not overflow (found by fuzzing).
     out.sample_count = earlier.sample_count.saturating_add(later.sample_count);
     let mut histograms = later.histograms.clone().unwrap_or_default();

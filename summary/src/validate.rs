@@ -109,6 +109,7 @@ impl ValidationError {
 }
 
 mod starvation_fields;
+mod timeline_fields;
 
 type Result<T = ()> = std::result::Result<T, ValidationError>;
 
@@ -536,6 +537,9 @@ impl RunSummary {
         starvation_fields::commands(&p("top_commands"), &self.top_commands)?;
         if let Some(v) = &self.verdict {
             starvation_fields::verdict(&p("verdict"), v)?;
+        }
+        if let Some(t) = &self.timeline {
+            timeline_fields::timeline(&p("timeline"), t)?;
         }
         histograms(
             &p("histograms"),

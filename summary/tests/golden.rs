@@ -6,6 +6,7 @@
 use summary::starvation::{
     CommandSummary, DiskIo, MemoryDetail, Pressure, RunQueueWait, Stall, Throttling, Verdict,
 };
+use summary::timeline::{ContainerTimeline, Timeline};
 use summary::{
     Accumulator, CollectorInfo, ContainerSummary, Limits, NetworkSummary, ProcessSummary,
     RunSummary, SCALE_BYTES, SCALE_CORES, SCALE_PERCENT, SCHEMA_VERSION, Source, Stats, StoredRun,
@@ -181,6 +182,19 @@ fn expected() -> StoredRun {
                 starved: true,
                 by: vec!["cpu".into(), "memory".into()],
                 text: "runner: CPU-starved for 20 % of the run".into(),
+            }),
+            timeline: Some(Timeline {
+                bucket_seconds: 0.4,
+                containers: vec![ContainerTimeline {
+                    name: "runner".into(),
+                    start_seconds: 0.0,
+                    cpu_millicores: vec![0, 1500, 2000],
+                    cpu_millicores_max: vec![0, 2000, 2000],
+                    memory_mib: vec![10, 200, 380],
+                    memory_mib_max: vec![12, 260, 400],
+                    network_kib_per_sec: vec![0, 64, 64],
+                    disk_kib_per_sec: Vec::new(),
+                }],
             }),
         },
     }

@@ -6,6 +6,7 @@
 //! - [`live`]: live per-container metrics for Prometheus (`--metrics-addr`).
 //! - [`report`]: the table `collector run` and `collector show` print.
 
+pub mod chart;
 pub mod file;
 pub mod live;
 pub mod push;

@@ -150,6 +150,7 @@ pub fn table(headline: &str, s: &RunSummary) -> String {
         let mark = if v.starved { "STARVED" } else { "not starved" };
         let _ = writeln!(out, "\nJob: {mark}: {}", v.text);
     }
+    out.push_str(&super::chart::timeline_chart(s.timeline.as_ref()));
     if !s.top_commands.is_empty() {
         let _ = writeln!(
             out,

@@ -6,7 +6,10 @@ use std::{
     time::Instant,
 };
 
-use summary::{Accumulator, Limits, SCALE_BYTES, SCALE_CORES, SCALE_PERCENT, Source};
+use summary::{
+    Accumulator, Limits, SCALE_BYTES, SCALE_CORES, SCALE_PERCENT, Source,
+    timeline::{Series, TimelineBuilder},
+};
 
 use crate::{
     output::live::{self, ContainerLabels, LiveMetrics},
@@ -100,7 +103,14 @@ pub(super) struct Container {
     pub(super) commands: HashMap<String, CommandAgg>,
     /// Run-queue wait over the run.
     pub(super) wait: super::wait::Wait,
+    /// Its figures over time, from when it was first seen.
+    pub(super) timeline: TimelineBuilder,
+    pub(super) first_seen: Instant,
+    pub(super) first_seen_wall: std::time::SystemTime,
 }
+
+/// Width of a timeline bucket to begin with: the default CPU interval.
+const TIMELINE_START_WIDTH: f64 = 0.1;
 
 /// Major faults, `high` and `max` events of a memory cgroup, cumulative.
 pub(super) type MemoryEvents = [Option<u64>; 3];
@@ -204,6 +214,9 @@ impl Container {
             mem_events: HashMap::new(),
             commands: HashMap::new(),
             wait: super::wait::Wait::default(),
+            timeline: TimelineBuilder::new(TIMELINE_START_WIDTH),
+            first_seen: Instant::now(),
+            first_seen_wall: std::time::SystemTime::now(),
         }
     }
 
@@ -227,12 +240,19 @@ impl Container {
             let window = now.saturating_duration_since(then);
             if !window.is_zero() {
                 let (shown, _) = rates::cap_window(rates::counter_delta(prev, value), window, cpus);
-                self.record_cores(rates::cores_from_ns(shown, window));
+                self.record_cores(now, rates::cores_from_ns(shown, window));
             }
         }
     }
 
-    fn record_cores(&mut self, cores: f64) {
+    /// A figure of the timeline, read at `at`.
+    pub(super) fn timeline_at(&mut self, series: Series, at: Instant, value: f64) {
+        let t = at.saturating_duration_since(self.first_seen).as_secs_f64();
+        self.timeline.record(series, t, value);
+    }
+
+    fn record_cores(&mut self, now: Instant, cores: f64) {
+        self.timeline_at(Series::Cpu, now, cores);
         self.cpu_cores.record(cores);
         self.last_cores = Some(cores);
         if let Some(limit) = self.limits.and_then(|l| l.cpu_cores).filter(|l| *l > 0.0) {
@@ -261,7 +281,7 @@ impl Container {
         let (shown, carry) = rates::cap_window(delta + self.carry_ns, window, cpus);
         self.carry_ns = carry;
         if sample {
-            self.record_cores(rates::cores_from_ns(shown, window));
+            self.record_cores(now, rates::cores_from_ns(shown, window));
         }
         self.last_cpu = Some((now, cumulative_ns));
         delta
@@ -274,6 +294,7 @@ impl Container {
 
     /// Records one memory sample (bytes in use now) with its share of the limit.
     pub(super) fn record_memory(&mut self, bytes: u64) {
+        self.timeline_at(Series::Memory, Instant::now(), bytes as f64);
         self.memory.record(bytes as f64);
         self.last_memory = Some(bytes);
         if let Some(limit) = self.limits.and_then(|l| l.memory_bytes).filter(|l| *l > 0) {

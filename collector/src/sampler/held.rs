@@ -4,7 +4,10 @@
 
 use std::time::Instant;
 
-use summary::starvation::{DiskIo, MemoryDetail, Pressure, Stall, Throttling};
+use summary::{
+    starvation::{DiskIo, MemoryDetail, Pressure, Stall, Throttling},
+    timeline::Series,
+};
 
 use super::{Sampler, container::Container, grouping::ContainerName, memory::distinct_roots};
 use crate::{
@@ -88,8 +91,13 @@ impl Sampler {
                 if let Some((then, pr, pw)) = c.last_io {
                     let dt = now.saturating_duration_since(then).as_secs_f64();
                     if dt > 0.0 {
-                        c.read_rate.record(r.saturating_sub(pr) as f64 / dt);
-                        c.write_rate.record(w.saturating_sub(pw) as f64 / dt);
+                        let (read, written) = (
+                            r.saturating_sub(pr) as f64 / dt,
+                            w.saturating_sub(pw) as f64 / dt,
+                        );
+                        c.read_rate.record(read);
+                        c.write_rate.record(written);
+                        c.timeline_at(Series::Disk, now, read + written);
                     }
                 }
                 c.last_io = Some((now, r, w));

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use summary::Source;
+use summary::{Source, timeline::Series};
 
 use super::{Sampler, grouping::ContainerName, rates::CounterRate};
 use crate::sources::procfs;
@@ -66,6 +66,7 @@ impl Sampler {
                 if let (Some(r), Some(t)) = (rx_rate, tx_rate) {
                     c.rx_rate.record(r);
                     c.tx_rate.record(t);
+                    c.timeline_at(Series::Network, std::time::Instant::now(), r + t);
                 }
             }
         }

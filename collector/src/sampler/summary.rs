@@ -131,6 +131,19 @@ impl Sampler {
             collector: Some(info),
             top_commands: self.top_commands(&wanted),
             verdict,
+            timeline: summary::timeline::assemble(
+                self.containers
+                    .iter()
+                    .filter(|(name, _)| wanted(name.as_str()))
+                    .map(|(name, c)| {
+                        let start = c
+                            .first_seen_wall
+                            .duration_since(system.start)
+                            .unwrap_or_default()
+                            .as_secs_f64();
+                        (name.as_str(), &c.timeline, start)
+                    }),
+            ),
         }
     }
 }
