@@ -511,3 +511,73 @@ fn a_steady_burner_samples_one_core_with_every_cpu_source() {
         }
     }
 }
+
+/// A run of a known shape (idle, then two cores, then 200 MiB held, then idle) has a
+/// timeline whose buckets show those phases at their times.
+#[test]
+fn the_timeline_shows_the_phases_of_a_run() {
+    if !testkit::require_root("creates the command's cgroup") {
+        return;
+    }
+    warm_page_cache(TOUCH_MEMORY);
+    let burn = "timeout 1.5 sh -c 'while :; do :; done'";
+    let script = format!("sleep 1; {burn} & {burn}; wait; {TOUCH_MEMORY} 200 1; sleep 1");
+    let out = run_collector(&["run", "--json", "--", "sh", "-c", &script], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary: RunSummary = serde_json::from_slice(&out.stdout).unwrap();
+    summary.validate().unwrap();
+    let t = summary.timeline.as_ref().expect("a timeline");
+    let c = &t.containers[0];
+    let w = t.bucket_seconds;
+    // The buckets wholly inside [from, to] seconds of the run.
+    let window = |series: &[u32], from: f64, to: f64| -> Vec<u32> {
+        let first = ((from - c.start_seconds) / w).ceil().max(0.0) as usize;
+        let last = ((to - c.start_seconds) / w).floor() as usize;
+        series
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| (first..last).contains(i))
+            .map(|(_, v)| *v)
+            .collect()
+    };
+    let end = summary.duration_seconds;
+    let idle = window(&c.cpu_millicores, 0.2, 0.8);
+    let busy = window(&c.cpu_millicores, 1.3, 2.3);
+    let after = window(&c.cpu_millicores, end - 0.8, end - 0.2);
+    let before = window(&c.memory_mib_max, 0.2, 0.8);
+    // The peak's bucket: after the burners (touching 200 MiB takes a while in a debug build).
+    let (peak_at, peak) = c
+        .memory_mib_max
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, v)| **v)
+        .map(|(i, v)| (c.start_seconds + i as f64 * w, *v))
+        .unwrap();
+    println!(
+        "bucket {w} s, {} points over {end:.2} s; cpu idle {idle:?}, busy {busy:?}, after {after:?}; \
+         memory before {before:?}, peak {peak} MiB at {peak_at:.1} s",
+        c.len()
+    );
+    // Other tests run beside this one: two cores' worth is not guaranteed, half a core is.
+    assert!(
+        !idle.is_empty() && idle.iter().all(|m| *m < 300),
+        "{idle:?}"
+    );
+    assert!(
+        !busy.is_empty() && busy.iter().all(|m| *m > 500),
+        "{busy:?}"
+    );
+    assert!(
+        !after.is_empty() && after.iter().all(|m| *m < 300),
+        "{after:?}"
+    );
+    assert!(
+        !before.is_empty() && before.iter().all(|m| *m < 50),
+        "{before:?}"
+    );
+    assert!(
+        peak >= 190 && peak_at >= 2.5 - w,
+        "{peak} MiB at {peak_at} s"
+    );
+}
