@@ -476,11 +476,16 @@ fn run_counts_a_command_shorter_than_the_first_scan() {
 /// core, not the right total in lumps (eBPF totals move when a task switches out, which a
 /// lone task seldom does: 0.09 cores at p50 and 2.0 at p75 before the cgroup's own counter
 /// paced the samples).
+/// Tests that measure CPU-bound workloads take turns: one's burners would starve the other's
+/// (cargo runs a file's tests in parallel).
+static CPU_BOUND: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_steady_burner_samples_one_core_with_every_cpu_source() {
     if !testkit::require_root("creates the command's cgroup") {
         return;
     }
+    let _turn = CPU_BOUND.lock().unwrap_or_else(|e| e.into_inner());
     println!("cgroup layout: {}", common::cgroup_layout());
     for source in ["auto", "cgroup"] {
         let out = run_collector(
@@ -519,6 +524,7 @@ fn the_timeline_shows_the_phases_of_a_run() {
     if !testkit::require_root("creates the command's cgroup") {
         return;
     }
+    let _turn = CPU_BOUND.lock().unwrap_or_else(|e| e.into_inner());
     warm_page_cache(TOUCH_MEMORY);
     let burn = "timeout 1.5 sh -c 'while :; do :; done'";
     let script = format!("sleep 1; {burn} & {burn}; wait; {TOUCH_MEMORY} 200 1; sleep 1");

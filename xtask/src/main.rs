@@ -171,7 +171,8 @@ fn build_ebpf(route: Route) -> Result<PathBuf> {
 /// Debian packages the tests use: curl (the end-to-end test follows the seed README's curl
 /// commands), iproute2, prometheus (a real Prometheus and promtool for the live metrics),
 /// python3-venv (the manifest validators run in a project-local virtualenv), podman with runc
-/// and busybox-static (real containers as jobs in the node test; crun refuses hybrid cgroups).
+/// and busybox-static (real containers as jobs in the node test; crun refuses hybrid cgroups),
+/// chromium (the Markdown report's Mermaid charts are rendered in it, headless).
 const TEST_DEBS: &[&str] = &[
     "curl",
     "iproute2",
@@ -180,10 +181,12 @@ const TEST_DEBS: &[&str] = &[
     "podman",
     "runc",
     "busybox-static",
+    "chromium",
 ];
 
 fn test(route: Route) -> Result<()> {
     util::ensure_debs(TEST_DEBS)?;
+    util::ensure_mermaid()?;
     let object = build_ebpf(route)?;
     step("cargo fmt --check");
     run(util::cargo().args(["fmt", "--all", "--check"]))?;

@@ -235,6 +235,39 @@ pub fn wait_for<T>(
     }
 }
 
+/// The Mermaid library the Markdown report's test renders charts with, in headless Chromium:
+/// the npm package `mermaid`, installed into `target/mermaid/` (once; a second run only
+/// checks the file). npm comes with the machine's Node.js, else from Debian.
+pub fn ensure_mermaid() -> Result<()> {
+    let dir = root().join("target/mermaid");
+    if dir
+        .join("node_modules/mermaid/dist/mermaid.min.js")
+        .is_file()
+    {
+        return Ok(());
+    }
+    if which("npm").is_none() {
+        ensure_debs(&["npm"])?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    step(
+        "npm install mermaid@11 into target/mermaid (output in target/xtask-logs/npm-mermaid.log)",
+    );
+    run_logged(
+        Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                &dir.to_string_lossy(),
+                "mermaid@11",
+            ])
+            .current_dir(&dir),
+        "npm-mermaid",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

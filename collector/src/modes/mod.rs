@@ -24,9 +24,9 @@ use crate::settings::{
 
 /// Runs the mode the command line asks for.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Some(Command::Show { file }) = &cli.command {
+    if let Some(Command::Show { file, markdown }) = &cli.command {
         // Reads a file; needs nothing of the machine.
-        return show::show(file.as_deref());
+        return show::show(file.as_deref(), *markdown);
     }
     if let Some(Command::Size(args)) = &cli.command {
         return size::size(args);

@@ -14,7 +14,7 @@ use summary::MetricsPush;
 
 use super::runner::{Ended, Measure, OnSignal, Runner};
 use crate::{
-    output::{push, report},
+    output::{markdown, push, report},
     sampler::{Scope, grouping::ContainerName},
     settings::{Settings, cli::RunArgs},
     sources::{
@@ -125,11 +125,16 @@ pub async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> 
     drop(cgroup);
     drop(memory_v1);
     let summary = runner.sampler.summary(runner.sampler.collector_info("run"));
+    let headline = report::run_headline(&display_command(&args.command), status, &summary);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if args.markdown {
+        print!("{}", markdown::report(headline.trim(), &summary));
     } else {
-        let headline = report::run_headline(&display_command(&args.command), status, &summary);
         print!("{}", report::table(&headline, &summary));
+    }
+    if let Some(path) = &args.markdown_file {
+        append_report(path, &markdown::report(headline.trim(), &summary));
     }
     let push = MetricsPush {
         execution: settings.identity.clone(),
@@ -138,6 +143,24 @@ pub async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> 
     let file = settings.common.summary_file.as_deref();
     push::deliver(settings.push.as_ref(), file, push, false).await?;
     Ok(exit_code(status))
+}
+
+/// Appends the Markdown report to `path` (a job summary file): a failure is logged, never
+/// the run's failure.
+fn append_report(path: &std::path::Path, report: &str) {
+    use std::io::Write;
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(format!("{report}\n").as_bytes()));
+    match written {
+        Ok(()) => tracing::info!("Markdown report appended to {}", path.display()),
+        Err(e) => tracing::error!(
+            "could not append the Markdown report to {}: {e}",
+            path.display()
+        ),
+    }
 }
 
 /// The command's status as ours: its code, or 128 + the signal that killed it.

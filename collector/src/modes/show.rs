@@ -1,11 +1,11 @@
-//! `collector show`: prints a summary as a table.
+//! `collector show`: prints a summary as a table, or as a Markdown report.
 
 use std::{path::Path, process::ExitCode};
 
 use anyhow::Context;
 use summary::{MetricsPush, RunSummary};
 
-use crate::output::report;
+use crate::output::{markdown, report};
 
 /// One run read from a JSON document: a headline naming it, its run id where known, and
 /// its summary.
@@ -82,13 +82,17 @@ pub fn parse_runs(text: &str) -> anyhow::Result<Vec<ReadRun>> {
 }
 
 /// `collector show`: a summary as a table. Accepts what [`parse_runs`] reads.
-pub fn show(file: Option<&Path>) -> anyhow::Result<ExitCode> {
+pub fn show(file: Option<&Path>, markdown: bool) -> anyhow::Result<ExitCode> {
     let runs = parse_runs(&read_input(file)?)?;
     if runs.is_empty() {
         println!("no runs");
     }
     for run in runs {
-        print!("{}", report::table(&run.headline, &run.summary));
+        if markdown {
+            print!("{}", markdown::report(run.headline.trim(), &run.summary));
+        } else {
+            print!("{}", report::table(&run.headline, &run.summary));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,5 +9,6 @@
 pub mod chart;
 pub mod file;
 pub mod live;
+pub mod markdown;
 pub mod push;
 pub mod report;

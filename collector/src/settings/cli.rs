@@ -55,6 +55,9 @@ pub enum Command {
     Show {
         /// JSON file to read; `-` or nothing reads standard input.
         file: Option<PathBuf>,
+        /// Print a Markdown report (tables, verdicts, Mermaid charts) instead of the table.
+        #[arg(long)]
+        markdown: bool,
     },
     /// What a job should get (CPU request, memory request and limit, per container and for
     /// the job), from local summaries of its runs: `run --json` output, summary files or
@@ -114,6 +117,14 @@ pub struct RunArgs {
     /// Print the JSON summary instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Print a Markdown report instead of a table (for a CI job summary or a comment): the
+    /// table, the verdicts, the top commands, and CPU and memory over time as Mermaid charts.
+    #[arg(long, conflicts_with = "json")]
+    pub markdown: bool,
+    /// Append that Markdown report to this file, as well as printing the table (for
+    /// example `--markdown-file "$GITHUB_STEP_SUMMARY"`, or Forgejo's equivalent).
+    #[arg(long, value_name = "PATH")]
+    pub markdown_file: Option<PathBuf>,
     /// Container name in the summary (default: the command's file name).
     #[arg(long)]
     pub name: Option<String>,
