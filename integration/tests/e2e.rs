@@ -165,6 +165,21 @@ fn seed_local_section_end_to_end() {
     // Through the shared types, too.
     let runs: Vec<StoredRun> = serde_json::from_value(json).unwrap();
     runs[0].payload.validate().unwrap();
+    // The timeline went to the receiver and came back: every container that has one.
+    let timeline = runs[0].payload.timeline.as_ref().expect("a timeline");
+    let bytes = serde_json::to_string(timeline).unwrap().len();
+    println!(
+        "timeline: {} containers, {} points of {} s, {bytes} bytes of JSON",
+        timeline.containers.len(),
+        timeline
+            .containers
+            .iter()
+            .map(|c| c.len())
+            .max()
+            .unwrap_or(0),
+        timeline.bucket_seconds
+    );
+    assert!(timeline.containers.iter().all(|c| !c.is_empty()));
 
     // The Docker Compose section's query form: the repository percent-encoded.
     let (status, body) = curl(&[

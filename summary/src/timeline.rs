@@ -431,6 +431,12 @@ mod tests {
         }
         let t = assemble(builders.iter().map(|(n, b)| (n.as_str(), b, 0.0))).unwrap();
         let json = serde_json::to_string(&t).unwrap();
+        println!(
+            "two hours, five containers: {} points of {} s each, {} bytes of JSON",
+            t.containers[0].len(),
+            t.bucket_seconds,
+            json.len()
+        );
         assert!(json.len() <= 64 << 10, "{} bytes", json.len());
     }
 }
