@@ -296,6 +296,45 @@ mod tests {
     }
 
     #[test]
+    fn timelines_of_two_pieces_line_up_in_time() {
+        use crate::timeline::{ContainerTimeline, Timeline};
+        let piece = |start: &str, end: &str, cores: u32| RunSummary {
+            timeline: Some(Timeline {
+                bucket_seconds: 4.0,
+                containers: vec![ContainerTimeline {
+                    name: "runner".into(),
+                    cpu_millicores: vec![cores; 2],
+                    cpu_millicores_max: vec![cores; 2],
+                    memory_mib: vec![1; 2],
+                    memory_mib_max: vec![1; 2],
+                    ..Default::default()
+                }],
+            }),
+            ..run(start, end, &[1.0], 1.0)
+        };
+        // The collector was down from 8 s to 12 s: the later piece's points start at 12 s.
+        let a = piece("2026-01-01T00:00:00.000Z", "2026-01-01T00:00:08.000Z", 1000);
+        let b = piece("2026-01-01T00:00:12.000Z", "2026-01-01T00:00:20.000Z", 3000);
+        let m = merge_runs(&a, &b);
+        let t = m.timeline.as_ref().expect("a merged timeline");
+        assert_eq!(t.bucket_seconds, 4.0);
+        assert_eq!(
+            t.containers[0].cpu_millicores,
+            [1000, 1000, 1000, 3000, 3000]
+        );
+        m.validate_at(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000))
+            .unwrap();
+        // One piece without a timeline (an older collector before the restart) keeps the other's.
+        let old = run(
+            "2026-01-01T00:00:00.000Z",
+            "2026-01-01T00:00:08.000Z",
+            &[1.0],
+            1.0,
+        );
+        assert_eq!(merge_runs(&old, &b).timeline, b.timeline);
+    }
+
+    #[test]
     fn merges_two_pieces_of_a_run() {
         let a = run(
             "2026-01-01T00:00:00.000Z",

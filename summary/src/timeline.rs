@@ -45,6 +45,13 @@ pub struct ContainerTimeline {
     pub network_kib_per_sec: Vec<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub disk_kib_per_sec: Vec<u32>,
+    /// Starvation where known, mean per bucket: run-queue wait in millicores (the tasks'
+    /// summed wait per second: 1000 is one task waiting all the time), and the share of
+    /// time some task stalled on CPU (PSI `some`), percent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run_queue_wait_millicores: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cpu_pressure_percent: Vec<u32>,
 }
 
 impl ContainerTimeline {
@@ -69,9 +76,13 @@ pub enum Series {
     Network = 2,
     /// Bytes per second.
     Disk = 3,
+    /// Run-queue wait, seconds per second.
+    Wait = 4,
+    /// Share of time some task stalled on CPU, 0 to 1.
+    CpuPressure = 5,
 }
 
-const SERIES: usize = 4;
+const SERIES: usize = 6;
 
 /// One bucket of one series.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -147,6 +158,22 @@ impl TimelineBuilder {
         s[index].add(value);
     }
 
+    /// Records `value` of `series` as holding over the whole span from `from` to `to` seconds
+    /// (a rate read every `--interval` describes the interval before it): once in every
+    /// bucket the span touches.
+    pub fn record_span(&mut self, series: Series, from: f64, to: f64, value: f64) {
+        if !(from.is_finite() && to.is_finite() && from >= 0.0 && to >= from) {
+            return;
+        }
+        while (to / self.width) as usize >= MAX_POINTS {
+            self.double();
+        }
+        let (first, last) = ((from / self.width) as usize, (to / self.width) as usize);
+        for k in first..=last {
+            self.record(series, (k as f64 + 0.5) * self.width, value);
+        }
+    }
+
     /// Records a whole bucket's mean and maximum (a point of an earlier timeline).
     fn record_point(&mut self, series: Series, t: f64, mean: f64, max: f64) {
         self.record(series, t, mean);
@@ -203,13 +230,14 @@ impl TimelineBuilder {
         let mean = |b: &Bucket| b.mean();
         let max = |b: &Bucket| (b.count > 0).then_some(b.max);
         let any = |series: Series| self.series[series as usize].iter().any(|b| b.count > 0);
-        let kib = |series: Series| {
+        let known = |series: Series, scale: f64| {
             if any(series) {
-                held(series, mean, 1024.0)
+                held(series, mean, scale)
             } else {
                 Vec::new()
             }
         };
+        let kib = |series: Series| known(series, 1024.0);
         ContainerTimeline {
             name: name.to_owned(),
             start_seconds: 0.0,
@@ -219,6 +247,8 @@ impl TimelineBuilder {
             memory_mib_max: held(Series::Memory, max, 1048576.0),
             network_kib_per_sec: kib(Series::Network),
             disk_kib_per_sec: kib(Series::Disk),
+            run_queue_wait_millicores: known(Series::Wait, 0.001),
+            cpu_pressure_percent: known(Series::CpuPressure, 0.01),
         }
     }
 }
@@ -295,6 +325,12 @@ pub fn merge(earlier: &Timeline, later: &Timeline, offset: f64) -> Timeline {
                 }
                 if let Some(v) = get(&c.disk_kib_per_sec) {
                     b.record(Series::Disk, t, v * 1024.0);
+                }
+                if let Some(v) = get(&c.run_queue_wait_millicores) {
+                    b.record(Series::Wait, t, v / 1000.0);
+                }
+                if let Some(v) = get(&c.cpu_pressure_percent) {
+                    b.record(Series::CpuPressure, t, v / 100.0);
                 }
             }
         }
@@ -401,6 +437,38 @@ mod tests {
         assert_eq!(m.containers[0].cpu_millicores_max, [1000, 4000, 4000, 2000]);
         assert_eq!(m.containers[1].name, "d");
         assert_eq!(m.containers[1].cpu_millicores, [0, 0, 0, 2000]);
+    }
+
+    #[test]
+    fn a_rate_read_every_interval_fills_the_interval() {
+        let mut b = TimelineBuilder::new(1.0);
+        b.record(Series::Cpu, 0.5, 1.0);
+        b.record(Series::Cpu, 5.5, 1.0);
+        // Read at 5 s over the 5 s before it.
+        b.record_span(Series::CpuPressure, 0.0, 4.99, 0.5);
+        b.record_span(Series::CpuPressure, 1.0, f64::NAN, 0.9);
+        b.record_span(Series::CpuPressure, 3.0, 2.0, 0.9);
+        assert_eq!(b.finish("c").cpu_pressure_percent, [50, 50, 50, 50, 50, 50]);
+        // A span past the last bucket widens the buckets first.
+        let mut b = TimelineBuilder::new(0.1);
+        b.record_span(Series::Network, 0.0, 100.0, 2048.0);
+        assert!(b.width() > 0.1 && b.finish("c").len() <= MAX_POINTS);
+    }
+
+    #[test]
+    fn starvation_series_where_known() {
+        let mut b = TimelineBuilder::new(1.0);
+        b.record(Series::Cpu, 0.5, 1.0);
+        b.record(Series::Wait, 0.5, 0.25);
+        b.record(Series::CpuPressure, 0.5, 0.4);
+        b.record(Series::Cpu, 1.5, 1.0);
+        let t = b.finish("c");
+        assert_eq!(t.run_queue_wait_millicores, [250, 250]);
+        assert_eq!(t.cpu_pressure_percent, [40, 40]);
+        let mut none = TimelineBuilder::new(1.0);
+        none.record(Series::Cpu, 0.5, 1.0);
+        let t = none.finish("c");
+        assert!(t.run_queue_wait_millicores.is_empty() && t.cpu_pressure_percent.is_empty());
     }
 
     #[test]

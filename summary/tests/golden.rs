@@ -194,6 +194,8 @@ fn expected() -> StoredRun {
                     memory_mib_max: vec![12, 260, 400],
                     network_kib_per_sec: vec![0, 64, 64],
                     disk_kib_per_sec: Vec::new(),
+                    run_queue_wait_millicores: vec![0, 500, 1000],
+                    cpu_pressure_percent: vec![0, 40, 60],
                 }],
             }),
         },

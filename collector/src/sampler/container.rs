@@ -88,6 +88,8 @@ pub(super) struct Container {
     pub(super) held_last: HashMap<CgroupPath, HeldCounters>,
     /// The totals last added to the live metrics.
     pub(super) held_published: HeldCounters,
+    /// When its held counters were last read, and their CPU pressure then (µs).
+    pub(super) held_seen: Option<(Instant, u64)>,
     /// The CPU quota of its cgroup at the last reading: `Some(None)` for none, `None`
     /// where no cpu controller says.
     pub(super) quota: Option<Option<f64>>,
@@ -206,6 +208,7 @@ impl Container {
             held_base: HashMap::new(),
             held_last: HashMap::new(),
             held_published: HeldCounters::default(),
+            held_seen: None,
             quota: None,
             read_rate: Accumulator::new(SCALE_BYTES),
             write_rate: Accumulator::new(SCALE_BYTES),
@@ -249,6 +252,12 @@ impl Container {
     pub(super) fn timeline_at(&mut self, series: Series, at: Instant, value: f64) {
         let t = at.saturating_duration_since(self.first_seen).as_secs_f64();
         self.timeline.record(series, t, value);
+    }
+
+    /// A rate of the timeline that held from `from` to `to` (read over that window).
+    pub(super) fn timeline_span(&mut self, series: Series, from: Instant, to: Instant, value: f64) {
+        let at = |i: Instant| i.saturating_duration_since(self.first_seen).as_secs_f64();
+        self.timeline.record_span(series, at(from), at(to), value);
     }
 
     fn record_cores(&mut self, now: Instant, cores: f64) {

@@ -68,6 +68,15 @@ impl Sampler {
                 c.quota = quota;
             }
             let total = held_total(c);
+            // The share of the time since the previous reading some task stalled on CPU.
+            if let (Some((then, before)), Some(some)) = (c.held_seen, total.cpu_some_us) {
+                let dt = now.saturating_duration_since(then).as_secs_f64();
+                if dt > 0.0 {
+                    let stalled = some.saturating_sub(before) as f64 / 1e6;
+                    c.timeline_span(Series::CpuPressure, then, now, (stalled / dt).min(1.0));
+                }
+            }
+            c.held_seen = total.cpu_some_us.map(|some| (now, some));
             if let Some(live) = &self.cfg.live {
                 let delta = total.growth_since(&c.held_published);
                 let secs = |us: Option<u64>| us.map(|v| v as f64 / 1e6);
@@ -97,7 +106,7 @@ impl Sampler {
                         );
                         c.read_rate.record(read);
                         c.write_rate.record(written);
-                        c.timeline_at(Series::Disk, now, read + written);
+                        c.timeline_span(Series::Disk, then, now, read + written);
                     }
                 }
                 c.last_io = Some((now, r, w));

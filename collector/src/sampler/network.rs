@@ -66,7 +66,10 @@ impl Sampler {
                 if let (Some(r), Some(t)) = (rx_rate, tx_rate) {
                     c.rx_rate.record(r);
                     c.tx_rate.record(t);
-                    c.timeline_at(Series::Network, std::time::Instant::now(), r + t);
+                    // The rates are over the window since the previous scan.
+                    let now = std::time::Instant::now();
+                    let from = now.checked_sub(period).unwrap_or(now);
+                    c.timeline_span(Series::Network, from, now, r + t);
                 }
             }
         }

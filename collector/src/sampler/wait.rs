@@ -6,9 +6,9 @@
 //! sees (live processes only: a process that lives between two scans, and a thread's wait
 //! after the last scan before it exits, are missed; the source field says `proc`).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Instant};
 
-use summary::{Source, starvation::RunQueueWait};
+use summary::{Source, starvation::RunQueueWait, timeline::Series};
 
 use super::{Sampler, container::Container, grouping::ContainerName, rates};
 use crate::sources::{cpu_source::CpuSource, procfs};
@@ -22,6 +22,8 @@ pub(super) struct Wait {
     pub(super) ns: u64,
     /// eBPF: the cumulative total of its cgroups at the previous reading.
     last_cumulative: Option<u64>,
+    /// When the previous reading was taken (for the timeline's rate).
+    last_at: Option<Instant>,
 }
 
 impl Wait {
@@ -37,6 +39,14 @@ impl Wait {
         self.last_cumulative = Some(cumulative_ns);
         self.ns += added;
         added
+    }
+
+    /// The wait added since the previous reading as a rate (seconds per second: the number
+    /// of tasks waiting on average), for the timeline; `None` at the first reading.
+    pub(super) fn rate(&mut self, at: Instant, added: u64) -> Option<(Instant, f64)> {
+        let then = self.last_at.replace(at)?;
+        let window = at.saturating_duration_since(then).as_secs_f64();
+        (window > 0.0).then(|| (then, added as f64 / 1e9 / window))
     }
 
     /// Adds growth measured elsewhere (the /proc fallback's per-process deltas).
@@ -94,6 +104,10 @@ impl Sampler {
             };
             let ns = c.cgroup_ids.iter().filter_map(|id| totals.get(id)).sum();
             let added = c.wait.cumulative(Source::Ebpf, ns);
+            let now = Instant::now();
+            if let Some((then, rate)) = c.wait.rate(now, added) {
+                c.timeline_span(Series::Wait, then, now, rate);
+            }
             if let Some(live) = live.as_deref().filter(|_| c.alive && added > 0) {
                 let id = self.identities.get(&name).unwrap_or(&self.cfg.identity);
                 let l = c.live_labels(&name, id, Source::Ebpf);
@@ -157,6 +171,10 @@ impl Sampler {
             };
             let added = growth.get(&name).copied().unwrap_or(0);
             c.wait.add(Source::Proc, added);
+            let now = Instant::now();
+            if let Some((then, rate)) = c.wait.rate(now, added) {
+                c.timeline_span(Series::Wait, then, now, rate);
+            }
             if let Some(live) = live.as_deref().filter(|_| c.alive && added > 0) {
                 let id = self.identities.get(&name).unwrap_or(&self.cfg.identity);
                 let l = c.live_labels(&name, id, Source::Proc);

@@ -47,6 +47,12 @@ pub(super) fn timeline(prefix: &str, t: &Timeline) -> Result {
             ("memory_mib_max", &c.memory_mib_max, false),
             ("network_kib_per_sec", &c.network_kib_per_sec, true),
             ("disk_kib_per_sec", &c.disk_kib_per_sec, true),
+            (
+                "run_queue_wait_millicores",
+                &c.run_queue_wait_millicores,
+                true,
+            ),
+            ("cpu_pressure_percent", &c.cpu_pressure_percent, true),
         ] {
             if series.len() != len && !(optional && series.is_empty()) {
                 return Err(invalid(
