@@ -15,6 +15,10 @@ use common::{CgroupTree, Proc, cgroup_v1_mount, cgroup2_mount, collector};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// The tests measure CPU, memory and I/O against the kernel's counters: one at a time, so
+/// one's burners are not another's starvation.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A v2 cgroup and, where v1 has them, twins in `controllers`: (cgroup.procs files, trees).
 fn cgroup(name: &str, controllers: &[&str]) -> (Vec<PathBuf>, Vec<CgroupTree>) {
     let mut dirs = vec![cgroup2_mount().join(name)];
@@ -139,11 +143,45 @@ fn in_cgroups(procs: &[PathBuf], command: &str) -> std::process::Command {
     cmd
 }
 
+/// A long-lived process in each set of cgroups (keeping its container alive to the final
+/// reading), once it has joined them.
+fn sleepers_in(cgroups: &[&[PathBuf]]) -> Vec<Proc> {
+    let sleepers: Vec<Proc> = cgroups
+        .iter()
+        .map(|p| Proc::spawn(&mut in_cgroups(p, "sleep 600")))
+        .collect();
+    for s in &sleepers {
+        let comm = format!("/proc/{}/comm", s.child.id());
+        testkit::wait_until(DEADLINE, "the sleeper to join its cgroups", || {
+            std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep")
+        });
+    }
+    sleepers
+}
+
+/// A sidecar collector writing its summary to `file`, once it samples every one of `names`.
+fn sidecar_sampling(names: &[&str], file: &std::path::Path) -> Proc {
+    let sidecar = Proc::spawn(
+        collector()
+            .args(["--interval", "500ms"])
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(file).unwrap()),
+    );
+    testkit::wait_until(DEADLINE, "the sidecar to sample the test's cgroups", || {
+        sidecar
+            .log()
+            .lines()
+            .any(|l| l.contains("sample") && names.iter().all(|n| l.contains(n)))
+    });
+    sidecar
+}
+
 #[test]
 fn throttling_pressure_io_and_verdicts_match_the_kernel() {
     if !testkit::require_root("creates cgroups with CPU quotas") {
         return;
     }
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     println!("cgroup layout: {}", common::cgroup_layout());
     let pid = std::process::id();
     let (starved, idle, writer) = (
@@ -156,33 +194,10 @@ fn throttling_pressure_io_and_verdicts_match_the_kernel() {
     let (idle_procs, _t2) = cgroup(&idle, &["cpu", "cpuacct"]);
     let (writer_procs, _t3) = cgroup(&writer, &["blkio"]);
     set_quota(&starved, 0.5);
-    // Long-lived processes keep each container alive to the final reading.
-    let sleepers: Vec<Proc> = [&starved_procs, &idle_procs, &writer_procs]
-        .iter()
-        .map(|p| Proc::spawn(&mut in_cgroups(p, "sleep 600")))
-        .collect();
-    for s in &sleepers {
-        let comm = format!("/proc/{}/comm", s.child.id());
-        testkit::wait_until(DEADLINE, "the sleeper to join its cgroups", || {
-            std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep")
-        });
-    }
+    let sleepers = sleepers_in(&[&starved_procs, &idle_procs, &writer_procs]);
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let file = dir.path().join("summary.json");
-    let mut sidecar = Proc::spawn(
-        collector()
-            .args(["--interval", "500ms"])
-            .env("RUST_LOG", "info")
-            .stdout(std::fs::File::create(&file).unwrap()),
-    );
-    testkit::wait_until(DEADLINE, "the sidecar to sample the test's cgroups", || {
-        sidecar.log().lines().any(|l| {
-            l.contains("sample")
-                && [&starved, &idle, &writer]
-                    .iter()
-                    .all(|n| l.contains(n.as_str()))
-        })
-    });
+    let mut sidecar = sidecar_sampling(&[&starved, &idle, &writer], &file);
     let (throttled_before, some_before) = (throttled_us(&starved), cpu_some_us(&starved));
     // v1 counts a cgroup's block I/O only on devices with a throttle rule: give the disk
     // under the test's directory one that never limits.
@@ -308,6 +323,7 @@ fn memory_beyond_its_bound_shows_events_and_pressure() {
     if !testkit::require_root("creates memory-limited cgroups") {
         return;
     }
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let layout = common::cgroup_layout();
     println!("cgroup layout: {layout}");
     let name = format!("memhigh-{}", std::process::id());
@@ -328,25 +344,10 @@ fn memory_beyond_its_bound_shows_events_and_pressure() {
         )
         .unwrap(),
     }
-    let sleeper = Proc::spawn(&mut in_cgroups(&procs, "sleep 600"));
-    let comm = format!("/proc/{}/comm", sleeper.child.id());
-    testkit::wait_until(DEADLINE, "the sleeper to join its cgroups", || {
-        std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep")
-    });
+    let sleepers = sleepers_in(&[&procs]);
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let file = dir.path().join("summary.json");
-    let mut sidecar = Proc::spawn(
-        collector()
-            .args(["--interval", "500ms"])
-            .env("RUST_LOG", "info")
-            .stdout(std::fs::File::create(&file).unwrap()),
-    );
-    testkit::wait_until(DEADLINE, "the sidecar to sample the test's cgroup", || {
-        sidecar
-            .log()
-            .lines()
-            .any(|l| l.contains("sample") && l.contains(name.as_str()))
-    });
+    let mut sidecar = sidecar_sampling(&[&name], &file);
     let (events_before, some_before) = (memory_events(&name), some_us(&name, "memory.pressure"));
     // 512 MiB through the page cache, eight times the bound, flushed: the cgroup reclaims
     // its own pages all along, and its tasks stall on that reclaim.
@@ -413,7 +414,7 @@ fn memory_beyond_its_bound_shows_events_and_pressure() {
         "collector {} s vs the cgroup's {kernel} s",
         stall.some_seconds
     );
-    drop(sleeper);
+    drop(sleepers);
 }
 
 /// `collector run` over two CPU-bound shells pinned to one CPU: each runs half the time and
@@ -425,6 +426,7 @@ fn run_queue_wait_of_two_burners_on_one_cpu() {
     if !testkit::require_root("creates the command's cgroup") {
         return;
     }
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let cpu = std::thread::available_parallelism().map_or(0, |n| n.get() - 1);
     let burner = format!("taskset -c {cpu} timeout 1.5 sh -c 'while :; do :; done'");
     let script = format!("{burner} & {burner}; wait; true");
@@ -470,13 +472,15 @@ fn run_queue_wait_of_two_burners_on_one_cpu() {
         assert_eq!(wait.source, source, "{c:?}");
         // eBPF sees every slice; the scans miss the tail after the last one (at most 200 ms
         // of 1.5 s) and the shells' own short lives.
+        // Each waits at least while the other runs: half its runnable time, more when
+        // anything else also wants that CPU.
         let low = if source == summary::Source::Ebpf {
-            0.4
+            0.45
         } else {
             0.3
         };
         assert!(
-            (low..=0.6).contains(&wait.share),
+            (low..=0.95).contains(&wait.share),
             "share {} with {args:?}",
             wait.share
         );

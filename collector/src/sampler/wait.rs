@@ -11,7 +11,10 @@ use std::{collections::HashMap, time::Instant};
 use summary::{Source, starvation::RunQueueWait, timeline::Series};
 
 use super::{Sampler, container::Container, grouping::ContainerName, rates};
-use crate::sources::{cpu_source::CpuSource, procfs};
+use crate::{
+    output::live::LiveMetrics,
+    sources::{cpu_source::CpuSource, procfs},
+};
 
 /// A container's run-queue wait over the run.
 #[derive(Debug, Default)]
@@ -104,15 +107,8 @@ impl Sampler {
             };
             let ns = c.cgroup_ids.iter().filter_map(|id| totals.get(id)).sum();
             let added = c.wait.cumulative(Source::Ebpf, ns);
-            let now = Instant::now();
-            if let Some((then, rate)) = c.wait.rate(now, added) {
-                c.timeline_span(Series::Wait, then, now, rate);
-            }
-            if let Some(live) = live.as_deref().filter(|_| c.alive && added > 0) {
-                let id = self.identities.get(&name).unwrap_or(&self.cfg.identity);
-                let l = c.live_labels(&name, id, Source::Ebpf);
-                live.add_run_queue_wait(&l, added as f64 / 1e9);
-            }
+            let id = self.identities.get(&name).unwrap_or(&self.cfg.identity);
+            publish(c, &name, id, live.as_deref(), Source::Ebpf, added);
         }
     }
 
@@ -171,16 +167,29 @@ impl Sampler {
             };
             let added = growth.get(&name).copied().unwrap_or(0);
             c.wait.add(Source::Proc, added);
-            let now = Instant::now();
-            if let Some((then, rate)) = c.wait.rate(now, added) {
-                c.timeline_span(Series::Wait, then, now, rate);
-            }
-            if let Some(live) = live.as_deref().filter(|_| c.alive && added > 0) {
-                let id = self.identities.get(&name).unwrap_or(&self.cfg.identity);
-                let l = c.live_labels(&name, id, Source::Proc);
-                live.add_run_queue_wait(&l, added as f64 / 1e9);
-            }
+            let id = self.identities.get(&name).unwrap_or(&self.cfg.identity);
+            publish(c, &name, id, live.as_deref(), Source::Proc, added);
         }
+    }
+}
+
+/// What a reading added goes to the timeline (as a rate over the time since the previous
+/// one) and to the live counter.
+fn publish(
+    c: &mut Container,
+    name: &ContainerName,
+    id: &summary::Execution,
+    live: Option<&LiveMetrics>,
+    source: Source,
+    added: u64,
+) {
+    let now = Instant::now();
+    if let Some((then, rate)) = c.wait.rate(now, added) {
+        c.timeline_span(Series::Wait, then, now, rate);
+    }
+    if let Some(live) = live.filter(|_| c.alive && added > 0) {
+        let l = c.live_labels(name, id, source);
+        live.add_run_queue_wait(&l, added as f64 / 1e9);
     }
 }
 
