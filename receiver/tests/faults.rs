@@ -274,29 +274,14 @@ fn generate(db: &Path, mb: usize) {
         .unwrap();
     rt.block_on(async {
         let store = Arc::new(Store::open(db, StoreOptions::default(), Arc::default()).unwrap());
-        // Pre-encoded, so encoding a run is a copy. Letters from a pseudo-random sequence:
-        // stored runs are deflated, and a repeated letter would take no room at all.
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let letters: String = (0..1 << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                char::from(b'a' + (x % 26) as u8)
-            })
-            .collect();
-        let blob = format!(r#"{{"blob":"{letters}"}}"#);
+        // Pre-encoded, so encoding a run is a copy.
+        let blob = format!(r#"{{"blob":"{}"}}"#, "x".repeat(1 << 20));
         let payload: Arc<Box<serde_json::value::RawValue>> =
             Arc::new(serde_json::value::RawValue::from_string(blob).unwrap());
-        // In waves of 64, so that at most 64 MB of runs wait in memory, until the file has
-        // `mb` MB (at most twice as many runs: 26 letters deflate to about 60 %).
-        let size = || std::fs::metadata(db).map_or(0, |m| m.len());
-        for wave in 0..(2 * mb).div_ceil(64) {
-            if size() >= (mb as u64) << 20 {
-                break;
-            }
+        // In waves of 64, so that at most 64 MB of runs wait in memory.
+        for wave in 0..mb.div_ceil(64) {
             let mut tasks = Vec::new();
-            for n in wave * 64..(wave + 1) * 64 {
+            for n in wave * 64..((wave + 1) * 64).min(mb) {
                 let (store, payload) = (store.clone(), payload.clone());
                 tasks.push(tokio::spawn(async move {
                     let execution = summary::Execution {

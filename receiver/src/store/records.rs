@@ -27,54 +27,8 @@ pub struct NewRun {
     /// `,"organization":...,"repository":...,"workflow":...,"job":...,"run_id":...`
     /// (and `,"run_attempt":...` when known).
     head: Vec<u8>,
-    /// The summary's JSON, deflated (see [`decode_value`]).
-    payload_z: Vec<u8>,
-    /// Its length before deflating.
-    payload_len: usize,
-}
-
-/// The first bytes of a stored value whose payload is deflated (schema version 3). A value
-/// of an older file starts with `{`: it is the JSON itself.
-const DEFLATED: &[u8; 2] = b"\0Z";
-
-/// Deflates `json` (fast level: this runs in the request task, for every push).
-fn deflate(json: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut z = flate2::write::DeflateEncoder::new(
-        Vec::with_capacity(json.len() / 3 + 64),
-        flate2::Compression::fast(),
-    );
-    // Writing into a Vec cannot fail.
-    let _ = z.write_all(json);
-    z.finish().unwrap_or_default()
-}
-
-/// The JSON of a stored run from its stored value: the value itself for a file of schema
-/// version 1 or 2; `DEFLATED`, the decoded length (u32 LE), the length of the JSON before
-/// the payload (u32 LE), that JSON, then the deflated payload, for version 3 (the closing
-/// `}` is added back). `None` for a value that is neither.
-pub(super) fn decode_value(value: &[u8]) -> Option<Cow<'_, [u8]>> {
-    use std::io::Read;
-    match value.first()? {
-        b'{' => Some(Cow::Borrowed(value)),
-        _ if value.starts_with(DEFLATED) => {
-            let word = |at: usize| -> Option<usize> {
-                let b: [u8; 4] = value.get(at..at + 4)?.try_into().ok()?;
-                usize::try_from(u32::from_le_bytes(b)).ok()
-            };
-            let (len, prefix_len) = (word(2)?, word(6)?);
-            let prefix = value.get(10..10 + prefix_len)?;
-            let mut out = Vec::with_capacity(len);
-            out.extend_from_slice(prefix);
-            flate2::read::DeflateDecoder::new(value.get(10 + prefix_len..)?)
-                .take(len as u64)
-                .read_to_end(&mut out)
-                .ok()?;
-            out.push(b'}');
-            (out.len() == len).then_some(Cow::Owned(out))
-        }
-        _ => None,
-    }
+    /// The summary's JSON.
+    payload: Vec<u8>,
 }
 
 /// The identity fields of a stored run, in [`summary::StoredRun`]'s order.
@@ -122,56 +76,15 @@ impl NewRun {
             dedup_key: dedup_key(&job_key, &e.run_id, &e.run_attempt, &payload),
             job_key,
             head,
-            payload_z: deflate(&payload),
-            payload_len: payload.len(),
+            payload,
         })
     }
 
-    /// The stored value for `id` received at `received_at` (see [`decode_value`]), written
-    /// into `out` of [`NewRun::value_len`] bytes. Decoded, it is the JSON of the stored run
-    /// (`received_at` comes from [`summary::time::format_unix_millis`]: digits, `-`, `:`,
-    /// `.`, `T`, `Z`, nothing to escape).
-    pub(super) fn write_value(&self, id: &[u8], received_at: &str, out: &mut [u8]) {
-        let prefix = self.prefix_parts(id, received_at);
-        let prefix_len: usize = prefix.iter().map(|p| p.len()).sum();
-        let decoded = prefix_len + self.payload_len + 1;
-        let words = [
-            u32::try_from(decoded).unwrap_or(u32::MAX).to_le_bytes(),
-            u32::try_from(prefix_len).unwrap_or(u32::MAX).to_le_bytes(),
-        ];
-        let parts = [DEFLATED.as_slice(), &words[0], &words[1]]
-            .into_iter()
-            .chain(prefix)
-            .chain([self.payload_z.as_slice()]);
-        let mut at = 0;
-        for part in parts {
-            out[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
-        }
-    }
-
-    /// The stored value's length for `id` received at `received_at`.
-    pub(super) fn value_len(&self, id: &[u8], received_at: &str) -> usize {
-        let prefix: usize = self
-            .prefix_parts(id, received_at)
-            .iter()
-            .map(|p| p.len())
-            .sum();
-        DEFLATED.len() + 8 + prefix + self.payload_z.len()
-    }
-
-    /// The value as files of schema versions 1 and 2 stored it: the run's JSON as is.
-    #[cfg(test)]
-    pub(super) fn plain_value(&self, id: &[u8], received_at: &str) -> Vec<u8> {
-        let mut out = vec![0u8; self.value_len(id, received_at)];
-        self.write_value(id, received_at, &mut out);
-        decode_value(&out)
-            .expect("a value just written decodes")
-            .into_owned()
-    }
-
-    /// The stored run's JSON before its payload.
-    fn prefix_parts<'a>(&'a self, id: &'a [u8], received_at: &'a str) -> [&'a [u8]; 6] {
+    /// The stored value's pieces for `id` received at `received_at`, in order. Their
+    /// concatenation is the JSON of the stored run (`received_at` comes from
+    /// [`summary::time::format_unix_millis`]: digits, `-`, `:`, `.`, `T`, `Z`, nothing
+    /// to escape).
+    pub(super) fn value_parts<'a>(&'a self, id: &'a [u8], received_at: &'a str) -> [&'a [u8]; 7] {
         [
             b"{\"id\":",
             id,
@@ -179,8 +92,20 @@ impl NewRun {
             b",\"received_at\":\"",
             received_at.as_bytes(),
             b"\",\"payload\":",
+            &self.payload,
         ]
     }
+}
+
+/// Writes `parts` one after the other into `out`, which is exactly as long as all of them
+/// plus a closing `}`.
+pub(super) fn write_value(parts: &[&[u8]], out: &mut [u8]) {
+    let mut at = 0;
+    for part in parts {
+        out[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    out[at] = b'}';
 }
 
 /// The [`super::schema::RUN_DEDUP`] table, open in a write transaction.
@@ -265,8 +190,7 @@ struct StoredParts<'a> {
 /// not a stored run.
 pub(super) fn dedup_of_stored(run_key: &[u8], value: &[u8]) -> Option<(Vec<u8>, u64)> {
     let job_key = run_key.get(..run_key.len().checked_sub(8)?)?;
-    let value = decode_value(value)?;
-    let parts: StoredParts<'_> = serde_json::from_slice(&value).ok()?;
+    let parts: StoredParts<'_> = serde_json::from_slice(value).ok()?;
     let received_ms = summary::time::parse_rfc3339_nanos(&parts.received_at)? / 1_000_000;
     Some((
         dedup_key(
@@ -339,41 +263,15 @@ mod tests {
     #[test]
     fn dedup_key_of_a_stored_value_is_the_pushed_one() {
         let r = run(5);
-        let at = "2026-02-06T14:30:23.056Z";
-        let mut value = vec![0u8; r.value_len(b"42", at)];
-        r.write_value(b"42", at, &mut value);
+        let parts = r.value_parts(b"42", "2026-02-06T14:30:23.056Z");
+        let mut value = vec![0u8; parts.iter().map(|p| p.len()).sum::<usize>() + 1];
+        write_value(&parts, &mut value);
         let key = super::super::schema::run_key(&r.job_key, 42);
-        // Deflated (version 3) and as is (versions 1 and 2): the same key.
-        for stored in [value.clone(), r.plain_value(b"42", at)] {
-            assert_eq!(
-                dedup_of_stored(&key, &stored),
-                Some((r.dedup_key.clone(), 1_770_388_223_056))
-            );
-        }
+        assert_eq!(
+            dedup_of_stored(&key, &value),
+            Some((r.dedup_key.clone(), 1_770_388_223_056))
+        );
         assert_eq!(dedup_of_stored(&key, b"{}"), None);
         assert_eq!(dedup_of_stored(b"short", &value), None);
-    }
-
-    #[test]
-    fn stored_values_decode_to_the_run_json_and_garbage_does_not() {
-        let r = run(7);
-        let at = "2026-02-06T14:30:23.056Z";
-        let mut value = vec![0u8; r.value_len(b"9", at)];
-        r.write_value(b"9", at, &mut value);
-        let plain = r.plain_value(b"9", at);
-        assert!(value.starts_with(DEFLATED) && plain.starts_with(b"{"));
-        let json: serde_json::Value = serde_json::from_slice(&plain).unwrap();
-        assert_eq!(json["id"], 9);
-        assert_eq!(json["received_at"], at);
-        assert_eq!(decode_value(&plain).unwrap(), plain.as_slice());
-        for bad in [
-            &b""[..],
-            b"x",
-            b"\0Z",
-            b"\0Z\xff\xff\xff\xff\x00\x00\x00\x00",
-            &value[..value.len() - 3],
-        ] {
-            assert_eq!(decode_value(bad), None, "{bad:?}");
-        }
     }
 }

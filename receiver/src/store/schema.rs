@@ -17,7 +17,7 @@ use crate::auth::canonical_repository;
 ///   is migrated at open: the index is built for the runs it holds.
 ///
 /// A file of a newer version is refused (a newer receiver wrote it).
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// Bookkeeping. Key: a name. Value: a number.
 /// - `"schema_version"`: the layout version ([`SCHEMA_VERSION`]) the file was created with.
@@ -105,13 +105,6 @@ pub(super) fn create_or_check(db: &Database) -> Result<(), StoreError> {
         let found = meta.get(META_SCHEMA)?.map(|v| v.value());
         match found {
             Some(v) if v == SCHEMA_VERSION || v == 1 => {}
-            // Version 2 stored the run's JSON as is; version 3 deflates the payload of new
-            // runs and reads both (a value says which it is), so nothing is rewritten. The
-            // number changes so that a version-2 receiver refuses the file.
-            Some(2) => {
-                meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
-                tracing::info!("database schema version 2 -> 3: new runs are stored deflated");
-            }
             Some(v) => {
                 return Err(StoreError::SchemaMismatch {
                     found: v,

@@ -12,7 +12,7 @@ use redb::{Database, Durability, ReadableTable};
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
-use super::records::{NewRun, forget, remember, stored_twin};
+use super::records::{NewRun, forget, remember, stored_twin, write_value};
 use super::recovery::{Handle, io_reason};
 use super::schema::{META, META_NEXT_ID, RUN_DEDUP, RUN_DEDUP_BY_ID, RUNS, RUNS_BY_TIME};
 use super::{Inserted, StoreError, StoreOptions};
@@ -225,15 +225,12 @@ fn commit_batch(
                     key.extend_from_slice(&(u64::MAX - id).to_be_bytes());
                     // The value goes straight into the page redb reserves for it.
                     let id_text = id.to_string();
-                    let len = run.value_len(id_text.as_bytes(), &received_at);
+                    let parts = run.value_parts(id_text.as_bytes(), &received_at);
+                    let len = parts.iter().map(|p| p.len()).sum::<usize>() + 1;
                     let len = u32::try_from(len).map_err(|_| {
                         StoreError::Db(Box::new(redb::StorageError::ValueTooLarge(len).into()))
                     })?;
-                    run.write_value(
-                        id_text.as_bytes(),
-                        &received_at,
-                        runs.insert_reserve(key.as_slice(), len)?.as_mut(),
-                    );
+                    write_value(&parts, runs.insert_reserve(key.as_slice(), len)?.as_mut());
                     by_time.insert((received_ms, id), key.as_slice())?;
                     remember(
                         &mut dedup,
