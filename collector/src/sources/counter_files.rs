@@ -80,7 +80,7 @@ impl CounterFiles {
 }
 
 /// Reads the whole file from offset 0 into `buf` (grown as needed); returns its length.
-fn read_at_start(file: &File, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+pub(crate) fn read_at_start(file: &File, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     if buf.len() < 4096 {
         buf.resize(4096, 0);
     }

@@ -51,23 +51,8 @@ pub struct FileReader {
 impl FileReader {
     /// The file's content, lossily decoded (command names may hold any bytes).
     pub fn read(&mut self, path: &Path) -> io::Result<std::borrow::Cow<'_, str>> {
-        use std::io::Read;
-        let mut file = std::fs::File::open(path)?;
-        if self.buf.len() < 4096 {
-            self.buf.resize(4096, 0);
-        }
-        let mut len = 0;
-        loop {
-            if len == self.buf.len() {
-                self.buf.resize(self.buf.len() * 2, 0);
-            }
-            let room = self.buf.len() - len;
-            let n = file.read(&mut self.buf[len..])?;
-            len += n;
-            if n == 0 || n < room {
-                break;
-            }
-        }
+        let file = std::fs::File::open(path)?;
+        let len = crate::sources::counter_files::read_at_start(&file, &mut self.buf)?;
         Ok(String::from_utf8_lossy(&self.buf[..len]))
     }
 
