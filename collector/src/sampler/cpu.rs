@@ -33,8 +33,14 @@ impl Sampler {
                 .collect();
             match ebpf.cgroup_times_of(&ids) {
                 Ok((t, w)) => {
-                    totals = Some(t.clone());
-                    waits = with_wait.then(|| w.clone());
+                    // Copies of the containers' entries only (the maps hold every cgroup).
+                    let ours = |m: &HashMap<u64, u64>| -> HashMap<u64, u64> {
+                        ids.iter()
+                            .filter_map(|id| Some((*id, *m.get(id)?)))
+                            .collect()
+                    };
+                    totals = Some(ours(t));
+                    waits = with_wait.then(|| ours(w));
                 }
                 Err(e) => {
                     self.read_errors += 1;
@@ -80,9 +86,6 @@ impl Sampler {
                         .then(|| cgroupfs::read_cpu_usage_ns(&mut self.counters, &self.mounts, cg))
                         .flatten();
                     smooth = smooth.zip(own).map(|(a, b)| a + b);
-                }
-                if let Some(own) = smooth.filter(|own| *own > ns + 5_000_000) {
-                    tracing::trace!(container = %name, ebpf_ns = ns, own_counter_ns = own, gap_ns = own - ns, "eBPF total below the cgroups' own counter");
                 }
                 c.cpu_reading(reading(Source::Ebpf, ns, smooth));
                 continue;
