@@ -17,12 +17,15 @@
 //!   the receiver's sizing endpoint, `collector size` and the backtest.
 //! - [`starvation`]: throttling, pressure, run-queue wait, disk I/O, memory detail, commands,
 //!   and the one-line verdict made from them.
+//! - [`fleet`]: the fleet view's per-run rows, per-job aggregates, job list entries and
+//!   fleet totals (the receiver's job list, history and fleet endpoints, and its web page).
 //! - [`exposition`]: the `/metrics` text shared by the collector and the receiver
 //!   (OpenMetrics for Prometheus, the classic format for everyone else).
 
 pub mod accumulator;
 pub mod duration;
 pub mod exposition;
+pub mod fleet;
 pub mod merge;
 pub mod sizing;
 pub mod starvation;
