@@ -39,4 +39,5 @@ pub mod auth;
 pub mod config;
 pub mod metrics;
 pub mod server;
+pub mod sizer;
 pub mod store;

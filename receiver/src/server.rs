@@ -136,6 +136,12 @@ async fn serve(
 
     let (closing_tx, closing_rx) = watch::channel(false);
     let clock = config.clock;
+    let sizer = tokio::spawn(state.sizer.clone().run(
+        store.clone(),
+        config.runner_classes.clone(),
+        clock,
+        closing_rx.clone(),
+    ));
     let retention = config.retention.map(|keep| {
         let store = store.clone();
         let metrics = metrics.clone();
@@ -219,6 +225,8 @@ async fn serve(
     if let Some(task) = retention {
         let _ = task.await;
     }
+    // Sizing answers not made yet are made at the next start (their jobs are stale).
+    let _ = sizer.await;
     store.close().await;
     drop(state);
     // The last reference closes the database file cleanly.

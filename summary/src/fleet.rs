@@ -323,7 +323,8 @@ fn waste(w: &Day) -> Waste {
         core_hours,
         gib_hours,
         score: core_hours + gib_hours / GIB_PER_CORE,
-        unused_share: (!shares.is_empty()).then(|| shares.iter().sum::<f64>() / shares.len() as f64),
+        unused_share: (!shares.is_empty())
+            .then(|| shares.iter().sum::<f64>() / shares.len() as f64),
     }
 }
 
@@ -403,7 +404,11 @@ impl JobEntry {
             last_run_id: newest.map(|r| r.run_id.clone()).unwrap_or_default(),
             duration_seconds: median(a.recent.iter().map(|r| r.duration_seconds).collect()),
             cpu_p95_cores: cpu_p95,
-            cpu_peak_cores: a.recent.iter().map(|r| r.cpu_peak_cores).fold(0.0, f64::max),
+            cpu_peak_cores: a
+                .recent
+                .iter()
+                .map(|r| r.cpu_peak_cores)
+                .fold(0.0, f64::max),
             memory_peak_bytes: memory_peak,
             cpu_limit_cores: cpu_limit,
             memory_limit_bytes: memory_limit,
@@ -666,7 +671,10 @@ mod tests {
         };
         let mut v = vec![mk("b", 1.0, 0), mk("a", 1.0, 3), mk("c", 5.0, 1)];
         sort(&mut v, SortBy::Waste, false);
-        assert_eq!(v.iter().map(|e| e.job.as_str()).collect::<Vec<_>>(), ["c", "a", "b"]);
+        assert_eq!(
+            v.iter().map(|e| e.job.as_str()).collect::<Vec<_>>(),
+            ["c", "a", "b"]
+        );
         sort(&mut v, SortBy::Ooms, false);
         assert_eq!(v[0].job, "a");
         sort(&mut v, SortBy::Name, true);

@@ -174,14 +174,18 @@ where
     push.validate_at(state.keys.clock_now())
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     // Encoded once, here: the writer thread only copies these bytes into the transaction.
-    let run = NewRun::new(&push.execution, &push.summary).map_err(|_| {
+    let run = NewRun::of_push(&push.execution, &push.summary).map_err(|_| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "could not encode the summary",
         )
     })?;
     drop((push, body));
+    let job_key = run.job_key().to_vec();
     let inserted = state.store.insert(run).await?;
+    if !inserted.replayed {
+        state.sizer.mark(job_key);
+    }
     // `received_at` is RFC 3339 (digits, `-`, `:`, `.`, `T`, `Z`): nothing to escape.
     let body = format!(
         r#"{{"id":{},"received_at":"{}"}}"#,

@@ -6,6 +6,10 @@
 //! | POST | `/api/v1/metrics` | push token for the body's scope | 201 `{"id", "received_at"}` after a durable commit; a repeated push: the first one's, with `Idempotent-Replayed: true` |
 //! | GET | `/api/v1/metrics/repo/{org}/{repo}/{workflow}/{job}` | read token | 200, JSON array, newest first |
 //! | GET | `/api/v1/sizing/repo/{org}/{repo}/{workflow}/{job}` | read token | 200, the sizing answer ([`sizing`]: `runs`, `buffer`, `cpu_percentile`, `window`, `cpu_limit`) |
+//! | GET | `/api/v1/jobs` | read token | 200, the job list ([`fleet`]: filters, `sort`, `order`, `limit`, `offset`) |
+//! | GET | `/api/v1/history/repo/{org}/{repo}/{workflow}/{job}` | read token | 200, one row per run, newest first (`limit`, `cursor`) |
+//! | GET | `/api/v1/fleet` | read token | 200, fleet totals over the window |
+//! | GET | `/`, `/login`, `/job/...`, `/static/...` | session cookie | the web page ([`crate::web`]) |
 //! | GET | `/healthz` | none | 200 `{"status":"ok"}`; 503 `{"status":"unavailable","error":...}` while the store recovers from an I/O error (readiness) |
 //! | GET | `/livez` | none | 200 `{"status":"ok"}` while the process answers (liveness) |
 //! | GET | `/metrics` | none | the receiver's own metrics (OpenMetrics when asked for, else the Prometheus text format) |
@@ -32,8 +36,9 @@ use crate::store::Store;
 
 mod error;
 mod extract;
+pub(crate) mod fleet;
 mod handlers;
-mod sizing;
+pub(crate) mod sizing;
 
 use error::ApiError;
 pub use extract::{BODY_BYTES_IN_FLIGHT, BodyLimits, LEGACY_PUSHES_IN_FLIGHT, percent_decode};
@@ -67,6 +72,8 @@ pub struct AppState {
     pub body_limits: BodyLimits,
     /// Runner classes for sizing answers (`--runner-classes`).
     pub runner_classes: Vec<summary::sizing::RunnerClass>,
+    /// Jobs whose sizing answer in the job list is to be made again.
+    pub sizer: Arc<crate::sizer::Sizer>,
 }
 
 impl AppState {
@@ -86,6 +93,7 @@ impl AppState {
                 config.max_body_bytes,
             ),
             runner_classes: config.runner_classes.clone(),
+            sizer: Arc::default(),
         }
     }
 }
@@ -146,6 +154,16 @@ where
         }
         (_, p) if p.starts_with(sizing::SIZING_PREFIX) => {
             ("sizing", Err(ApiError::method_not_allowed("GET")))
+        }
+        (&Method::GET, "/api/v1/jobs") => ("jobs", fleet::jobs(state, &req).await),
+        (_, "/api/v1/jobs") => ("jobs", Err(ApiError::method_not_allowed("GET"))),
+        (&Method::GET, "/api/v1/fleet") => ("fleet", fleet::fleet(state, &req).await),
+        (_, "/api/v1/fleet") => ("fleet", Err(ApiError::method_not_allowed("GET"))),
+        (&Method::GET, p) if p.starts_with(fleet::HISTORY_PREFIX) => {
+            ("history", fleet::history(state, &req).await)
+        }
+        (_, p) if p.starts_with(fleet::HISTORY_PREFIX) => {
+            ("history", Err(ApiError::method_not_allowed("GET")))
         }
         _ => (
             "other",

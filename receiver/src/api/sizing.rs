@@ -16,7 +16,7 @@ use summary::sizing::{self, Percentile, Sizing, SizingParams, SizingRun};
 use super::error::{ApiError, json_response};
 use super::extract::{job_path, require_read_token};
 use super::{AppState, Resp};
-use crate::store::job_key;
+use crate::store::{Store, StoreError, job_key};
 
 pub(crate) const SIZING_PREFIX: &str = "/api/v1/sizing/repo/";
 
@@ -105,29 +105,56 @@ pub(crate) async fn sizing<B>(state: &AppState, req: &Request<B>) -> Result<Resp
     let mut p = params(req.uri().query())?;
     p.sizing.classes.clone_from(&state.runner_classes);
     let key = job_key(&org, &repo, &workflow, &job);
-    let store = state.store.clone();
     let now = state.keys.clock_now();
-    let runs = p.sizing.runs;
-    let since = now.checked_sub(p.window).unwrap_or(SystemTime::UNIX_EPOCH);
-    let stored = tokio::task::spawn_blocking(move || -> Result<Vec<StoredRun>, ApiError> {
-        let page = store.query(&key, runs, None)?;
-        let mut out: Vec<StoredRun> = page
-            .runs
-            .iter()
-            .filter_map(|raw| match serde_json::from_slice::<StoredRun>(raw) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::warn!(error = %e, "skipping a stored run that does not parse");
-                    None
-                }
-            })
-            .filter(|r| started(r).is_some_and(|t| t >= since))
-            .collect();
-        out.reverse();
-        Ok(out)
-    })
-    .await
-    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "sizing task failed"))??;
+    let store = state.store.clone();
+    let sizing =
+        tokio::task::spawn_blocking(move || compute(&store, &key, &p.sizing, p.window, now))
+            .await
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "sizing task failed"))??
+            .0;
+    let answer = Answer {
+        organization: &org,
+        repository: &repo,
+        workflow: &workflow,
+        job: &job,
+        window_seconds: p.window.as_secs(),
+        sizing,
+    };
+    let body = serde_json::to_vec(&answer).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "could not encode the answer",
+        )
+    })?;
+    Ok(json_response(StatusCode::OK, body))
+}
+
+/// The sizing of the job `key` from its most recent `params.runs` runs that started within
+/// `window` before `now`, and the newest stored run's id (0 without runs). Blocking.
+pub(crate) fn compute(
+    store: &Store,
+    key: &[u8],
+    params: &SizingParams,
+    window: Duration,
+    now: SystemTime,
+) -> Result<(Sizing, u64), StoreError> {
+    let since = now.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH);
+    let page = store.query(key, params.runs, None)?;
+    let mut newest = 0;
+    let mut stored: Vec<StoredRun> = page
+        .runs
+        .iter()
+        .filter_map(|raw| match serde_json::from_slice::<StoredRun>(raw) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping a stored run that does not parse");
+                None
+            }
+        })
+        .inspect(|r| newest = newest.max(r.id))
+        .filter(|r| started(r).is_some_and(|t| t >= since))
+        .collect();
+    stored.reverse();
     let runs: Vec<SizingRun<'_>> = stored
         .iter()
         .map(|r| SizingRun {
@@ -138,21 +165,7 @@ pub(crate) async fn sizing<B>(state: &AppState, req: &Request<B>) -> Result<Resp
             summary: &r.payload,
         })
         .collect();
-    let answer = Answer {
-        organization: &org,
-        repository: &repo,
-        workflow: &workflow,
-        job: &job,
-        window_seconds: p.window.as_secs(),
-        sizing: sizing::recommend(&runs, &p.sizing),
-    };
-    let body = serde_json::to_vec(&answer).map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "could not encode the answer",
-        )
-    })?;
-    Ok(json_response(StatusCode::OK, body))
+    Ok((sizing::recommend(&runs, params), newest))
 }
 
 /// When a run started: its summary's start, else when it was received.

@@ -1,6 +1,7 @@
 //! The redb store: tables, the group-commit writer, queries and retention.
 //!
 //! - [`schema`]: every table (key and value layout), [`SCHEMA_VERSION`], [`job_key`];
+//! - `jobs`: the job list's per-run rows and per-job aggregates, and their reads;
 //! - `records`: the stored value of a run ([`NewRun`]), encoded before the writer sees it;
 //! - `writer`: the writer thread and its group commit;
 //! - `recovery`: opening the database (quick repair), and reopening it after an I/O error
@@ -17,6 +18,7 @@
 //!
 //! Reads use redb's MVCC read transactions and never wait for the writer.
 
+mod jobs;
 mod records;
 mod recovery;
 pub mod schema;

@@ -29,6 +29,11 @@ pub struct NewRun {
     head: Vec<u8>,
     /// The summary's JSON.
     payload: Vec<u8>,
+    /// Organization, repository, workflow and job as pushed (a new job's aggregate).
+    pub(super) identity: [String; 4],
+    /// The run's row for the job list and history ([`NewRun::with_row`]); without one
+    /// (a payload that is not a summary, in tests) the run counts with zero figures.
+    pub(super) row: summary::fleet::RunRow,
 }
 
 /// The identity fields of a stored run, in [`summary::StoredRun`]'s order.
@@ -77,7 +82,33 @@ impl NewRun {
             job_key,
             head,
             payload,
+            identity: [
+                e.organization.clone(),
+                e.repository.clone(),
+                e.workflow.clone(),
+                e.job.clone(),
+            ],
+            row: summary::fleet::RunRow {
+                run_id: e.run_id.clone(),
+                run_attempt: e.run_attempt.clone(),
+                ..Default::default()
+            },
         })
+    }
+
+    /// Encodes a pushed run with its row ([`summary::fleet::RunRow::of`] its summary).
+    pub fn of_push(
+        execution: &Execution,
+        summary: &summary::RunSummary,
+    ) -> Result<Self, StoreError> {
+        let mut run = Self::new(execution, summary)?;
+        run.row = summary::fleet::RunRow::of(summary, &execution.run_id, &execution.run_attempt);
+        Ok(run)
+    }
+
+    /// The run's job: the key prefix of its job's runs ([`job_key`]).
+    pub fn job_key(&self) -> &[u8] {
+        &self.job_key
     }
 
     /// The stored value's pieces for `id` received at `received_at`, in order. Their

@@ -16,8 +16,11 @@ use crate::auth::canonical_repository;
 /// - 2: plus [`RUN_DEDUP`] and [`RUN_DEDUP_BY_ID`] (idempotent pushes). A version-1 file
 ///   is migrated at open: the index is built for the runs it holds.
 ///
+/// - 3: plus [`RUN_ROWS`] and [`JOBS`] (the job list and history). A version-2 file is
+///   migrated at open: rows and aggregates are built from the runs it holds.
+///
 /// A file of a newer version is refused (a newer receiver wrote it).
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// Bookkeeping. Key: a name. Value: a number.
 /// - `"schema_version"`: the layout version ([`SCHEMA_VERSION`]) the file was created with.
@@ -54,6 +57,14 @@ pub const RUN_DEDUP: TableDefinition<'static, &[u8], (u64, u64)> =
 pub const RUN_DEDUP_BY_ID: TableDefinition<'static, u64, &[u8]> =
     TableDefinition::new("run_dedup_by_id_v1");
 
+/// One [`summary::fleet::RunRow`] per stored run, for the history answer and for
+/// rebuilding an aggregate after retention. Key: the run's [`RUNS`] key. Value: its JSON.
+pub const RUN_ROWS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("run_rows_v1");
+
+/// One [`summary::fleet::JobAggregate`] per job with stored runs, updated in the write
+/// transaction that stores each run. Key: [`job_key`]. Value: its JSON.
+pub const JOBS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("jobs_v1");
+
 pub(super) const META_SCHEMA: &str = "schema_version";
 pub(super) const META_NEXT_ID: &str = "next_id";
 
@@ -88,7 +99,7 @@ pub fn dedup_key(job_key: &[u8], run_id: &str, run_attempt: &str, payload: &[u8]
     key
 }
 
-pub(super) fn run_key(job_key: &[u8], id: u64) -> Vec<u8> {
+pub(crate) fn run_key(job_key: &[u8], id: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(job_key.len() + 8);
     key.extend_from_slice(job_key);
     key.extend_from_slice(&(u64::MAX - id).to_be_bytes());
@@ -104,7 +115,7 @@ pub(super) fn create_or_check(db: &Database) -> Result<(), StoreError> {
         let mut meta = txn.open_table(META)?;
         let found = meta.get(META_SCHEMA)?.map(|v| v.value());
         match found {
-            Some(v) if v == SCHEMA_VERSION || v == 1 => {}
+            Some(v) if (1..=SCHEMA_VERSION).contains(&v) => {}
             Some(v) => {
                 return Err(StoreError::SchemaMismatch {
                     found: v,
@@ -120,6 +131,8 @@ pub(super) fn create_or_check(db: &Database) -> Result<(), StoreError> {
         txn.open_table(RUNS_BY_TIME)?;
         txn.open_table(RUN_DEDUP)?;
         txn.open_table(RUN_DEDUP_BY_ID)?;
+        txn.open_table(RUN_ROWS)?;
+        txn.open_table(JOBS)?;
         found
     };
     txn.commit()?;
@@ -128,6 +141,13 @@ pub(super) fn create_or_check(db: &Database) -> Result<(), StoreError> {
         tracing::info!(
             runs = indexed,
             "database migrated from schema version 1 to 2: idempotency index built"
+        );
+    }
+    if matches!(found, Some(1 | 2)) {
+        let counted = super::jobs::migrate_from_v2(db)?;
+        tracing::info!(
+            runs = counted,
+            "database migrated from schema version 2 to 3: job list and history built"
         );
     }
     Ok(())
@@ -179,7 +199,7 @@ fn migrate_from_v1(db: &Database) -> Result<u64, StoreError> {
             }
             let done = seen < MIGRATION_CHUNK;
             if done {
-                txn.open_table(META)?.insert(META_SCHEMA, SCHEMA_VERSION)?;
+                txn.open_table(META)?.insert(META_SCHEMA, 2)?;
             }
             done
         };
@@ -191,7 +211,7 @@ fn migrate_from_v1(db: &Database) -> Result<u64, StoreError> {
 }
 
 /// The id at the end of a [`RUNS`] key.
-fn id_of_run_key(key: &[u8]) -> Option<u64> {
+pub(super) fn id_of_run_key(key: &[u8]) -> Option<u64> {
     let inv: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
     Some(u64::MAX - u64::from_be_bytes(inv))
 }

@@ -12,9 +12,12 @@ use redb::{Database, Durability, ReadableTable};
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
+use super::jobs::{count_run, rebuild, set_sizing};
 use super::records::{NewRun, forget, remember, stored_twin, write_value};
 use super::recovery::{Handle, io_reason};
-use super::schema::{META, META_NEXT_ID, RUN_DEDUP, RUN_DEDUP_BY_ID, RUNS, RUNS_BY_TIME};
+use super::schema::{
+    JOBS, META, META_NEXT_ID, RUN_DEDUP, RUN_DEDUP_BY_ID, RUN_ROWS, RUNS, RUNS_BY_TIME,
+};
 use super::{Inserted, StoreError, StoreOptions};
 use crate::metrics::Metrics;
 
@@ -35,6 +38,12 @@ pub(super) enum WriteOp {
         cutoff_ms: u64,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
+    /// The background sizer's answer for a job.
+    SetSizing {
+        job_key: Vec<u8>,
+        sizing: summary::fleet::SizingShort,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
     /// A read hit an I/O error: start recovering (nothing to answer).
     Recover,
 }
@@ -46,7 +55,7 @@ impl WriteOp {
             WriteOp::Insert(_, reply) => {
                 let _ = reply.send(Err(error));
             }
-            WriteOp::Prune { reply, .. } => {
+            WriteOp::Prune { reply, .. } | WriteOp::SetSizing { reply, .. } => {
                 let _ = reply.send(Err(error));
             }
             WriteOp::Recover => {}
@@ -109,7 +118,10 @@ pub(super) fn writer_loop(
                         (WriteOp::Insert(_, reply), Outcome::Inserted(ins)) => {
                             let _ = reply.send(Ok(ins));
                         }
-                        (WriteOp::Prune { reply, .. }, Outcome::Pruned(n)) => {
+                        (
+                            WriteOp::Prune { reply, .. } | WriteOp::SetSizing { reply, .. },
+                            Outcome::Pruned(n),
+                        ) => {
                             let _ = reply.send(Ok(n));
                         }
                         (op, _) => {
@@ -182,6 +194,7 @@ fn recover(handle: &Handle, rx: &mut mpsc::Receiver<WriteOp>) -> bool {
 
 enum Outcome {
     Inserted(Inserted),
+    /// Runs pruned, or aggregates updated by a sizing answer.
     Pruned(u64),
     /// A [`WriteOp::Recover`] (nothing written, nothing to answer).
     Nothing,
@@ -207,6 +220,8 @@ fn commit_batch(
         let mut by_time = txn.open_table(RUNS_BY_TIME)?;
         let mut dedup = txn.open_table(RUN_DEDUP)?;
         let mut dedup_by_id = txn.open_table(RUN_DEDUP_BY_ID)?;
+        let mut jobs = txn.open_table(JOBS)?;
+        let mut rows = txn.open_table(RUN_ROWS)?;
         let mut next_id = meta.get(META_NEXT_ID)?.map(|v| v.value()).unwrap_or(1);
         let received_at = summary::time::format_unix_millis(received_ms as i64);
         let mut key = Vec::new();
@@ -239,6 +254,16 @@ fn commit_batch(
                         id,
                         received_ms,
                     )?;
+                    let mut row = run.row.clone();
+                    row.stamp(id, received_ms as i64);
+                    count_run(
+                        &mut jobs,
+                        &mut rows,
+                        &run.job_key,
+                        &run.identity,
+                        &key,
+                        &row,
+                    )?;
                     outcomes.push(Outcome::Inserted(Inserted {
                         id,
                         received_at: received_at.clone(),
@@ -254,12 +279,24 @@ fn commit_batch(
                         let (k, v) = item?;
                         doomed.push((k.value(), v.value().to_vec()));
                     }
+                    let mut touched = std::collections::BTreeSet::new();
                     for (time_key, run_key) in &doomed {
                         runs.remove(run_key.as_slice())?;
+                        rows.remove(run_key.as_slice())?;
                         by_time.remove(*time_key)?;
                         forget(&mut dedup, &mut dedup_by_id, time_key.1)?;
+                        touched.insert(&run_key[..run_key.len().saturating_sub(8)]);
+                    }
+                    for job_key in touched {
+                        rebuild(&mut jobs, &rows, job_key)?;
                     }
                     outcomes.push(Outcome::Pruned(doomed.len() as u64));
+                }
+                WriteOp::SetSizing {
+                    job_key, sizing, ..
+                } => {
+                    let updated = set_sizing(&mut jobs, job_key, sizing)?;
+                    outcomes.push(Outcome::Pruned(u64::from(updated)));
                 }
                 WriteOp::Recover => outcomes.push(Outcome::Nothing),
             }

@@ -1,0 +1,306 @@
+//! The fleet view's tables: one [`RunRow`] per stored run ([`RUN_ROWS`]) and one
+//! [`JobAggregate`] per job ([`JOBS`]), written in the transaction that stores the run, so
+//! they survive a restart and a crash exactly like the runs.
+//!
+//! - [`count_run`]: the writer adds a stored run to its job's aggregate;
+//! - [`rebuild`]: after retention deleted runs, a job's aggregate is made again from the
+//!   rows left (or removed with the last one);
+//! - [`migrate_from_v2`]: a version-2 file gets its rows and aggregates at open;
+//! - reads: [`aggregates`], [`aggregate`], [`history`].
+
+use std::ops::Bound;
+
+use redb::{Database, Durability, ReadTransaction, ReadableTable, ReadableTableMetadata, Table};
+use summary::StoredRun;
+use summary::fleet::{JobAggregate, RunRow};
+
+use super::StoreError;
+use super::schema::{
+    JOBS, META, META_SCHEMA, RUN_ROWS, RUNS, SCHEMA_VERSION, id_of_run_key, job_key, run_key,
+};
+
+/// The [`JOBS`] table, open in a write transaction.
+pub(super) type JobsTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
+/// The [`RUN_ROWS`] table, open in a write transaction.
+pub(super) type RowsTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
+
+fn decode_aggregate(bytes: &[u8]) -> Option<JobAggregate> {
+    match serde_json::from_slice(bytes) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            tracing::warn!(error = %e, "skipping a job aggregate that does not parse");
+            None
+        }
+    }
+}
+
+/// Stores `row` (stamped with its id) under `run_key` and counts it in the job's aggregate.
+pub(super) fn count_run(
+    jobs: &mut JobsTable<'_>,
+    rows: &mut RowsTable<'_>,
+    job_key: &[u8],
+    identity: &[String; 4],
+    run_key: &[u8],
+    row: &RunRow,
+) -> Result<(), StoreError> {
+    rows.insert(run_key, serde_json::to_vec(row)?.as_slice())?;
+    let mut aggregate = jobs
+        .get(job_key)?
+        .and_then(|v| decode_aggregate(v.value()))
+        .unwrap_or_else(|| {
+            let [o, r, w, j] = identity;
+            JobAggregate::new(o, r, w, j)
+        });
+    aggregate.add(row);
+    jobs.insert(job_key, serde_json::to_vec(&aggregate)?.as_slice())?;
+    Ok(())
+}
+
+/// Makes the aggregate of `job_key` again from its rows (after runs were deleted); the
+/// sizing answer stays until the background sizer replaces it. Removes it without rows.
+pub(super) fn rebuild(
+    jobs: &mut JobsTable<'_>,
+    rows: &RowsTable<'_>,
+    job_key: &[u8],
+) -> Result<(), StoreError> {
+    let Some(old) = jobs.get(job_key)?.and_then(|v| decode_aggregate(v.value())) else {
+        return Ok(());
+    };
+    let mut fresh = JobAggregate {
+        sizing: old.sizing.clone(),
+        ..JobAggregate::new(&old.organization, &old.repository, &old.workflow, &old.job)
+    };
+    let (start, end) = (run_key(job_key, u64::MAX), run_key(job_key, 0));
+    let mut newest_first = Vec::new();
+    for item in rows.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
+        let (_, v) = item?;
+        if let Ok(row) = serde_json::from_slice::<RunRow>(v.value()) {
+            newest_first.push(row);
+        }
+    }
+    if newest_first.is_empty() {
+        jobs.remove(job_key)?;
+        return Ok(());
+    }
+    for row in newest_first.iter().rev() {
+        fresh.add(row);
+    }
+    jobs.insert(job_key, serde_json::to_vec(&fresh)?.as_slice())?;
+    Ok(())
+}
+
+/// Puts the background sizer's answer into a job's aggregate, unless the job is gone or
+/// already has an answer at least as new. Returns whether it did.
+pub(super) fn set_sizing(
+    jobs: &mut JobsTable<'_>,
+    job_key: &[u8],
+    sizing: &summary::fleet::SizingShort,
+) -> Result<bool, StoreError> {
+    let Some(mut aggregate) = jobs.get(job_key)?.and_then(|v| decode_aggregate(v.value())) else {
+        return Ok(false);
+    };
+    if aggregate
+        .sizing
+        .as_ref()
+        .is_some_and(|s| s.at_id >= sizing.at_id)
+    {
+        return Ok(false);
+    }
+    aggregate.sizing = Some(sizing.clone());
+    jobs.insert(job_key, serde_json::to_vec(&aggregate)?.as_slice())?;
+    Ok(true)
+}
+
+/// Every job's aggregate (unreadable ones are skipped with a warning).
+pub(super) fn aggregates(txn: &ReadTransaction) -> Result<Vec<JobAggregate>, StoreError> {
+    let table = txn.open_table(JOBS)?;
+    let mut out = Vec::with_capacity(table.len()? as usize);
+    for item in table.iter()? {
+        let (_, v) = item?;
+        out.extend(decode_aggregate(v.value()));
+    }
+    Ok(out)
+}
+
+/// One job's aggregate.
+pub(super) fn aggregate(
+    txn: &ReadTransaction,
+    job_key: &[u8],
+) -> Result<Option<JobAggregate>, StoreError> {
+    let table = txn.open_table(JOBS)?;
+    Ok(table
+        .get(job_key)?
+        .and_then(|v| decode_aggregate(v.value())))
+}
+
+/// One job's rows, newest first: at most `limit`, older than run `before_id` if given;
+/// and the id to continue from when more may follow.
+pub(super) fn history(
+    txn: &ReadTransaction,
+    job_key: &[u8],
+    limit: usize,
+    before_id: Option<u64>,
+) -> Result<(Vec<RunRow>, Option<u64>), StoreError> {
+    let table = txn.open_table(RUN_ROWS)?;
+    let start = match before_id {
+        Some(0) => return Ok((Vec::new(), None)),
+        Some(id) => run_key(job_key, id - 1),
+        None => run_key(job_key, u64::MAX),
+    };
+    let end = run_key(job_key, 0);
+    let mut rows = Vec::new();
+    for item in table.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
+        let (_, v) = item?;
+        if rows.len() == limit {
+            let next = rows_last_id(&rows);
+            return Ok((rows, next));
+        }
+        match serde_json::from_slice::<RunRow>(v.value()) {
+            Ok(row) => rows.push(row),
+            Err(e) => tracing::warn!(error = %e, "skipping a run row that does not parse"),
+        }
+    }
+    Ok((rows, None))
+}
+
+fn rows_last_id(rows: &[RunRow]) -> Option<u64> {
+    rows.last().map(|r| r.id)
+}
+
+/// Runs read per transaction by [`migrate_from_v2`].
+const MIGRATION_CHUNK: usize = 5_000;
+
+/// Builds [`RUN_ROWS`] and [`JOBS`] for the runs of a version-2 file, in transactions of
+/// [`MIGRATION_CHUNK`] runs; the last sets the schema version. A crash in between leaves
+/// version 2 and the next open starts again from empty tables. Returns the runs counted.
+pub(super) fn migrate_from_v2(db: &Database) -> Result<u64, StoreError> {
+    // A migration that crashed half-way left partial tables: start them again.
+    {
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate);
+        txn.delete_table(JOBS)?;
+        txn.delete_table(RUN_ROWS)?;
+        txn.open_table(JOBS)?;
+        txn.open_table(RUN_ROWS)?;
+        txn.commit()?;
+    }
+    let mut after: Option<Vec<u8>> = None;
+    let mut counted = 0u64;
+    loop {
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate);
+        let done = {
+            let runs = txn.open_table(RUNS)?;
+            let mut jobs = txn.open_table(JOBS)?;
+            let mut rows = txn.open_table(RUN_ROWS)?;
+            let range = match &after {
+                None => runs.range::<&[u8]>(..)?,
+                Some(k) => {
+                    runs.range::<&[u8]>((Bound::Excluded(k.as_slice()), Bound::Unbounded))?
+                }
+            };
+            let mut seen = 0;
+            for item in range.take(MIGRATION_CHUNK) {
+                let (k, v) = item?;
+                let key = k.value();
+                seen += 1;
+                after = Some(key.to_vec());
+                let (Some(id), Ok(run)) = (
+                    id_of_run_key(key),
+                    serde_json::from_slice::<StoredRun>(v.value()),
+                ) else {
+                    tracing::warn!("stored run left out of the job list: unreadable value");
+                    continue;
+                };
+                let received_ms = summary::time::parse_rfc3339(&run.received_at)
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_millis() as i64);
+                let mut row = RunRow::of(&run.payload, &run.run_id, &run.run_attempt);
+                row.stamp(id, received_ms);
+                let identity = [run.organization, run.repository, run.workflow, run.job];
+                let jk = job_key(&identity[0], &identity[1], &identity[2], &identity[3]);
+                count_run(&mut jobs, &mut rows, &jk, &identity, key, &row)?;
+                counted += 1;
+            }
+            let done = seen < MIGRATION_CHUNK;
+            if done {
+                txn.open_table(META)?.insert(META_SCHEMA, SCHEMA_VERSION)?;
+            } else {
+                tracing::info!(runs = counted, "building the job list from stored runs");
+            }
+            done
+        };
+        txn.commit()?;
+        if done {
+            return Ok(counted);
+        }
+    }
+}
+
+impl super::Store {
+    /// Runs `read` in a read transaction of the current database (an I/O error makes the
+    /// store unavailable, as for every read). Blocking.
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let opened = self.db.current()?;
+        let result = opened
+            .db
+            .begin_read()
+            .map_err(StoreError::from)
+            .and_then(|txn| read(&txn));
+        self.check_io(opened.generation, result)
+    }
+
+    /// Every job's aggregate. Blocking.
+    pub fn jobs(&self) -> Result<Vec<JobAggregate>, StoreError> {
+        self.read(aggregates)
+    }
+
+    /// One job's aggregate. Blocking.
+    pub fn job(&self, job_key: &[u8]) -> Result<Option<JobAggregate>, StoreError> {
+        self.read(|txn| aggregate(txn, job_key))
+    }
+
+    /// One job's rows, newest first ([`history`]). Blocking.
+    pub fn history(
+        &self,
+        job_key: &[u8],
+        limit: usize,
+        before_id: Option<u64>,
+    ) -> Result<(Vec<RunRow>, Option<u64>), StoreError> {
+        self.read(|txn| history(txn, job_key, limit, before_id))
+    }
+
+    /// One stored run of a job, as the query returns it. Blocking.
+    pub fn run(&self, job_key: &[u8], id: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(RUNS)?;
+            Ok(table
+                .get(run_key(job_key, id).as_slice())?
+                .map(|v| v.value().to_vec()))
+        })
+    }
+
+    /// Stores the background sizer's answer for a job; whether it replaced an older one.
+    pub async fn set_sizing(
+        &self,
+        job_key: Vec<u8>,
+        sizing: summary::fleet::SizingShort,
+    ) -> Result<bool, StoreError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.sender()?
+            .send(super::writer::WriteOp::SetSizing {
+                job_key,
+                sizing,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        match rx.await {
+            Ok(result) => result.map(|n| n > 0),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+}
