@@ -304,3 +304,131 @@ impl super::Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use summary::{ContainerSummary, Execution, Limits, RunSummary, Stats};
+
+    use super::super::schema::{JOBS, META, META_SCHEMA, RUN_ROWS};
+    use super::super::{NewRun, Store, StoreOptions};
+
+    fn push(job: &str, run: u32, cpu: f64, starved: bool) -> NewRun {
+        let execution = Execution {
+            organization: "o".into(),
+            repository: "o/r".into(),
+            workflow: "w".into(),
+            job: job.into(),
+            run_id: run.to_string(),
+            run_attempt: String::new(),
+        };
+        let summary = RunSummary {
+            start_time: "2026-02-06T14:00:00Z".into(),
+            duration_seconds: 60.0,
+            containers: vec![ContainerSummary {
+                name: "build".into(),
+                cpu_cores: Stats {
+                    p95: cpu,
+                    peak: cpu,
+                    ..Stats::default()
+                },
+                cpu_seconds: cpu * 60.0,
+                limits: Some(Limits {
+                    cpu_cores: Some(2.0),
+                    memory_bytes: Some(1 << 30),
+                }),
+                verdict: Some(summary::starvation::Verdict {
+                    starved,
+                    by: if starved { vec!["cpu".into()] } else { vec![] },
+                    text: String::new(),
+                }),
+                ..ContainerSummary::default()
+            }],
+            ..RunSummary::default()
+        };
+        NewRun::of_push(&execution, &summary).unwrap()
+    }
+
+    #[tokio::test]
+    async fn aggregates_follow_inserts_prunes_and_a_v2_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        let store = Store::open(&path, StoreOptions::default(), Arc::default()).unwrap();
+        for n in 1..=12 {
+            store.insert(push("a", n, 0.5, n % 3 == 0)).await.unwrap();
+        }
+        store.insert(push("b", 1, 1.0, false)).await.unwrap();
+        // A repeated push is not counted twice.
+        assert!(
+            store
+                .insert(push("b", 1, 1.0, false))
+                .await
+                .unwrap()
+                .replayed
+        );
+        let jobs = store.jobs().unwrap();
+        assert_eq!(jobs.len(), 2);
+        let a = jobs.iter().find(|j| j.job == "a").unwrap();
+        assert_eq!((a.runs, a.last_id, a.repository.as_str()), (12, 12, "r"));
+        assert_eq!(a.days[0].starved_runs, 4);
+        assert!(a.sizing_stale());
+        let key = super::job_key("o", "r", "w", "a");
+        let (rows, next) = store.history(&key, 5, None).unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [12, 11, 10, 9, 8]
+        );
+        assert_eq!(next, Some(8));
+        let (rows, next) = store.history(&key, 50, next).unwrap();
+        assert_eq!((rows.len(), next), (7, None));
+        assert_eq!(rows[0].cpu_limit_cores, Some(2.0));
+        assert!(store.run(&key, 3).unwrap().is_some());
+        assert!(store.run(&key, 13).unwrap().is_none());
+
+        // The sizer's answer is kept unless an older one comes after it.
+        let sizing = summary::fleet::SizingShort {
+            at_id: 12,
+            confidence: summary::sizing::Confidence::Confident,
+            runs_considered: 12,
+            recommended: summary::sizing::Resources::default(),
+            current: None,
+            runner_class: None,
+        };
+        assert!(store.set_sizing(key.clone(), sizing.clone()).await.unwrap());
+        let older = summary::fleet::SizingShort {
+            at_id: 5,
+            ..sizing.clone()
+        };
+        assert!(!store.set_sizing(key.clone(), older).await.unwrap());
+        assert!(!store.job(&key).unwrap().unwrap().sizing_stale());
+        let before = store.jobs().unwrap();
+        store.close().await;
+        drop(store);
+
+        // A version-2 file: the tables are built again at open, the same.
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.delete_table(JOBS).unwrap();
+            txn.delete_table(RUN_ROWS).unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(META_SCHEMA, 2)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path, StoreOptions::default(), Arc::default()).unwrap();
+        let after = store.jobs().unwrap();
+        assert_eq!(after.len(), 2);
+        for (x, y) in before.iter().zip(&after) {
+            assert_eq!((x.runs, &x.recent, &x.days), (y.runs, &y.recent, &y.days));
+        }
+
+        // Retention: every run goes, and the aggregates with them.
+        assert_eq!(store.prune_before(u64::MAX).await.unwrap(), 13);
+        assert!(store.jobs().unwrap().is_empty());
+        assert!(store.history(&key, 10, None).unwrap().0.is_empty());
+        store.close().await;
+    }
+}

@@ -676,8 +676,8 @@ mod tests {
             .to_string();
         assert_eq!(
             msg,
-            "database schema version 3 cannot be opened by this receiver (schema version 2; \
-             it opens and migrates versions 1 to 2): use a receiver of a matching or newer \
+            "database schema version 4 cannot be opened by this receiver (schema version 3; \
+             it opens and migrates versions 1 to 3): use a receiver of a matching or newer \
              version, or a new --db file"
         );
     }
