@@ -41,3 +41,4 @@ pub mod metrics;
 pub mod server;
 pub mod sizer;
 pub mod store;
+pub mod web;

@@ -40,6 +40,16 @@ impl ApiError {
         }
     }
 
+    /// The status code.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The message (no secret in it).
+    pub(crate) fn message(&self) -> String {
+        self.message.clone()
+    }
+
     pub(crate) fn method_not_allowed(allow: &'static str) -> Self {
         Self {
             status: StatusCode::METHOD_NOT_ALLOWED,

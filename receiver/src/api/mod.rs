@@ -40,7 +40,7 @@ pub(crate) mod fleet;
 mod handlers;
 pub(crate) mod sizing;
 
-use error::ApiError;
+pub(crate) use error::ApiError;
 pub use extract::{BODY_BYTES_IN_FLIGHT, BodyLimits, LEGACY_PUSHES_IN_FLIGHT, percent_decode};
 
 /// A response with a fully buffered body.
@@ -74,6 +74,8 @@ pub struct AppState {
     pub runner_classes: Vec<summary::sizing::RunnerClass>,
     /// Jobs whose sizing answer in the job list is to be made again.
     pub sizer: Arc<crate::sizer::Sizer>,
+    /// Signs and checks the web page's session cookies.
+    pub session: crate::web::session::SessionKey,
 }
 
 impl AppState {
@@ -94,6 +96,10 @@ impl AppState {
             ),
             runner_classes: config.runner_classes.clone(),
             sizer: Arc::default(),
+            session: crate::web::session::SessionKey::new(
+                config.hmac_key.expose(),
+                config.read_token.expose(),
+            ),
         }
     }
 }
@@ -110,7 +116,12 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let started = Instant::now();
-    let (route, result) = route(state, req).await;
+    let (route, result) = if crate::web::is_page(req.uri().path()) {
+        let (route, resp) = crate::web::handle(state, req).await;
+        (route, Ok(resp))
+    } else {
+        route(state, req).await
+    };
     let resp = result.unwrap_or_else(ApiError::into_response);
     let status = resp.status().as_u16();
     state
