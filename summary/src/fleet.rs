@@ -34,7 +34,8 @@ pub struct RunRow {
     pub time_ms: i64,
     pub duration_seconds: f64,
     /// The job's CPU: the sums over its containers of each one's p95 and peak (an upper
-    /// bound of the pod's own), cores; the run's whole CPU when it has no containers.
+    /// bound of the pod's own), cores. 0 for a summary without containers: the seed's
+    /// `cpu_total_percent` is a share of a machine whose core count it does not give.
     pub cpu_p95_cores: f64,
     pub cpu_peak_cores: f64,
     /// CPU time used, core-seconds.
@@ -66,13 +67,7 @@ impl RunRow {
         let c = &summary.containers;
         let duration = summary.duration_seconds.max(0.0);
         let (cpu_p95, cpu_peak, cpu_seconds, memory_peak) = if c.is_empty() {
-            let s = &summary.cpu_total_percent;
-            (
-                s.p95 / 100.0,
-                s.peak / 100.0,
-                s.avg / 100.0 * duration,
-                summary.mem_used_bytes.peak as u64,
-            )
+            (0.0, 0.0, 0.0, summary.mem_used_bytes.peak as u64)
         } else {
             (
                 c.iter().map(|c| c.cpu_cores.p95).sum(),
@@ -493,7 +488,7 @@ pub fn sort(entries: &mut [JobEntry], by: SortBy, reverse: bool) {
                 .then(b.starved_runs.cmp(&a.starved_runs)),
             SortBy::Duration => b.duration_seconds.total_cmp(&a.duration_seconds),
             SortBy::Ooms => b.oom_kills.cmp(&a.oom_kills),
-            SortBy::Name => std::cmp::Ordering::Equal,
+            SortBy::Name => name_order(a, b),
         };
         let primary = if reverse { primary.reverse() } else { primary };
         primary.then_with(|| name_order(a, b))
@@ -677,8 +672,10 @@ mod tests {
         );
         sort(&mut v, SortBy::Ooms, false);
         assert_eq!(v[0].job, "a");
-        sort(&mut v, SortBy::Name, true);
+        sort(&mut v, SortBy::Name, false);
         assert_eq!(v[0].job, "a");
+        sort(&mut v, SortBy::Name, true);
+        assert_eq!(v[0].job, "c");
         sort(&mut v, SortBy::Waste, true);
         assert_eq!(v[2].job, "c");
         for s in SortBy::NAMES.split(", ") {
@@ -692,18 +689,16 @@ mod tests {
         let s = RunSummary {
             start_time: "2026-01-02T03:04:05Z".into(),
             duration_seconds: 10.0,
-            cpu_total_percent: crate::Stats {
-                p95: 150.0,
-                peak: 200.0,
-                avg: 50.0,
+            mem_used_bytes: crate::Stats {
+                peak: 2048.0,
                 ..Default::default()
             },
             ..Default::default()
         };
         let mut r = RunRow::of(&s, "7", "");
         r.stamp(3, 99);
-        assert_eq!(r.cpu_p95_cores, 1.5);
-        assert_eq!(r.cpu_seconds, 5.0);
+        assert_eq!((r.cpu_p95_cores, r.cpu_seconds), (0.0, 0.0));
+        assert_eq!(r.memory_peak_bytes, 2048);
         assert_eq!(r.time, "2026-01-02T03:04:05.000Z");
         assert_eq!(r.cpu_limit_cores, None);
     }
