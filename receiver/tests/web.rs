@@ -349,7 +349,7 @@ fn the_page_in_a_real_browser() {
     let cards = b
         .text(&b.find("section[aria-label='Fleet totals']").unwrap())
         .unwrap();
-    assert!(cards.contains("freed by right-sizing"), "{cards}");
+    assert!(cards.contains("right-sizing would free"), "{cards}");
     std::fs::write(out.join("fleet.png"), b.screenshot().unwrap()).unwrap();
 
     // A job: one point per run in each chart, the recommendation and its YAML.

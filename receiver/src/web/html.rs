@@ -91,6 +91,11 @@ pub fn pct(share: f64) -> String {
     format!("{:.0} %", share * 100.0)
 }
 
+/// An RFC 3339 time shortened for a chart axis: `12-07 14:03`.
+pub fn axis_time(rfc3339: &str) -> String {
+    short_time(rfc3339).get(5..).unwrap_or_default().to_owned()
+}
+
 /// An RFC 3339 time shortened for a table: `2026-12-07 14:03`.
 pub fn short_time(rfc3339: &str) -> String {
     rfc3339.get(..16).unwrap_or(rfc3339).replace('T', " ")
@@ -117,7 +122,7 @@ h1{font-size:1.4rem;margin:.2em 0 .6em;word-break:break-word}h2{font-size:1.1rem
 table{border-collapse:collapse;width:100%;font-size:.92rem}
 th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertical-align:top}
 th{background:#f6f8fa;white-space:nowrap}td.num,th.num{text-align:right;white-space:nowrap}
-td.name{word-break:break-word;min-width:12em}
+td.name{word-break:break-word;min-width:12em}td.wide{min-width:18em}
 .badge{display:inline-block;padding:0 6px;border-radius:10px;font-size:.8rem;font-weight:600;white-space:nowrap}
 .badge.bad{background:#fde8e8;color:var(--bad)}.badge.warn{background:#fff1e0;color:var(--warn)}.badge.good{background:#e6f4ea;color:var(--good)}
 .muted{color:var(--muted)}
@@ -126,11 +131,11 @@ form.filters label{display:flex;flex-direction:column;font-size:.85rem;color:var
 input,select,button{font:inherit;padding:5px 8px;border:1px solid var(--line);border-radius:6px;background:#fff;color:var(--fg)}
 button{cursor:pointer;background:#f6f8fa}button.primary{background:var(--accent);color:#fff;border-color:var(--accent)}
 .pager{display:flex;gap:16px;margin:10px 0}
-.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(340px,1fr));gap:16px}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,540px),1fr));gap:16px}
 figure{margin:0;border:1px solid var(--line);border-radius:6px;padding:8px}figcaption{font-weight:600;margin-bottom:4px}
 svg.chart{width:100%;height:auto;display:block}
 svg .grid{stroke:#eaeef2;stroke-width:1}svg .axis{stroke:#8c959f;stroke-width:1}
-svg .tick,svg .legend,svg .axis-title{font-size:12px;fill:#424a53}svg .axis-title{fill:#59636e}
+svg .tick,svg .legend,svg .axis-title{font-size:14px;fill:#424a53}svg .axis-title{fill:#59636e}
 svg .line{fill:none;stroke-width:2}svg .pt{stroke:#fff;stroke-width:1}
 svg .s0{stroke:#0a58ca}svg circle.s0{fill:#0a58ca}svg .s1{stroke:#b35900}svg circle.s1{fill:#b35900}
 svg .s2{stroke:#6f42c1}svg circle.s2{fill:#6f42c1}svg .s3{stroke:#1a7f37}svg circle.s3{fill:#1a7f37}
@@ -197,6 +202,7 @@ mod tests {
         assert_eq!(duration(7380.0), "2 h 3 min");
         assert_eq!(pct(0.424), "42 %");
         assert_eq!(short_time("2026-12-07T14:03:09.000Z"), "2026-12-07 14:03");
+        assert_eq!(axis_time("2026-12-07T14:03:09.000Z"), "12-07 14:03");
         assert!(csp().starts_with("default-src 'none'; style-src 'sha256-"));
         let p = page("<t>", true, "<p>x</p>");
         assert!(p.contains("<title>&lt;t&gt; · CI resources</title>") && p.contains("Sign out"));

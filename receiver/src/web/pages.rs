@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use summary::fleet::{FleetTotals, JobAggregate, JobEntry, RunRow, SortBy};
 use summary::sizing::{Confidence, Sizing};
 
-use super::html::{bytes, cores, duration, esc, job_href, page, pct, short_time, url_part};
+use super::html::{
+    axis_time, bytes, cores, duration, esc, job_href, page, pct, short_time, url_part,
+};
 use super::svg::{Chart, Series, line_chart};
 use crate::api::fleet::{JobList, ListParams};
 
@@ -153,15 +155,26 @@ pub fn fleet(list: &JobList, totals: &FleetTotals, p: &ListParams) -> String {
         ),
         "GiB-hours at peak / reserved (runs with a memory limit)",
     );
+    let share = |part: f64, whole: f64| {
+        if whole > 0.0 {
+            pct(part / whole)
+        } else {
+            "–".to_owned()
+        }
+    };
     card(
         &mut b,
         &format!(
-            "{:.2} cores · {:.1} GiB",
-            t.cpu_freed_cores, t.memory_freed_gib
+            "{:.1} core-h · {:.1} GiB-h",
+            t.cpu_freed_core_hours, t.memory_freed_gib_hours
         ),
         &format!(
-            "freed by right-sizing, on average ({:.1} core-hours, {:.1} GiB-hours)",
-            t.cpu_freed_core_hours, t.memory_freed_gib_hours
+            "right-sizing would free: {} of reserved CPU, {} of memory ({:.2} cores and \
+             {:.1} GiB held all the time)",
+            share(t.cpu_freed_core_hours, t.cpu_reserved_core_hours),
+            share(t.memory_freed_gib_hours, t.memory_reserved_gib_hours),
+            t.cpu_freed_cores,
+            t.memory_freed_gib
         ),
     );
     card(
@@ -334,7 +347,7 @@ pub fn job(a: &JobAggregate, rows_newest_first: &[RunRow], sizing: Option<&Sizin
         a.runs,
         rows.len()
     );
-    let labels: Vec<String> = rows.iter().map(|r| short_time(&r.time)).collect();
+    let labels: Vec<String> = rows.iter().map(|r| axis_time(&r.time)).collect();
     let oom: Vec<usize> = rows
         .iter()
         .enumerate()
@@ -501,14 +514,6 @@ fn recommendation(b: &mut String, sizing: Option<&Sizing>) {
         s.cpu_percentile.as_str(),
         s.buffer_percent
     );
-    if let Some(c) = &s.current {
-        let _ = write!(
-            b,
-            "<p>Now: {} CPU limit, {} memory limit.</p>",
-            c.cpu_limit_cores.map_or_else(|| "no".to_owned(), cores),
-            bytes(c.memory_limit_bytes)
-        );
-    }
     if let Some(class) = &s.runner_class {
         let _ = write!(
             b,

@@ -60,7 +60,7 @@ pub fn run(r: &StoredRun) -> String {
         let peak = c.memory_peak_bytes.unwrap_or(c.memory_bytes.peak as u64);
         let _ = write!(
             b,
-            r#"<tr><td class="name">{}</td><td class="num">{} / {}</td><td class="num">{}</td><td class="num">{:.1} s</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td></tr>"#,
+            r#"<tr><td class="name">{}</td><td class="num">{} / {}</td><td class="num">{}</td><td class="num">{:.1} s</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="wide">{}</td></tr>"#,
             esc(&c.name),
             cores(c.cpu_cores.p95),
             cores(c.cpu_cores.peak),

@@ -38,10 +38,10 @@ pub struct Chart<'a> {
 
 const W: f64 = 720.0;
 const H: f64 = 260.0;
-const LEFT: f64 = 64.0;
+const LEFT: f64 = 84.0;
 const RIGHT: f64 = 16.0;
 const TOP: f64 = 16.0;
-const BOTTOM: f64 = 62.0;
+const BOTTOM: f64 = 66.0;
 
 /// A "nice" step for about `n` ticks up to `max` (1, 2 or 5 times a power of ten).
 pub fn nice_step(max: f64, n: usize) -> f64 {
@@ -132,12 +132,21 @@ pub fn line_chart(c: &Chart<'_>) -> String {
         TOP + plot_h
     );
     if n > 0 {
-        let every = n.div_ceil(6).max(1);
-        for i in (0..n).filter(|i| i % every == 0 || *i == n - 1) {
+        // Every `every`-th label and the last, without one too close before the last.
+        let every = n.div_ceil(5).max(1);
+        let shown = (0..n).filter(|i| {
+            *i == n - 1 || (i % every == 0 && (*i == 0 || n - 1 - i >= every.div_ceil(2)))
+        });
+        for i in shown {
+            let anchor = match i {
+                0 if n > 1 => "start",
+                i if i == n - 1 && n > 1 => "end",
+                _ => "middle",
+            };
             if let Some(label) = c.x_labels.get(i) {
                 let _ = write!(
                     s,
-                    r#"<text class="tick" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                    r#"<text class="tick" x="{:.1}" y="{:.1}" text-anchor="{anchor}">{}</text>"#,
                     x(i),
                     TOP + plot_h + 16.0,
                     esc(label)
@@ -257,7 +266,7 @@ pub fn line_chart(c: &Chart<'_>) -> String {
         keys.push((Key::Starved, "starved run"));
     }
     let mut lx = LEFT;
-    let ly = H - 10.0;
+    let ly = H - 8.0;
     for (key, name) in keys {
         let (y0, y1) = (ly - 9.0, ly + 1.0);
         let _ = match key {
@@ -295,7 +304,7 @@ pub fn line_chart(c: &Chart<'_>) -> String {
             lx + 22.0,
             esc(name)
         );
-        lx += 34.0 + 7.0 * name.chars().count() as f64;
+        lx += 36.0 + 8.0 * name.chars().count() as f64;
     }
     s.push_str("</svg>");
     s
