@@ -34,7 +34,7 @@ impl Drop for Guard {
     }
 }
 
-pub fn run(object: &Path, seconds: u64) -> Result<()> {
+pub fn run(object: &Path, seconds: u64, wait: bool) -> Result<()> {
     if !util::is_root() {
         bail!("the demo creates cgroups and a network namespace: run it as root");
     }
@@ -57,35 +57,16 @@ pub fn run(object: &Path, seconds: u64) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let db = dir.join("metrics.db");
 
-    // 1. The receiver, on a port of the kernel's choosing; it says which in --addr-file.
+    // 1. The receiver: on 127.0.0.1:8080 if it is free (an address to remember for the
+    // page), else on a port of the kernel's choosing; it says which in --addr-file.
     step(format!("starting the receiver with {}", db.display()));
-    let receiver_log = std::fs::File::create(dir.join("receiver.log"))?;
-    let addr_file = dir.join("receiver.addr");
-    let _ = std::fs::remove_file(&addr_file);
-    let mut receiver = Guard(
-        Command::new(bin.join("receiver"))
-            .arg("--addr=127.0.0.1:0")
-            .arg(format!("--addr-file={}", addr_file.display()))
-            .arg(format!("--db={}", db.display()))
-            .args([
-                format!("--read-token={READ_TOKEN}"),
-                format!("--hmac-key={HMAC_KEY}"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(receiver_log)
-            .spawn()
-            .context("starting the receiver")?,
-    );
-    let addr: SocketAddr =
-        util::wait_for(Duration::from_secs(30), "the receiver to start", || {
-            if let Ok(Some(status)) = receiver.0.try_wait() {
-                return Some(Err(anyhow::anyhow!(
-                    "the receiver exited with {status} (see target/demo/receiver.log)"
-                )));
-            }
-            let text = std::fs::read_to_string(&addr_file).ok()?;
-            text.trim().parse().ok().map(Ok)
-        })??;
+    let (mut receiver, addr) = match start_receiver(&bin, &dir, &db, "127.0.0.1:8080") {
+        Ok(started) => started,
+        Err(e) => {
+            step(format!("{e:#}; trying another port"));
+            start_receiver(&bin, &dir, &db, "127.0.0.1:0")?
+        }
+    };
     step(format!("the receiver listens on http://{addr}"));
 
     // 2. A push token for the demo job.
@@ -218,20 +199,88 @@ pub fn run(object: &Path, seconds: u64) -> Result<()> {
         .context("starting collector show")?;
     show.stdin.take().unwrap().write_all(body.as_bytes())?;
     show.wait()?;
-    drop(receiver);
+
+    // 8. More jobs, a few runs each, for the fleet view.
+    step("measuring three more jobs, three runs each, for the fleet view");
+    let scope_all =
+        r#"{"organization":"demo-org","repository":"demo-repo","workflow":"demo.yml","job":"*"}"#;
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/api/v1/token",
+        Some(READ_TOKEN),
+        Some(scope_all),
+    )?;
+    if status != 200 {
+        bail!("token request failed with {status}: {body}");
+    }
+    let token_all = serde_json::from_str::<serde_json::Value>(&body)?["token"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("no token in the answer: {body}"))?;
+    crate::demo_jobs::run_all(&bin, &dir, addr, &token_all, 3)?;
 
     println!(
-        "\nThe database stays in {db}. To query it yourself:\n\n  \
-         {bin}/receiver --addr=127.0.0.1:8080 --db={db} --read-token={READ_TOKEN} --hmac-key={HMAC_KEY} &\n  \
-         curl -H 'Authorization: Bearer {READ_TOKEN}' http://127.0.0.1:8080/api/v1/metrics/repo/demo-org/demo-repo/demo.yml/build\n  \
-         curl -s -H 'Authorization: Bearer {READ_TOKEN}' http://127.0.0.1:8080/api/v1/metrics/repo/demo-org/demo-repo/demo.yml/build | {bin}/collector show\n\n\
-         Logs: {}, {}",
-        dir.join("receiver.log").display(),
-        collector_log.display(),
+        "\nThe fleet view: open http://{addr}/ and sign in with the read token\n\n  {READ_TOKEN}\n\n\
+         The API answers the same with the token as a bearer, e.g.\n  \
+         curl -H 'Authorization: Bearer {READ_TOKEN}' 'http://{addr}/api/v1/jobs?sort=waste'\n  \
+         curl -s -H 'Authorization: Bearer {READ_TOKEN}' http://{addr}/api/v1/metrics/repo/demo-org/demo-repo/demo.yml/build | {bin}/collector show\n\n\
+         The database is {db}; logs are in {dir}.",
         db = db.display(),
         bin = bin.display(),
+        dir = dir.display(),
     );
+    if wait {
+        println!("\nThe receiver keeps serving until Ctrl-C.");
+        // Ctrl-C reaches the receiver (same process group), which shuts down gracefully;
+        // this process waits for it instead of dying first.
+        util::ignore_interrupts();
+        let status = receiver.0.wait()?;
+        step(format!("the receiver stopped ({status})"));
+    } else {
+        // The guard stops it.
+        drop(receiver);
+        println!(
+            "\nTo serve the page again:\n  {bin}/receiver --addr=127.0.0.1:8080 --db={db} --read-token={READ_TOKEN} --hmac-key={HMAC_KEY}",
+            db = db.display(),
+            bin = bin.display(),
+        );
+    }
     Ok(())
+}
+
+/// Starts the receiver on `addr` and waits until it says where it listens.
+fn start_receiver(bin: &Path, dir: &Path, db: &Path, addr: &str) -> Result<(Guard, SocketAddr)> {
+    let receiver_log = std::fs::File::create(dir.join("receiver.log"))?;
+    let addr_file = dir.join("receiver.addr");
+    let _ = std::fs::remove_file(&addr_file);
+    let mut receiver = Guard(
+        Command::new(bin.join("receiver"))
+            .arg(format!("--addr={addr}"))
+            .arg(format!("--addr-file={}", addr_file.display()))
+            .arg(format!("--db={}", db.display()))
+            .args([
+                format!("--read-token={READ_TOKEN}"),
+                format!("--hmac-key={HMAC_KEY}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(receiver_log)
+            .spawn()
+            .context("starting the receiver")?,
+    );
+    let addr: SocketAddr =
+        util::wait_for(Duration::from_secs(30), "the receiver to start", || {
+            if let Ok(Some(status)) = receiver.0.try_wait() {
+                let log = std::fs::read_to_string(dir.join("receiver.log")).unwrap_or_default();
+                return Some(Err(anyhow::anyhow!(
+                    "the receiver exited with {status}: {}",
+                    log.lines().last().unwrap_or("")
+                )));
+            }
+            let text = std::fs::read_to_string(&addr_file).ok()?;
+            text.trim().parse().ok().map(Ok)
+        })??;
+    Ok((receiver, addr))
 }
 
 /// One request to the receiver: (status, body).

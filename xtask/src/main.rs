@@ -8,6 +8,7 @@
 
 mod bench_collector;
 mod demo;
+mod demo_jobs;
 mod fuzz;
 mod toolchain;
 mod util;
@@ -46,11 +47,16 @@ enum Cmd {
         route: Route,
     },
     /// The main job, end to end: a receiver on a local redb file, a push token, the collector
-    /// over a sample workload in several cgroups, the stored summary queried and printed.
+    /// over a sample workload in several cgroups, the stored summary queried and printed,
+    /// then a few runs of three more jobs, and the receiver's web page to open (served
+    /// until Ctrl-C).
     Demo {
         /// How long the workload runs.
         #[arg(long, default_value_t = 15)]
         seconds: u64,
+        /// Do not keep the receiver serving the web page at the end (for scripts and CI).
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Run a benchmark; it prints its figures and targets.
     Bench {
@@ -114,7 +120,9 @@ fn main() {
         Cmd::BuildEbpf { route } => build_ebpf(route).map(|_| ()),
         Cmd::Test { route } => test(route),
         Cmd::Bench { which } => bench(which),
-        Cmd::Demo { seconds } => build_ebpf(Route::Auto).and_then(|o| demo::run(&o, seconds)),
+        Cmd::Demo { seconds, no_wait } => {
+            build_ebpf(Route::Auto).and_then(|o| demo::run(&o, seconds, !no_wait))
+        }
         Cmd::Fuzz {
             seconds,
             target,
@@ -172,7 +180,8 @@ fn build_ebpf(route: Route) -> Result<PathBuf> {
 /// commands), iproute2, prometheus (a real Prometheus and promtool for the live metrics),
 /// python3-venv (the manifest validators run in a project-local virtualenv), podman with runc
 /// and busybox-static (real containers as jobs in the node test; crun refuses hybrid cgroups),
-/// chromium (the Markdown report's Mermaid charts are rendered in it, headless).
+/// chromium (the Markdown report's Mermaid charts are rendered in it, headless) and
+/// chromium-driver (the web page's tests drive it over WebDriver).
 const TEST_DEBS: &[&str] = &[
     "curl",
     "iproute2",
@@ -182,6 +191,7 @@ const TEST_DEBS: &[&str] = &[
     "runc",
     "busybox-static",
     "chromium",
+    "chromium-driver",
 ];
 
 fn test(route: Route) -> Result<()> {

@@ -6,8 +6,10 @@
 //! - durable pushes per second of realistic summaries with 1, 16 and 64 concurrent
 //!   keep-alive clients, with group commit and with the one-commit-per-request baseline;
 //! - query latency (p50, p99) on a job with 10,000 stored runs;
-//! - sizing latency (p50, p99) over 100 of those runs ([`sizing`]).
+//! - sizing latency (p50, p99) over 100 of those runs ([`sizing`]);
+//! - the fleet view with 1,000 jobs and 100,000 runs: job list, totals, pages ([`fleet`]).
 
+mod fleet;
 mod sizing;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -50,6 +52,14 @@ struct Args {
     /// Number of timed sizing answers (each over the job's 100 most recent runs).
     #[arg(long, default_value_t = 300)]
     sizing_queries: usize,
+    /// Runs and jobs stored for the fleet view scenario (0 runs: skip it).
+    #[arg(long, default_value_t = 100_000)]
+    fleet_runs: usize,
+    #[arg(long, default_value_t = 1_000)]
+    fleet_jobs: usize,
+    /// Timed requests of each fleet view read.
+    #[arg(long, default_value_t = 300)]
+    fleet_queries: usize,
     /// Skip the one-commit-per-request baseline.
     #[arg(long)]
     no_baseline: bool,
@@ -609,6 +619,13 @@ async fn bench(args: Args, rt: tokio::runtime::Handle) -> anyhow::Result<()> {
                 check(g >= 10.0 * b)
             );
         }
+    }
+    if args.fleet_runs > 0 {
+        let server = Server::start(&rt, true).await?;
+        let jobs = args.fleet_jobs.clamp(1, args.fleet_runs);
+        let r = fleet::bench(server.addr, args.fleet_runs, jobs, args.fleet_queries).await?;
+        server.stop().await?;
+        fleet::report(&r, args.fleet_runs, jobs, args.fleet_queries);
     }
     let worst = p99.max(deep99);
     println!(
