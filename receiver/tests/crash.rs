@@ -224,6 +224,41 @@ fn every_acknowledged_run_survives_sigkills_exactly_once() {
         stored_runs, tally.ambiguous, tally.abandoned, tally.replayed
     );
     assert_eq!(stored_runs, tally.acked.len());
+    // The job list's aggregates crashed with the runs and count exactly them.
+    let listed = receiver.http(
+        "GET",
+        "/api/v1/jobs?limit=1000&window=3650d",
+        Some(testkit::READ_TOKEN),
+        None,
+    );
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    let counted: u64 = listed.json()["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["runs"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        counted, stored_runs as u64,
+        "the job list counts every stored run once"
+    );
+    for n in 0..PUSHERS {
+        let path = format!("/api/v1/history/repo/crash-org/repo/ci.yml/job-{n}?limit=1000");
+        let rows = receiver
+            .http("GET", &path, Some(testkit::READ_TOKEN), None)
+            .json();
+        let ids: HashSet<u64> = rows["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_u64().unwrap())
+            .collect();
+        let stored_ids: HashSet<u64> = stored(&receiver, &format!("job-{n}"))
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
+        assert_eq!(ids, stored_ids, "job-{n}: one history row per stored run");
+    }
     assert!(tally.replayed > 0, "no retry followed a lost answer");
     assert!(elapsed < BUDGET, "took {elapsed:?}");
 }
