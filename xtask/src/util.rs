@@ -268,6 +268,15 @@ pub fn ensure_mermaid() -> Result<()> {
     )
 }
 
+/// Makes this process ignore Ctrl-C (SIGINT) from now on; children started before keep
+/// the default, so Ctrl-C stops them and this process outlives them to report.
+pub fn ignore_interrupts() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,14 +295,5 @@ mod tests {
                 ignored: 1
             }
         );
-    }
-}
-
-/// Makes this process ignore Ctrl-C (SIGINT) from now on; children started before keep
-/// the default, so Ctrl-C stops them and this process outlives them to report.
-pub fn ignore_interrupts() {
-    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
     }
 }

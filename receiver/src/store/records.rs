@@ -30,10 +30,10 @@ pub struct NewRun {
     /// The summary's JSON.
     payload: Vec<u8>,
     /// Organization, repository, workflow and job as pushed (a new job's aggregate).
-    pub(super) identity: [String; 4],
+    pub(super) identity: Box<[String; 4]>,
     /// The run's row for the job list and history ([`NewRun::with_row`]); without one
     /// (a payload that is not a summary, in tests) the run counts with zero figures.
-    pub(super) row: summary::fleet::RunRow,
+    pub(super) row: Box<summary::fleet::RunRow>,
 }
 
 /// The identity fields of a stored run, in [`summary::StoredRun`]'s order.
@@ -82,17 +82,17 @@ impl NewRun {
             job_key,
             head,
             payload,
-            identity: [
+            identity: Box::new([
                 e.organization.clone(),
                 e.repository.clone(),
                 e.workflow.clone(),
                 e.job.clone(),
-            ],
-            row: summary::fleet::RunRow {
+            ]),
+            row: Box::new(summary::fleet::RunRow {
                 run_id: e.run_id.clone(),
                 run_attempt: e.run_attempt.clone(),
                 ..Default::default()
-            },
+            }),
         })
     }
 
@@ -102,7 +102,7 @@ impl NewRun {
         summary: &summary::RunSummary,
     ) -> Result<Self, StoreError> {
         let mut run = Self::new(execution, summary)?;
-        run.row = summary::fleet::RunRow::of(summary, &execution.run_id, &execution.run_attempt);
+        *run.row = summary::fleet::RunRow::of(summary, &execution.run_id, &execution.run_attempt);
         Ok(run)
     }
 

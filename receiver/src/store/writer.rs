@@ -254,7 +254,7 @@ fn commit_batch(
                         id,
                         received_ms,
                     )?;
-                    let mut row = run.row.clone();
+                    let mut row = (*run.row).clone();
                     row.stamp(id, received_ms as i64);
                     count_run(
                         &mut jobs,

@@ -164,16 +164,13 @@ pub fn line_chart(c: &Chart<'_>) -> String {
     // The limit, as a dashed step line.
     let mut d = String::new();
     for (i, l) in c.limit.iter().enumerate() {
-        match l {
-            Some(l) => {
-                let cmd = if d.is_empty() || c.limit[i - 1].is_none() {
-                    'M'
-                } else {
-                    'L'
-                };
-                let _ = write!(d, "{cmd}{:.1},{:.1} ", x(i), y(*l));
-            }
-            None => {}
+        if let Some(l) = l {
+            let cmd = if d.is_empty() || c.limit[i - 1].is_none() {
+                'M'
+            } else {
+                'L'
+            };
+            let _ = write!(d, "{cmd}{:.1},{:.1} ", x(i), y(*l));
         }
     }
     if !d.is_empty() {
