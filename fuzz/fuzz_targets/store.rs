@@ -34,7 +34,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use receiver::auth::canonical_repository;
-use receiver::store::{NewRun, Store, StoreOptions, job_key};
+use receiver::store::redb::RedbStore as Store;
+use receiver::store::{NewRun, StoreOptions, job_key};
 use summary::{Execution, RunSummary, StoredRun};
 
 /// The store's clock, in Unix milliseconds; each input starts it at [`START_MS`].

@@ -39,9 +39,23 @@ pub struct Cli {
     /// (for `--addr=...:0`).
     #[arg(long, value_name = "PATH")]
     pub addr_file: Option<PathBuf>,
-    /// redb database file.
-    #[arg(long, default_value = "metrics.db")]
-    pub db: PathBuf,
+    /// Where runs are stored: a redb file (the default), or a PostgreSQL URL
+    /// (`postgres://user:password@host:5432/dbname`; best given in RECEIVER_DB, so the
+    /// password stays out of the process list).
+    #[arg(
+        long,
+        env = "RECEIVER_DB",
+        hide_env_values = true,
+        default_value = "metrics.db"
+    )]
+    pub db: String,
+    /// PostgreSQL only: most connections each receiver opens.
+    #[arg(long, default_value_t = 16)]
+    pub db_pool_size: usize,
+    /// PostgreSQL only: how long to wait for a connection (from the pool, or a new one)
+    /// before answering 503 (positive, e.g. `5s`).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub db_timeout: Duration,
     /// Pre-shared token for the read and admin endpoints (required, at least 16 bytes).
     #[arg(long, env = "RECEIVER_READ_TOKEN", hide_env_values = true)]
     pub read_token: Option<String>,
@@ -92,7 +106,10 @@ impl std::fmt::Debug for Cli {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cli")
             .field("addr", &self.addr)
-            .field("db", &self.db)
+            .field(
+                "db",
+                &Database::parse(&self.db).map_or_else(|e| e, |d| d.to_string()),
+            )
             .field("addr_file", &self.addr_file)
             .field(
                 "read_token",
@@ -139,11 +156,100 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Where runs are stored (`--db`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// An embedded redb file.
+    File(PathBuf),
+    /// A PostgreSQL database.
+    Postgres(PgUrl),
+}
+
+impl From<PathBuf> for Database {
+    fn from(path: PathBuf) -> Self {
+        Self::File(path)
+    }
+}
+
+impl Database {
+    /// A `postgres://` or `postgresql://` URL is PostgreSQL; anything else a file path.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            PgUrl::parse(text).map(Self::Postgres)
+        } else if text.is_empty() {
+            Err("--db must not be empty".into())
+        } else {
+            Ok(Self::File(PathBuf::from(text)))
+        }
+    }
+}
+
+impl std::fmt::Display for Database {
+    /// The file's path, or the URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Postgres(url) => write!(f, "{url}"),
+        }
+    }
+}
+
+/// A PostgreSQL URL; printed (and debugged) without its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgUrl(String);
+
+impl PgUrl {
+    /// Checks that the driver understands it; the error never contains the password.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        text.parse::<tokio_postgres::Config>().map_err(|_| {
+            format!(
+                "--db: {} is not a PostgreSQL URL the driver understands \
+                     (postgres://user:password@host:port/dbname?options)",
+                Self(text.to_owned())
+            )
+        })?;
+        Ok(Self(text.to_owned()))
+    }
+
+    /// The URL itself, password included: for the driver only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for PgUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `scheme://user:password@host...`: the password goes.
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("postgres", &self.0));
+        match rest.split_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or("");
+                let hidden = if userinfo.contains(':') {
+                    ":<redacted>"
+                } else {
+                    ""
+                };
+                write!(f, "{scheme}://{user}{hidden}@{host}")
+            }
+            None => write!(f, "{scheme}://{rest}"),
+        }
+    }
+}
+
+impl std::fmt::Debug for PgUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgUrl({self})")
+    }
+}
+
 /// Everything the server needs, checked.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// redb database file.
-    pub db: PathBuf,
+    /// Where runs are stored.
+    pub db: Database,
+    /// PostgreSQL: connections per receiver, and how long to wait for one.
+    pub db_pool_size: usize,
+    pub db_timeout: Duration,
     /// Where to write the listening address once ready (`--addr-file`), if anywhere.
     pub addr_file: Option<PathBuf>,
     /// Read/admin token.
@@ -206,8 +312,13 @@ impl Config {
         if cli.max_connections == 0 {
             return Err("--max-connections must be positive".into());
         }
+        if cli.db_pool_size == 0 {
+            return Err("--db-pool-size must be positive".into());
+        }
         Ok(Self {
-            db: cli.db.clone(),
+            db: Database::parse(&cli.db)?,
+            db_pool_size: cli.db_pool_size,
+            db_timeout: cli.db_timeout,
             addr_file: cli.addr_file.clone(),
             read_token,
             hmac_key,
@@ -232,9 +343,11 @@ impl Config {
 
     /// A configuration for tests and the benchmark: the given database and secrets,
     /// defaults otherwise.
-    pub fn new(db: PathBuf, read_token: &str, hmac_key: &str) -> Self {
+    pub fn new(db: impl Into<Database>, read_token: &str, hmac_key: &str) -> Self {
         Self {
-            db,
+            db: db.into(),
+            db_pool_size: 16,
+            db_timeout: Duration::from_secs(5),
             addr_file: None,
             read_token: Secret(read_token.into()),
             hmac_key: Secret(hmac_key.into()),

@@ -82,16 +82,16 @@ pub async fn open(config: Config) -> anyhow::Result<Server> {
         group_commit: config.group_commit,
         clock: config.clock,
         headroom_bytes: config.max_body_bytes as u64,
+        db_pool_size: config.db_pool_size,
+        db_timeout: config.db_timeout,
     };
-    let db_path = config.db.clone();
-    let store_metrics = metrics.clone();
     let started = Instant::now();
-    let store = tokio::task::spawn_blocking(move || Store::open(&db_path, options, store_metrics))
+    let store = Store::open(&config.db, options, metrics.clone())
         .await
-        .context("opening the database")?
-        .with_context(|| format!("opening the database {}", config.db.display()))?;
+        .with_context(|| format!("opening the database {}", config.db))?;
     tracing::info!(
-        db = %config.db.display(),
+        db = %config.db,
+        backend = store.backend(),
         group_commit = config.group_commit,
         open_ms = started.elapsed().as_secs_f64() * 1000.0,
         "store open"

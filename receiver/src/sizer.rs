@@ -52,9 +52,8 @@ impl Sizer {
         clock: fn() -> std::time::SystemTime,
         mut closing: watch::Receiver<bool>,
     ) {
-        let startup = store.clone();
-        match tokio::task::spawn_blocking(move || startup.jobs()).await {
-            Ok(Ok(jobs)) => {
+        match store.jobs().await {
+            Ok(jobs) => {
                 for a in jobs.iter().filter(|a| a.sizing_stale()) {
                     self.mark(crate::store::job_key(
                         &a.organization,
@@ -64,8 +63,7 @@ impl Sizer {
                     ));
                 }
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "sizer: could not read the job list"),
-            Err(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sizer: could not read the job list"),
         }
         let params = SizingParams {
             classes,
@@ -84,18 +82,14 @@ impl Sizer {
                 if *closing.borrow() {
                     return;
                 }
-                let (store2, params2, key2) = (store.clone(), params.clone(), key.clone());
-                let sized = tokio::task::spawn_blocking(move || {
-                    compute(&store2, &key2, &params2, DEFAULT_WINDOW, clock())
-                })
-                .await;
-                let (sizing, newest) = match sized {
-                    Ok(Ok(answer)) => answer,
-                    Ok(Err(e)) => {
+                let (sizing, newest) = match compute(&store, &key, &params, DEFAULT_WINDOW, clock())
+                    .await
+                {
+                    Ok(answer) => answer,
+                    Err(e) => {
                         tracing::warn!(error = %e, "sizer: could not size a job; it is retried at the next push");
                         continue;
                     }
-                    Err(_) => continue,
                 };
                 if newest == 0 {
                     continue;

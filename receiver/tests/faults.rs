@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::push_body;
-use receiver::store::{NewRun, Store, StoreOptions};
+use receiver::store::redb::RedbStore as Store;
+use receiver::store::{NewRun, StoreOptions};
 use testkit::{HMAC_KEY, JsonResponse as _, READ_TOKEN, Receiver};
 
 const BIN: &str = env!("CARGO_BIN_EXE_receiver");

@@ -178,11 +178,7 @@ pub(crate) fn fleet_totals(jobs: &[JobAggregate], p: &ListParams, now: SystemTim
 
 /// Every job's aggregate, read off the request task.
 pub(crate) async fn load_jobs(state: &AppState) -> Result<Vec<JobAggregate>, ApiError> {
-    let store = state.store.clone();
-    tokio::task::spawn_blocking(move || store.jobs())
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "job list task failed"))?
-        .map_err(ApiError::from)
+    state.store.jobs().await.map_err(ApiError::from)
 }
 
 fn encode(answer: &impl Serialize) -> Result<Resp, ApiError> {
@@ -227,10 +223,10 @@ pub(crate) async fn load_history(
     limit: usize,
     cursor: Option<u64>,
 ) -> Result<(Vec<RunRow>, Option<u64>), ApiError> {
-    let store = state.store.clone();
-    tokio::task::spawn_blocking(move || store.history(&key, limit, cursor))
+    state
+        .store
+        .history(key, limit, cursor)
         .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "history task failed"))?
         .map_err(ApiError::from)
 }
 

@@ -210,12 +210,10 @@ pub(crate) async fn query<B>(state: &AppState, req: &Request<B>) -> Result<Resp,
     let page = page_params(req.uri().query())?;
     let (limit, cursor) = (page.limit, page.cursor);
     let key = job_key(&org, &repo, &workflow, &job);
-    let store = state.store.clone();
-    let max_bytes = state.max_response_bytes;
-    let page =
-        tokio::task::spawn_blocking(move || store.query_bounded(&key, limit, cursor, max_bytes))
-            .await
-            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "query task failed"))??;
+    let page = state
+        .store
+        .query(key, limit, cursor, state.max_response_bytes)
+        .await?;
     let total: usize = page.runs.iter().map(|r| r.len() + 1).sum();
     let mut body = Vec::with_capacity(total + 2);
     body.push(b'[');

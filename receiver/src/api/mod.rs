@@ -204,6 +204,7 @@ mod tests {
             crate::store::StoreOptions::default(),
             metrics.clone(),
         )
+        .await
         .unwrap();
         let state = AppState::new(&config, Arc::new(store), metrics);
         let call = |method: Method, path: &str| {
@@ -277,6 +278,7 @@ mod tests {
             crate::store::StoreOptions::default(),
             metrics.clone(),
         )
+        .await
         .unwrap();
         let mut state = AppState::new(&config, Arc::new(store), metrics);
         state.body_limits = BodyLimits::new(1500, 1, config.max_body_bytes);

@@ -106,12 +106,7 @@ pub(crate) async fn sizing<B>(state: &AppState, req: &Request<B>) -> Result<Resp
     p.sizing.classes.clone_from(&state.runner_classes);
     let key = job_key(&org, &repo, &workflow, &job);
     let now = state.keys.clock_now();
-    let store = state.store.clone();
-    let sizing =
-        tokio::task::spawn_blocking(move || compute(&store, &key, &p.sizing, p.window, now))
-            .await
-            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "sizing task failed"))??
-            .0;
+    let (sizing, _) = compute(&state.store, &key, &p.sizing, p.window, now).await?;
     let answer = Answer {
         organization: &org,
         repository: &repo,
@@ -131,7 +126,7 @@ pub(crate) async fn sizing<B>(state: &AppState, req: &Request<B>) -> Result<Resp
 
 /// The sizing of the job `key` from its most recent `params.runs` runs that started within
 /// `window` before `now`, and the newest stored run's id (0 without runs). Blocking.
-pub(crate) fn compute(
+pub(crate) async fn compute(
     store: &Store,
     key: &[u8],
     params: &SizingParams,
@@ -139,33 +134,41 @@ pub(crate) fn compute(
     now: SystemTime,
 ) -> Result<(Sizing, u64), StoreError> {
     let since = now.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH);
-    let page = store.query(key, params.runs, None)?;
-    let mut newest = 0;
-    let mut stored: Vec<StoredRun> = page
-        .runs
-        .iter()
-        .filter_map(|raw| match serde_json::from_slice::<StoredRun>(raw) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                tracing::warn!(error = %e, "skipping a stored run that does not parse");
-                None
-            }
-        })
-        .inspect(|r| newest = newest.max(r.id))
-        .filter(|r| started(r).is_some_and(|t| t >= since))
-        .collect();
-    stored.reverse();
-    let runs: Vec<SizingRun<'_>> = stored
-        .iter()
-        .map(|r| SizingRun {
-            time_ms: started(r)
-                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_millis() as i64),
-            run_id: &r.run_id,
-            summary: &r.payload,
-        })
-        .collect();
-    Ok((sizing::recommend(&runs, params), newest))
+    let page = store
+        .query(key.to_vec(), params.runs, None, usize::MAX)
+        .await?;
+    let params = params.clone();
+    // Merging histograms is CPU work (milliseconds): off the request threads.
+    tokio::task::spawn_blocking(move || {
+        let mut newest = 0;
+        let mut stored: Vec<StoredRun> = page
+            .runs
+            .iter()
+            .filter_map(|raw| match serde_json::from_slice::<StoredRun>(raw) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping a stored run that does not parse");
+                    None
+                }
+            })
+            .inspect(|r| newest = newest.max(r.id))
+            .filter(|r| started(r).is_some_and(|t| t >= since))
+            .collect();
+        stored.reverse();
+        let runs: Vec<SizingRun<'_>> = stored
+            .iter()
+            .map(|r| SizingRun {
+                time_ms: started(r)
+                    .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_millis() as i64),
+                run_id: &r.run_id,
+                summary: &r.payload,
+            })
+            .collect();
+        (sizing::recommend(&runs, &params), newest)
+    })
+    .await
+    .map_err(|e| StoreError::Thread(format!("sizing task: {e}")))
 }
 
 /// When a run started: its summary's start, else when it was received.

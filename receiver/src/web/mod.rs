@@ -219,31 +219,23 @@ async fn job_or_run(state: &AppState, path: &str) -> Resp {
         return error_page(StatusCode::NOT_FOUND, "no such page");
     };
     let key = job_key(&org, &repo, &workflow, &job);
-    let store = state.store.clone();
     if let Some(id) = run {
-        let found = tokio::task::spawn_blocking(move || store.run(&key, id)).await;
-        return match found {
-            Ok(Ok(Some(raw))) => match serde_json::from_slice::<StoredRun>(&raw) {
+        return match state.store.run(key, id).await {
+            Ok(Some(raw)) => match serde_json::from_slice::<StoredRun>(&raw) {
                 Ok(r) => html(StatusCode::OK, run::run(&r)),
                 Err(_) => error_page(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "the stored run does not parse",
                 ),
             },
-            Ok(Ok(None)) => error_page(StatusCode::NOT_FOUND, "no such run of this job"),
-            Ok(Err(e)) => store_error(e),
-            Err(_) => error_page(StatusCode::INTERNAL_SERVER_ERROR, "task failed"),
+            Ok(None) => error_page(StatusCode::NOT_FOUND, "no such run of this job"),
+            Err(e) => store_error(e),
         };
     }
-    let aggregate = {
-        let key = key.clone();
-        tokio::task::spawn_blocking(move || store.job(&key)).await
-    };
-    let aggregate = match aggregate {
-        Ok(Ok(Some(a))) => a,
-        Ok(Ok(None)) => return error_page(StatusCode::NOT_FOUND, "no runs stored for this job"),
-        Ok(Err(e)) => return store_error(e),
-        Err(_) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, "task failed"),
+    let aggregate = match state.store.job(key.clone()).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return error_page(StatusCode::NOT_FOUND, "no runs stored for this job"),
+        Err(e) => return store_error(e),
     };
     let rows = match load_history(state, key.clone(), CHART_RUNS, None).await {
         Ok((rows, _)) => rows,
@@ -253,21 +245,12 @@ async fn job_or_run(state: &AppState, path: &str) -> Resp {
         classes: state.runner_classes.clone(),
         ..Default::default()
     };
-    let store = state.store.clone();
+    let window = crate::api::sizing::DEFAULT_WINDOW;
     let now = state.keys.clock_now();
-    let sizing = tokio::task::spawn_blocking(move || {
-        crate::api::sizing::compute(
-            &store,
-            &key,
-            &params,
-            crate::api::sizing::DEFAULT_WINDOW,
-            now,
-        )
-    })
-    .await
-    .ok()
-    .and_then(Result::ok)
-    .map(|(s, _)| s);
+    let sizing = crate::api::sizing::compute(&state.store, &key, &params, window, now)
+        .await
+        .ok()
+        .map(|(s, _)| s);
     html(
         StatusCode::OK,
         pages::job(&aggregate, &rows, sizing.as_ref()),

@@ -6,127 +6,11 @@
 use std::borrow::Cow;
 
 use redb::{ReadableTable, Table};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
-use summary::Execution;
 
-use super::schema::{dedup_key, job_key};
-use super::{Inserted, StoreError};
-
-/// A run to store, encoded by the request task so the writer thread only copies bytes.
-///
-/// The stored value is the JSON of a [`summary::StoredRun`] with the fields in the order
-/// the query returns them: `{"id":ID` + `head` + `,"received_at":"TIME","payload":` +
-/// `payload` + `}`. The id and the receive time are the writer's to assign.
-#[derive(Debug)]
-pub struct NewRun {
-    /// [`job_key`] of the run's identity (the [`super::schema::RUNS`] key prefix).
-    pub(super) job_key: Vec<u8>,
-    /// [`dedup_key`] of the run: the [`super::schema::RUN_DEDUP`] key.
-    pub(super) dedup_key: Vec<u8>,
-    /// `,"organization":...,"repository":...,"workflow":...,"job":...,"run_id":...`
-    /// (and `,"run_attempt":...` when known).
-    head: Vec<u8>,
-    /// The summary's JSON.
-    payload: Vec<u8>,
-    /// Organization, repository, workflow and job as pushed (a new job's aggregate).
-    pub(super) identity: Box<[String; 4]>,
-    /// The run's row for the job list and history ([`NewRun::with_row`]); without one
-    /// (a payload that is not a summary, in tests) the run counts with zero figures.
-    pub(super) row: Box<summary::fleet::RunRow>,
-}
-
-/// The identity fields of a stored run, in [`summary::StoredRun`]'s order.
-#[derive(Serialize)]
-struct Identity<'a> {
-    organization: &'a str,
-    repository: &'a str,
-    workflow: &'a str,
-    job: &'a str,
-    run_id: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    run_attempt: &'a str,
-}
-
-impl NewRun {
-    /// Encodes a run: `execution` is who ran (as pushed), `summary` the validated summary.
-    pub fn new(execution: &Execution, summary: &impl Serialize) -> Result<Self, StoreError> {
-        let e = execution;
-        let mut head = Vec::with_capacity(
-            96 + e.organization.len()
-                + e.repository.len()
-                + e.workflow.len()
-                + e.job.len()
-                + e.run_id.len()
-                + e.run_attempt.len(),
-        );
-        serde_json::to_writer(
-            &mut head,
-            &Identity {
-                organization: &e.organization,
-                repository: &e.repository,
-                workflow: &e.workflow,
-                job: &e.job,
-                run_id: &e.run_id,
-                run_attempt: &e.run_attempt,
-            },
-        )?;
-        // `{"organization":...}` -> `,"organization":...`: the object's braces go.
-        head[0] = b',';
-        head.pop();
-        let mut payload = Vec::with_capacity(8 * 1024);
-        serde_json::to_writer(&mut payload, summary)?;
-        let job_key = job_key(&e.organization, &e.repository, &e.workflow, &e.job);
-        Ok(Self {
-            dedup_key: dedup_key(&job_key, &e.run_id, &e.run_attempt, &payload),
-            job_key,
-            head,
-            payload,
-            identity: Box::new([
-                e.organization.clone(),
-                e.repository.clone(),
-                e.workflow.clone(),
-                e.job.clone(),
-            ]),
-            row: Box::new(summary::fleet::RunRow {
-                run_id: e.run_id.clone(),
-                run_attempt: e.run_attempt.clone(),
-                ..Default::default()
-            }),
-        })
-    }
-
-    /// Encodes a pushed run with its row ([`summary::fleet::RunRow::of`] its summary).
-    pub fn of_push(
-        execution: &Execution,
-        summary: &summary::RunSummary,
-    ) -> Result<Self, StoreError> {
-        let mut run = Self::new(execution, summary)?;
-        *run.row = summary::fleet::RunRow::of(summary, &execution.run_id, &execution.run_attempt);
-        Ok(run)
-    }
-
-    /// The run's job: the key prefix of its job's runs ([`job_key`]).
-    pub fn job_key(&self) -> &[u8] {
-        &self.job_key
-    }
-
-    /// The stored value's pieces for `id` received at `received_at`, in order. Their
-    /// concatenation is the JSON of the stored run (`received_at` comes from
-    /// [`summary::time::format_unix_millis`]: digits, `-`, `:`, `.`, `T`, `Z`, nothing
-    /// to escape).
-    pub(super) fn value_parts<'a>(&'a self, id: &'a [u8], received_at: &'a str) -> [&'a [u8]; 7] {
-        [
-            b"{\"id\":",
-            id,
-            &self.head,
-            b",\"received_at\":\"",
-            received_at.as_bytes(),
-            b"\",\"payload\":",
-            &self.payload,
-        ]
-    }
-}
+use super::{Inserted, NewRun, StoreError};
+use crate::store::dedup_key;
 
 /// Writes `parts` one after the other into `out`, which is exactly as long as all of them
 /// plus a closing `}`.
@@ -240,6 +124,7 @@ mod tests {
 
     use super::super::schema::{RUN_DEDUP, RUN_DEDUP_BY_ID};
     use super::*;
+    use summary::Execution;
 
     fn run(payload: u32) -> NewRun {
         let execution = Execution {

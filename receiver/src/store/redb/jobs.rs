@@ -16,8 +16,9 @@ use summary::fleet::{JobAggregate, RunRow};
 
 use super::StoreError;
 use super::schema::{
-    JOBS, META, META_SCHEMA, RUN_ROWS, RUNS, SCHEMA_VERSION, id_of_run_key, job_key, run_key,
+    JOBS, META, META_SCHEMA, RUN_ROWS, RUNS, SCHEMA_VERSION, id_of_run_key, run_key,
 };
+use crate::store::job_key;
 
 /// The [`JOBS`] table, open in a write transaction.
 pub(super) type JobsTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
@@ -237,7 +238,7 @@ pub(super) fn migrate_from_v2(db: &Database) -> Result<u64, StoreError> {
     }
 }
 
-impl super::Store {
+impl super::RedbStore {
     /// Runs `read` in a read transaction of the current database (an I/O error makes the
     /// store unavailable, as for every read). Blocking.
     fn read<T>(
@@ -312,7 +313,7 @@ mod tests {
     use summary::{ContainerSummary, Execution, Limits, RunSummary, Stats};
 
     use super::super::schema::{JOBS, META, META_SCHEMA, RUN_ROWS};
-    use super::super::{NewRun, Store, StoreOptions};
+    use super::super::{NewRun, RedbStore as Store, StoreOptions};
 
     fn push(job: &str, run: u32, cpu: f64, starved: bool) -> NewRun {
         let execution = Execution {
@@ -373,7 +374,7 @@ mod tests {
         assert_eq!((a.runs, a.last_id, a.repository.as_str()), (12, 12, "r"));
         assert_eq!(a.days[0].starved_runs, 4);
         assert!(a.sizing_stale());
-        let key = super::job_key("o", "r", "w", "a");
+        let key = crate::store::job_key("o", "r", "w", "a");
         let (rows, next) = store.history(&key, 5, None).unwrap();
         assert_eq!(
             rows.iter().map(|r| r.id).collect::<Vec<_>>(),

@@ -4,11 +4,9 @@
 use std::ops::Bound;
 
 use redb::{Database, Durability, ReadableTable, TableDefinition};
-use sha2::{Digest, Sha256};
 
 use super::StoreError;
 use super::records::{dedup_of_stored, remember};
-use crate::auth::canonical_repository;
 
 /// Version of the on-disk layout below; stored in [`META`] and checked at open.
 ///
@@ -67,37 +65,6 @@ pub const JOBS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("j
 
 pub(super) const META_SCHEMA: &str = "schema_version";
 pub(super) const META_NEXT_ID: &str = "next_id";
-
-/// The `job_key` prefix of [`RUNS`] keys: each of organization, canonical repository,
-/// workflow and job as `u32_be(len) || bytes`.
-pub fn job_key(organization: &str, repository: &str, workflow: &str, job: &str) -> Vec<u8> {
-    let repository = canonical_repository(organization, repository);
-    let mut key =
-        Vec::with_capacity(16 + organization.len() + repository.len() + workflow.len() + job.len());
-    for part in [organization, repository, workflow, job] {
-        key.extend_from_slice(&(part.len() as u32).to_be_bytes());
-        key.extend_from_slice(part.as_bytes());
-    }
-    key
-}
-
-/// The [`RUN_DEDUP`] key of a run: its job, run id and attempt, and the SHA-256 of its
-/// summary's JSON.
-///
-/// The summary's hash is part of the key because the identity alone does not make a run
-/// unique: the legs of a matrix job share `GITHUB_JOB`, `GITHUB_RUN_ID` and the attempt,
-/// as do two `collector run` commands in one job. A retry sends the same summary, so it
-/// has the same key; where the run id is empty, the hash is the whole difference.
-pub fn dedup_key(job_key: &[u8], run_id: &str, run_attempt: &str, payload: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(job_key.len() + 8 + run_id.len() + run_attempt.len() + 32);
-    key.extend_from_slice(job_key);
-    for part in [run_id, run_attempt] {
-        key.extend_from_slice(&(part.len() as u32).to_be_bytes());
-        key.extend_from_slice(part.as_bytes());
-    }
-    key.extend_from_slice(&Sha256::digest(payload));
-    key
-}
 
 pub(crate) fn run_key(job_key: &[u8], id: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(job_key.len() + 8);

@@ -6,20 +6,22 @@
 //! writer then answers everything queued at once with [`StoreError::Unavailable`] and
 //! retries the recovery with back-off, until the store is writable again or closed.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, ReadableTable};
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
+use super::NewRun;
 use super::jobs::{count_run, rebuild, set_sizing};
-use super::records::{NewRun, forget, remember, stored_twin, write_value};
+use super::records::{forget, remember, stored_twin, write_value};
 use super::recovery::{Handle, io_reason};
 use super::schema::{
     JOBS, META, META_NEXT_ID, RUN_DEDUP, RUN_DEDUP_BY_ID, RUN_ROWS, RUNS, RUNS_BY_TIME,
 };
 use super::{Inserted, StoreError, StoreOptions};
 use crate::metrics::Metrics;
+use crate::store::unix_ms;
 
 /// Most operations committed in one write transaction.
 pub const MAX_BATCH: usize = 1024;
@@ -61,14 +63,6 @@ impl WriteOp {
             WriteOp::Recover => {}
         }
     }
-}
-
-/// `clock()` in Unix milliseconds.
-pub(super) fn unix_ms(clock: fn() -> SystemTime) -> u64 {
-    clock()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 pub(super) fn writer_loop(
