@@ -11,12 +11,14 @@
 //! - [`receiver`]: [`Receiver`], the real receiver binary on `127.0.0.1:0` with a real redb
 //!   file: requests, push tokens, restart on the same database and port, SIGKILL; and
 //!   [`JsonResponse`] for reading JSON answers.
+//! - [`postgres`]: a throw-away PostgreSQL cluster (Debian's `postgresql`), shared or per test.
 //! - [`webdriver`]: a headless Chromium driven over WebDriver (the web page's tests).
 //! - this file: [`free_listener`] and the secrets every test receiver uses
 //!   ([`READ_TOKEN`], [`HMAC_KEY`]).
 
 pub mod receiver;
 pub mod require;
+pub mod postgres;
 pub mod wait;
 pub mod webdriver;
 

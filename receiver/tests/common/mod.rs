@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use http_client::{Method, Request};
-use receiver::config::Config;
+use receiver::config::{Config, Database, PgUrl};
 pub use testkit::{HMAC_KEY, READ_TOKEN};
 
 /// A receiver running in a thread of its own, on a listener bound before it started.
@@ -140,8 +140,37 @@ impl Drop for TestServer {
     }
 }
 
+/// A test receiver's configuration: the redb file `db`, or, with
+/// `RECEIVER_TEST_BACKEND=postgres`, a fresh database in this process's PostgreSQL cluster
+/// (the same suite then runs against the other backend).
 pub fn config(db: PathBuf) -> Config {
-    Config::new(db, READ_TOKEN, HMAC_KEY)
+    Config::new(backend_db(db), READ_TOKEN, HMAC_KEY)
+}
+
+/// Which backend the suite runs against (`RECEIVER_TEST_BACKEND`: `redb`, the default, or
+/// `postgres`).
+pub fn postgres_backend() -> bool {
+    std::env::var("RECEIVER_TEST_BACKEND").as_deref() == Ok("postgres")
+}
+
+/// The redb file `file`, or the PostgreSQL database standing for it: created on first use,
+/// the same one again for the same path (a test that restarts its receiver).
+pub fn backend_db(file: PathBuf) -> Database {
+    static DATABASES: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+    if !postgres_backend() {
+        return Database::File(file);
+    }
+    let mut known = DATABASES.lock().unwrap();
+    if let Some((_, url)) = known.iter().find(|(p, _)| *p == file) {
+        return Database::Postgres(PgUrl::parse(url).unwrap());
+    }
+    let cluster = testkit::postgres::shared()
+        .unwrap_or_else(|e| panic!("RECEIVER_TEST_BACKEND=postgres: no cluster: {e}"));
+    let url = cluster
+        .create_database(&testkit::postgres::unique_name("receiver"))
+        .unwrap_or_else(|e| panic!("creating a test database: {e}"));
+    known.push((file, url.clone()));
+    Database::Postgres(PgUrl::parse(&url).unwrap())
 }
 
 /// An answer: from the HTTP client, or parsed from a raw socket.
