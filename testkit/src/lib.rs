@@ -16,9 +16,9 @@
 //! - this file: [`free_listener`] and the secrets every test receiver uses
 //!   ([`READ_TOKEN`], [`HMAC_KEY`]).
 
+pub mod postgres;
 pub mod receiver;
 pub mod require;
-pub mod postgres;
 pub mod wait;
 pub mod webdriver;
 

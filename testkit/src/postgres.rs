@@ -49,7 +49,8 @@ fn postgres_user() -> Result<(u32, u32), String> {
         .lines()
         .find_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
-            (f.first() == Some(&"postgres")).then(|| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))?
+            (f.first() == Some(&"postgres"))
+                .then(|| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))?
         })
         .ok_or_else(|| "no postgres user (Debian's postgresql package creates it)".to_owned())
 }
@@ -125,7 +126,10 @@ impl Cluster {
         // takes it first, the server fails to bind and a new port is tried.
         let mut last = String::new();
         for _ in 0..5 {
-            cluster.port = crate::free_listener().local_addr().map_err(|e| e.to_string())?.port();
+            cluster.port = crate::free_listener()
+                .local_addr()
+                .map_err(|e| e.to_string())?
+                .port();
             match cluster.resume() {
                 Ok(()) => return Ok(cluster),
                 Err(e) => last = e,
@@ -153,13 +157,23 @@ impl Cluster {
     /// Runs one SQL command with `psql`; its output.
     pub fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
             .args(["-d", db, "-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("psql: {e}"))?;
         if !out.status.success() {
-            return Err(format!("psql {sql:?}: {}", String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "psql {sql:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
@@ -185,7 +199,14 @@ impl Cluster {
             .args(["-c", "listen_addresses=127.0.0.1"])
             .arg("-c")
             .arg(format!("unix_socket_directories={}", self.dir.display()))
-            .args(["-c", "max_connections=300", "-c", "fsync=on", "-c", "synchronous_commit=on"])
+            .args([
+                "-c",
+                "max_connections=300",
+                "-c",
+                "fsync=on",
+                "-c",
+                "synchronous_commit=on",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -181,7 +181,8 @@ fn build_ebpf(route: Route) -> Result<PathBuf> {
 /// python3-venv (the manifest validators run in a project-local virtualenv), podman with runc
 /// and busybox-static (real containers as jobs in the node test; crun refuses hybrid cgroups),
 /// chromium (the Markdown report's Mermaid charts are rendered in it, headless) and
-/// chromium-driver (the web page's tests drive it over WebDriver).
+/// chromium-driver (the web page's tests drive it over WebDriver), postgresql (the receiver's
+/// PostgreSQL backend is tested against a real server).
 const TEST_DEBS: &[&str] = &[
     "curl",
     "iproute2",
@@ -192,7 +193,13 @@ const TEST_DEBS: &[&str] = &[
     "busybox-static",
     "chromium",
     "chromium-driver",
+    "postgresql",
 ];
+
+/// The receiver's black-box test files that run against both backends (the others test
+/// one backend's own behaviour: redb's full disk and crash recovery, PostgreSQL's replicas
+/// and outages in `postgres.rs`).
+const POSTGRES_SUITES: &[&str] = &["http", "limits", "hardening", "web"];
 
 fn test(route: Route) -> Result<()> {
     util::ensure_debs(TEST_DEBS)?;
@@ -224,11 +231,18 @@ fn test(route: Route) -> Result<()> {
         .args(["build", "-p", "collector", "-p", "receiver", "--bins"])
         .env("COLLECTOR_EBPF_OBJECT", &object))?;
     step("cargo test (every test, eBPF ones included)");
-    let totals = util::run_counting_tests(
+    let mut totals = util::run_counting_tests(
         util::cargo()
             .args(["test", "--workspace", "--exclude", "collector-ebpf"])
             .env("COLLECTOR_EBPF_OBJECT", &object),
     )?;
+    step("the receiver's black-box suites again, on PostgreSQL (a throw-away cluster)");
+    totals.add(&util::run_counting_tests(
+        util::cargo()
+            .args(["test", "-p", "receiver"])
+            .args(POSTGRES_SUITES.iter().flat_map(|t| ["--test", t]))
+            .env("RECEIVER_TEST_BACKEND", "postgres"),
+    )?);
     step("the right-sizing backtest, small set (the full table: cargo xtask bench sizing)");
     run(util::cargo().args(["run", "-p", "backtest", "--", "--small"]))?;
     step(format!(

@@ -83,6 +83,13 @@ pub struct TestTotals {
 }
 
 impl TestTotals {
+    /// Adds another run's counts.
+    pub fn add(&mut self, other: &TestTotals) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.ignored += other.ignored;
+    }
+
     /// Adds one libtest summary line, e.g. `test result: ok. 12 passed; 0 failed; 1 ignored`.
     pub fn add_line(&mut self, line: &str) {
         let Some(rest) = line.trim().strip_prefix("test result:") else {
