@@ -97,8 +97,9 @@ enum Bench {
         #[arg(long, default_value_t = 1000)]
         idle: usize,
     },
-    /// Durable pushes/s at 1, 16 and 64 clients against a one-commit-per-request baseline,
-    /// and query and sizing latency on a job with 10,000 runs. Extra arguments go to
+    /// Durable pushes/s at 1, 16 and 64 clients against a one-commit-per-request baseline
+    /// and on PostgreSQL (a throw-away cluster), query and sizing latency on a job with
+    /// 10,000 runs on both, and the fleet view at 1,000 jobs. Extra arguments go to
     /// receiver-bench.
     Receiver {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -286,8 +287,19 @@ fn bench(which: Bench) -> Result<()> {
             let object = build_ebpf(Route::Auto)?;
             bench_collector::run(seconds, idle, &object)
         }
-        Bench::Receiver { args } => run(util::cargo()
-            .args([
+        Bench::Receiver { args } => {
+            // redb and PostgreSQL side by side: a throw-away cluster unless one is given.
+            util::ensure_debs(&["postgresql"])?;
+            let given = args.iter().any(|a| a.starts_with("--postgres"))
+                || std::env::var_os("RECEIVER_BENCH_POSTGRES").is_some();
+            let cluster = if given {
+                None
+            } else {
+                step("starting a throw-away PostgreSQL cluster for the benchmark");
+                Some(testkit::postgres::Cluster::start().map_err(anyhow::Error::msg)?)
+            };
+            let mut cmd = util::cargo();
+            cmd.args([
                 "run",
                 "--release",
                 "-p",
@@ -296,7 +308,12 @@ fn bench(which: Bench) -> Result<()> {
                 "receiver-bench",
                 "--",
             ])
-            .args(args)),
+            .args(args);
+            if let Some(c) = &cluster {
+                cmd.arg(format!("--postgres={}", c.url("postgres")));
+            }
+            run(&mut cmd)
+        }
         Bench::Sizing { args } => run(util::cargo()
             .args(["run", "--release", "-p", "backtest", "--"])
             .args(args)),

@@ -9,18 +9,20 @@
 //! - sizing latency (p50, p99) over 100 of those runs ([`sizing`]);
 //! - the fleet view with 1,000 jobs and 100,000 runs: job list, totals, pages ([`fleet`]).
 
+mod backends;
 mod fleet;
+mod server;
 mod sizing;
-use std::path::PathBuf;
+
+use server::{Backend, Client, Server};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use hyper::StatusCode;
 use hyper::body::Bytes;
-use receiver::config::Config;
 use summary::{
     Accumulator, CollectorInfo, ContainerSummary, Execution, Limits, MetricsPush, ProcessSummary,
     RunSummary, SCALE_BYTES, SCALE_CORES, SCALE_PERCENT, Source,
@@ -60,6 +62,11 @@ struct Args {
     /// Timed requests of each fleet view read.
     #[arg(long, default_value_t = 300)]
     fleet_queries: usize,
+    /// A PostgreSQL admin URL (`postgres://postgres@127.0.0.1:5432/postgres`): the push,
+    /// query and sizing scenarios also run on PostgreSQL, each on a database created for it
+    /// and dropped after (`cargo xtask bench receiver` starts a throw-away cluster).
+    #[arg(long, env = "RECEIVER_BENCH_POSTGRES", hide_env_values = true)]
+    postgres: Option<String>,
     /// Skip the one-commit-per-request baseline.
     #[arg(long)]
     no_baseline: bool,
@@ -74,90 +81,6 @@ struct Args {
     /// Tracing filter of the receivers (as `--log-level`); log lines are discarded.
     #[arg(long, default_value = "info")]
     log_level: String,
-}
-
-/// A receiver running on this runtime with a temporary database.
-struct Server {
-    addr: std::net::SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    db: PathBuf,
-}
-
-impl Server {
-    async fn start(rt: &tokio::runtime::Handle, group_commit: bool) -> anyhow::Result<Self> {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
-        let db = std::env::temp_dir().join(format!(
-            "receiver-bench-{}-{nanos}.redb",
-            std::process::id()
-        ));
-        let mut config = Config::new(db.clone(), READ_TOKEN, HMAC_KEY);
-        config.group_commit = group_commit;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = rt.spawn(receiver::server::run(config, listener, async {
-            let _ = rx.await;
-        }));
-        let server = Self {
-            addr,
-            stop: Some(tx),
-            task,
-            db,
-        };
-        for _ in 0..500 {
-            if let Ok(mut c) = Client::connect(addr).await {
-                if c.send("GET", "/healthz", None, None).await.map(|(s, _)| s) == Ok(StatusCode::OK)
-                {
-                    return Ok(server);
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        bail!("receiver did not start")
-    }
-
-    async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        (&mut self.task).await??;
-        let _ = std::fs::remove_file(&self.db);
-        Ok(())
-    }
-}
-
-/// One keep-alive HTTP/1.1 connection (the workspace's HTTP client).
-struct Client {
-    conn: http_client::Connection,
-    addr: std::net::SocketAddr,
-}
-
-impl Client {
-    async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<Self> {
-        let conn = http_client::Connection::open(addr, Duration::from_secs(30)).await?;
-        Ok(Self { conn, addr })
-    }
-
-    async fn send(
-        &mut self,
-        method: &str,
-        path: &str,
-        auth: Option<&str>,
-        body: Option<Bytes>,
-    ) -> Result<(StatusCode, Bytes), String> {
-        let method =
-            http_client::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-        let mut req = http_client::Request::to(method, self.addr, path).header("host", "bench");
-        if let Some(a) = auth {
-            req = req.header("authorization", a);
-        }
-        if let Some(body) = body {
-            req = req.json(body);
-        }
-        let resp = self.conn.send(req).await.map_err(|e| e.to_string())?;
-        Ok((resp.status, resp.body))
-    }
 }
 
 /// A realistic summary: 3 containers with serialized histograms, 10 top processes each.
@@ -511,13 +434,24 @@ async fn bench(args: Args, rt: tokio::runtime::Handle) -> anyhow::Result<()> {
     println!();
     let mut group = Vec::new();
     let mut baseline = Vec::new();
-    for (mode, results) in [(true, &mut group), (false, &mut baseline)] {
-        if !mode && args.no_baseline {
+    let mut pg_group = Vec::new();
+    let postgres = args.postgres.clone().map(Backend::Postgres);
+    let scenarios = [
+        (Backend::Redb, true, &mut group),
+        (Backend::Redb, false, &mut baseline),
+        (
+            postgres.clone().unwrap_or(Backend::Redb),
+            true,
+            &mut pg_group,
+        ),
+    ];
+    for (i, (backend, mode, results)) in scenarios.into_iter().enumerate() {
+        if (i == 1 && args.no_baseline) || (i == 2 && postgres.is_none()) {
             continue;
         }
         for &clients in &args.clients {
-            // A fresh database per scenario, so no scenario benefits from another's file.
-            let server = Server::start(&rt, mode).await?;
+            // A fresh database per scenario, so no scenario benefits from another's.
+            let server = Server::start(&rt, &backend, mode).await?;
             let token = push_token(server.addr).await?;
             let r = push_load(server.addr, &token, clients, args.seconds).await?;
             server.stop().await?;
@@ -573,31 +507,37 @@ async fn bench(args: Args, rt: tokio::runtime::Handle) -> anyhow::Result<()> {
         );
     }
     println!();
+    if !pg_group.is_empty() {
+        backends::print_side_by_side(&group, &pg_group);
+    }
 
-    let server = Server::start(&rt, true).await?;
-    let token = push_token(server.addr).await?;
-    let started = Instant::now();
-    fill(server.addr, &token, args.query_runs).await?;
-    println!(
-        "stored {} runs in one job in {:.2} s",
-        args.query_runs,
-        started.elapsed().as_secs_f64()
-    );
-    let (p50, p99, deep50, deep99) =
-        query_latency(server.addr, args.queries, args.query_limit).await?;
-    let (size50, size99) = sizing::latency(server.addr, args.sizing_queries).await?;
-    server.stop().await?;
-    println!(
-        "query latency, limit={} ({} queries, 1 client, keep-alive):",
-        args.query_limit, args.queries
-    );
-    println!("  newest page:            p50 {p50:.3} ms   p99 {p99:.3} ms");
-    println!("  page 5,000 runs deep:   p50 {deep50:.3} ms   p99 {deep99:.3} ms");
-    println!(
-        "sizing latency, runs=100 of {} ({} queries, 1 client):",
-        args.query_runs, args.sizing_queries
-    );
-    println!("  answer:                 p50 {size50:.3} ms   p99 {size99:.3} ms");
+    let mut reads = Vec::new();
+    for backend in std::iter::once(Backend::Redb).chain(postgres.clone()) {
+        let server = Server::start(&rt, &backend, true).await?;
+        let token = push_token(server.addr).await?;
+        let started = Instant::now();
+        fill(server.addr, &token, args.query_runs).await?;
+        let filled = started.elapsed().as_secs_f64();
+        let (p50, p99, deep50, deep99) =
+            query_latency(server.addr, args.queries, args.query_limit).await?;
+        let (size50, size99) = sizing::latency(server.addr, args.sizing_queries).await?;
+        server.stop().await?;
+        println!(
+            "{}: stored {} runs in one job in {filled:.2} s; query latency, limit={} ({} queries, \
+             1 client, keep-alive):",
+            backend.name(),
+            args.query_runs,
+            args.query_limit,
+            args.queries
+        );
+        println!("  newest page:            p50 {p50:.3} ms   p99 {p99:.3} ms");
+        println!("  page 5,000 runs deep:   p50 {deep50:.3} ms   p99 {deep99:.3} ms");
+        println!(
+            "  sizing, runs=100 of {} ({} queries): p50 {size50:.3} ms   p99 {size99:.3} ms",
+            args.query_runs, args.sizing_queries
+        );
+        reads.push((backend.name(), p99.max(deep99), size99));
+    }
     println!();
 
     let at64 = group.iter().find(|(c, _)| *c == 64).map(|(_, r)| r.per_sec);
@@ -620,21 +560,34 @@ async fn bench(args: Args, rt: tokio::runtime::Handle) -> anyhow::Result<()> {
             );
         }
     }
+    if let Some(pg) = pg_group
+        .iter()
+        .find(|(c, _)| *c == 64)
+        .map(|(_, r)| r.per_sec)
+    {
+        println!(
+            "target: PostgreSQL >= 5,000 durable pushes/s at 64 ...... {pg:.0}/s  {}",
+            check(pg >= 5000.0)
+        );
+    }
     if args.fleet_runs > 0 {
-        let server = Server::start(&rt, true).await?;
+        let server = Server::start(&rt, &Backend::Redb, true).await?;
         let jobs = args.fleet_jobs.clamp(1, args.fleet_runs);
         let r = fleet::bench(server.addr, args.fleet_runs, jobs, args.fleet_queries).await?;
         server.stop().await?;
         fleet::report(&r, args.fleet_runs, jobs, args.fleet_queries);
     }
-    let worst = p99.max(deep99);
-    println!(
-        "target: query p99 <= 5 ms ............................... {worst:.3} ms  {}",
-        check(worst <= 5.0)
-    );
-    println!(
-        "target: sizing p99 <= 20 ms (100 runs) .................. {size99:.3} ms  {}",
-        check(size99 <= 20.0)
-    );
+    for (name, worst, size99) in reads {
+        println!(
+            "target: {name} query p99 <= 5 ms {:.<25} {worst:.3} ms  {}",
+            " ",
+            check(worst <= 5.0)
+        );
+        println!(
+            "target: {name} sizing p99 <= 20 ms (100 runs) {:.<12} {size99:.3} ms  {}",
+            " ",
+            check(size99 <= 20.0)
+        );
+    }
     Ok(())
 }

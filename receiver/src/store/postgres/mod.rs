@@ -292,7 +292,7 @@ impl PgStore {
             let fetch = (limit.min(10_000) + 1) as i64;
             let stmt = client
                 .prepare_cached(
-                    "SELECT row_json FROM run_rows WHERE job_key = $1 AND id < $2
+                    "SELECT id, received_ms, row_json FROM runs WHERE job_key = $1 AND id < $2
                      ORDER BY id DESC LIMIT $3",
                 )
                 .await
@@ -302,12 +302,11 @@ impl PgStore {
                 .await
                 .map_err(pg_error)?;
             let mut out: Vec<RunRow> = Vec::with_capacity(limit);
-            for r in rows.iter().take(limit) {
-                match serde_json::from_slice(r.get::<_, &[u8]>(0)) {
-                    Ok(row) => out.push(row),
-                    Err(e) => tracing::warn!(error = %e, "skipping a run row that does not parse"),
-                }
-            }
+            out.extend(
+                rows.iter()
+                    .take(limit)
+                    .filter_map(|r| writer::read_row(r.get(0), r.get(1), r.get(2))),
+            );
             let next = (rows.len() > limit)
                 .then(|| out.last().map(|r| r.id))
                 .flatten();

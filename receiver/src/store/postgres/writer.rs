@@ -1,5 +1,5 @@
 //! PostgreSQL group commit: the writer task takes everything queued (up to [`MAX_BATCH`])
-//! into one transaction of a few batched statements (the runs, their rows, their jobs'
+//! into one transaction of a few batched statements (the runs with their rows, their jobs'
 //! aggregates), commits with `synchronous_commit=on`, and only then answers every push of
 //! the batch. A lost connection fails the batch with 503; a deadlock with another replica
 //! (both updating one job's aggregate) is retried.
@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use summary::fleet::{JobAggregate, RunRow, SizingShort};
 use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::types::ToSql;
 
 use super::{Shared, decode_aggregate, pg_error};
 use crate::metrics::Metrics;
@@ -104,6 +105,11 @@ fn retryable(msg: &str) -> bool {
 }
 
 /// Stores `runs` in one transaction; one answer per run, in order.
+///
+/// Four round trips whatever the batch's size: BEGIN; the runs' insert and the aggregates'
+/// lock, pipelined; the aggregates' update; COMMIT (plus one lookup when a push repeats a
+/// stored run). A run's row is stored without its id and receive time, which are columns
+/// of their own and stamped when the row is read.
 async fn commit_runs(
     shared: &Shared,
     runs: &[&NewRun],
@@ -113,29 +119,56 @@ async fn commit_runs(
     let tx = client.transaction().await.map_err(pg_error)?;
     let received = received_ms as i64;
     let received_at = summary::time::format_unix_millis(received);
-    // 1. The runs; a dedup key already stored (or twice in this batch) inserts nothing.
     let job_keys: Vec<&[u8]> = runs.iter().map(|r| r.job_key.as_slice()).collect();
     let times: Vec<i64> = vec![received; runs.len()];
     let heads: Vec<&[u8]> = runs.iter().map(|r| r.head.as_slice()).collect();
     let payloads: Vec<&[u8]> = runs.iter().map(|r| r.payload.as_slice()).collect();
+    let rows: Vec<Vec<u8>> = runs
+        .iter()
+        .map(|r| serde_json::to_vec(r.row.as_ref()))
+        .collect::<Result<_, _>>()?;
     let dedups: Vec<&[u8]> = runs.iter().map(|r| r.dedup_key.as_slice()).collect();
-    let stmt = tx
+    let mut keys: Vec<&[u8]> = job_keys.clone();
+    keys.sort_unstable();
+    keys.dedup();
+    let insert_runs = tx
         .prepare_cached(
-            "INSERT INTO runs (job_key, received_ms, head, payload, dedup_key)
-             SELECT * FROM unnest($1::bytea[], $2::int8[], $3::bytea[], $4::bytea[], $5::bytea[])
+            "INSERT INTO runs (job_key, received_ms, head, payload, row_json, dedup_key)
+             SELECT * FROM unnest($1::bytea[], $2::int8[], $3::bytea[], $4::bytea[], $5::bytea[],
+                                  $6::bytea[])
              ON CONFLICT (dedup_key) DO NOTHING RETURNING id, dedup_key",
         )
         .await
         .map_err(pg_error)?;
-    let inserted = tx
-        .query(&stmt, &[&job_keys, &times, &heads, &payloads, &dedups])
+    // The jobs' aggregates: created empty if new, and locked (an upsert that updates takes
+    // the row lock) in key order, returning what is there now.
+    let lock_jobs = tx
+        .prepare_cached(
+            "INSERT INTO jobs (job_key, aggregate)
+             SELECT k, ''::bytea FROM unnest($1::bytea[]) AS k ORDER BY k
+             ON CONFLICT (job_key) DO UPDATE SET aggregate = jobs.aggregate
+             RETURNING job_key, aggregate",
+        )
         .await
         .map_err(pg_error)?;
+    let run_params: [&(dyn ToSql + Sync); 6] =
+        [&job_keys, &times, &heads, &payloads, &rows, &dedups];
+    let lock_params: [&(dyn ToSql + Sync); 1] = [&keys];
+    let (inserted, current) = tokio::join!(
+        tx.query(&insert_runs, &run_params),
+        tx.query(&lock_jobs, &lock_params)
+    );
     let mut new_ids: HashMap<Vec<u8>, u64> = inserted
+        .map_err(pg_error)?
         .iter()
         .map(|r| (r.get::<_, Vec<u8>>(1), r.get::<_, i64>(0) as u64))
         .collect();
-    // 2. Runs stored before (a retry), answered with the first push's id and time.
+    let current: HashMap<Vec<u8>, Vec<u8>> = current
+        .map_err(pg_error)?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    // Runs stored before (a retry), answered with the first push's id and time.
     let mut stored_before: HashMap<Vec<u8>, (u64, i64)> = HashMap::new();
     if new_ids.len() < runs.len() {
         let missing: Vec<&[u8]> = dedups
@@ -143,24 +176,28 @@ async fn commit_runs(
             .copied()
             .filter(|k| !new_ids.contains_key(*k))
             .collect();
-        let rows = tx
+        let found = tx
             .query(
                 "SELECT dedup_key, id, received_ms FROM runs WHERE dedup_key = ANY($1)",
                 &[&missing],
             )
             .await
             .map_err(pg_error)?;
-        for r in rows {
+        for r in found {
             stored_before.insert(r.get(0), (r.get::<_, i64>(1) as u64, r.get(2)));
         }
     }
     let mut answers = Vec::with_capacity(runs.len());
-    let mut fresh: Vec<(&NewRun, RunRow)> = Vec::new();
+    let mut by_job: BTreeMap<&[u8], (&NewRun, Vec<RunRow>)> = BTreeMap::new();
     for run in runs {
         if let Some(id) = new_ids.remove(&run.dedup_key) {
             let mut row = (*run.row).clone();
             row.stamp(id, received);
-            fresh.push((run, row));
+            by_job
+                .entry(run.job_key.as_slice())
+                .or_insert_with(|| (*run, Vec::new()))
+                .1
+                .push(row);
             answers.push(Inserted {
                 id,
                 received_at: received_at.clone(),
@@ -178,56 +215,9 @@ async fn commit_runs(
             });
         }
     }
-    if !fresh.is_empty() {
-        // 3. Their rows.
-        let ids: Vec<i64> = fresh.iter().map(|(_, r)| r.id as i64).collect();
-        let keys: Vec<&[u8]> = fresh.iter().map(|(n, _)| n.job_key.as_slice()).collect();
-        let rows: Vec<Vec<u8>> = fresh
-            .iter()
-            .map(|(_, r)| serde_json::to_vec(r))
-            .collect::<Result<_, _>>()?;
-        let stmt = tx
-            .prepare_cached(
-                "INSERT INTO run_rows (id, job_key, row_json)
-                 SELECT * FROM unnest($1::int8[], $2::bytea[], $3::bytea[])",
-            )
-            .await
-            .map_err(pg_error)?;
-        tx.execute(&stmt, &[&ids, &keys, &rows])
-            .await
-            .map_err(pg_error)?;
-        // 4. Their jobs' aggregates, locked in key order.
-        let mut by_job: BTreeMap<&[u8], (&NewRun, Vec<&RunRow>)> = BTreeMap::new();
-        for (run, row) in &fresh {
-            by_job
-                .entry(run.job_key.as_slice())
-                .or_insert_with(|| (*run, Vec::new()))
-                .1
-                .push(row);
-        }
-        let keys: Vec<&[u8]> = by_job.keys().copied().collect();
-        let placeholders = tx
-            .prepare_cached(
-                "INSERT INTO jobs (job_key, aggregate)
-                 SELECT k, ''::bytea FROM unnest($1::bytea[]) AS k ORDER BY k
-                 ON CONFLICT (job_key) DO NOTHING",
-            )
-            .await
-            .map_err(pg_error)?;
-        tx.execute(&placeholders, &[&keys])
-            .await
-            .map_err(pg_error)?;
-        let lock = tx
-            .prepare_cached(
-                "SELECT job_key, aggregate FROM jobs WHERE job_key = ANY($1)
-                 ORDER BY job_key FOR UPDATE",
-            )
-            .await
-            .map_err(pg_error)?;
-        let current = tx.query(&lock, &[&keys]).await.map_err(pg_error)?;
-        let current: HashMap<Vec<u8>, Vec<u8>> =
-            current.into_iter().map(|r| (r.get(0), r.get(1))).collect();
-        let mut values: Vec<Vec<u8>> = Vec::with_capacity(keys.len());
+    if !by_job.is_empty() {
+        let mut updated_keys: Vec<&[u8]> = Vec::with_capacity(by_job.len());
+        let mut values: Vec<Vec<u8>> = Vec::with_capacity(by_job.len());
         for (key, (run, rows)) in &by_job {
             let mut aggregate = current
                 .get(*key)
@@ -239,6 +229,7 @@ async fn commit_runs(
             for row in rows {
                 aggregate.add(row);
             }
+            updated_keys.push(key);
             values.push(serde_json::to_vec(&aggregate)?);
         }
         let update = tx
@@ -248,7 +239,7 @@ async fn commit_runs(
             )
             .await
             .map_err(pg_error)?;
-        tx.execute(&update, &[&keys, &values])
+        tx.execute(&update, &[&updated_keys, &values])
             .await
             .map_err(pg_error)?;
     }
@@ -256,7 +247,21 @@ async fn commit_runs(
     Ok(answers)
 }
 
-/// Deletes up to [`PRUNE_CHUNK`] runs received before `cutoff_ms` (their rows go with
+/// A stored row as read: stamped with its run's id and receive time (see [`commit_runs`]).
+pub(super) fn read_row(id: i64, received_ms: i64, json: &[u8]) -> Option<RunRow> {
+    match serde_json::from_slice::<RunRow>(json) {
+        Ok(mut row) => {
+            row.stamp(id as u64, received_ms);
+            Some(row)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "skipping a run row that does not parse");
+            None
+        }
+    }
+}
+
+/// Deletes up to [`PRUNE_CHUNK`] runs received before `cutoff_ms` (their rows are in
 /// them) and rebuilds the aggregates of their jobs.
 async fn prune(shared: &Shared, cutoff_ms: u64) -> Result<u64, StoreError> {
     let mut client = shared.client().await?;
@@ -264,7 +269,7 @@ async fn prune(shared: &Shared, cutoff_ms: u64) -> Result<u64, StoreError> {
     let deleted = tx
         .query(
             "DELETE FROM runs WHERE id IN (
-                SELECT id FROM runs WHERE received_ms < $1 ORDER BY received_ms, id LIMIT $2
+                SELECT id FROM runs WHERE received_ms < $1 ORDER BY id LIMIT $2
                 FOR UPDATE SKIP LOCKED)
              RETURNING job_key",
             &[&(cutoff_ms.min(i64::MAX as u64) as i64), &PRUNE_CHUNK],
@@ -288,7 +293,7 @@ async fn prune(shared: &Shared, cutoff_ms: u64) -> Result<u64, StoreError> {
         };
         let rows = tx
             .query(
-                "SELECT row_json FROM run_rows WHERE job_key = $1 ORDER BY id",
+                "SELECT id, received_ms, row_json FROM runs WHERE job_key = $1 ORDER BY id",
                 &[key],
             )
             .await
@@ -304,7 +309,7 @@ async fn prune(shared: &Shared, cutoff_ms: u64) -> Result<u64, StoreError> {
             ..JobAggregate::new(&old.organization, &old.repository, &old.workflow, &old.job)
         };
         for r in &rows {
-            if let Ok(row) = serde_json::from_slice::<RunRow>(r.get::<_, &[u8]>(0)) {
+            if let Some(row) = read_row(r.get(0), r.get(1), r.get(2)) {
                 fresh.add(&row);
             }
         }
