@@ -26,9 +26,12 @@ const PRUNE_CHUNK: i64 = 5_000;
 /// Attempts of a transaction that deadlocked or failed to serialize.
 const ATTEMPTS: usize = 4;
 
+/// Where a push's answer goes.
+type Reply = oneshot::Sender<Result<Inserted, StoreError>>;
+
 /// Work for the writer task.
 pub(super) enum WriteOp {
-    Insert(Box<NewRun>, oneshot::Sender<Result<Inserted, StoreError>>),
+    Insert(Box<NewRun>, Reply),
     Prune {
         cutoff_ms: u64,
         reply: oneshot::Sender<Result<u64, StoreError>>,
@@ -43,8 +46,7 @@ pub(super) async fn run(
     metrics: Arc<Metrics>,
 ) {
     let max = if options.group_commit { MAX_BATCH } else { 1 };
-    let mut batch: Vec<(Box<NewRun>, oneshot::Sender<Result<Inserted, StoreError>>)> =
-        Vec::with_capacity(max);
+    let mut batch: Vec<(Box<NewRun>, Reply)> = Vec::with_capacity(max);
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         while let Some(op) = next.take() {
