@@ -374,6 +374,50 @@ mod tests {
     }
 
     #[test]
+    fn databases_and_hidden_passwords() {
+        assert_eq!(
+            Database::parse("metrics.db").unwrap(),
+            Database::File("metrics.db".into())
+        );
+        let url = "postgres://receiver:s3cret@db.internal:5432/ci?connect_timeout=3";
+        let Database::Postgres(pg) = Database::parse(url).unwrap() else {
+            panic!("not PostgreSQL");
+        };
+        assert_eq!(pg.expose(), url);
+        for shown in [
+            pg.to_string(),
+            format!("{pg:?}"),
+            Database::Postgres(pg.clone()).to_string(),
+        ] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(
+                shown.contains("receiver:<redacted>@db.internal:5432/ci"),
+                "{shown}"
+            );
+        }
+        assert_eq!(
+            PgUrl::parse("postgresql://db/ci").unwrap().to_string(),
+            "postgresql://db/ci"
+        );
+        let err = Database::parse("postgres://u:pw@h:notaport/db").unwrap_err();
+        assert!(
+            err.contains("not a PostgreSQL URL") && !err.contains("pw@"),
+            "{err}"
+        );
+        assert!(Database::parse("").is_err());
+        // The command line's Debug (logged at start) hides it too.
+        let c = cli(&["--db", url]);
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let config = Config::from_cli(&Cli {
+            read_token: Some("read-0123456789abcdef".into()),
+            hmac_key: Some("hmac-0123456789abcdef".into()),
+            ..c
+        })
+        .unwrap();
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
     fn durations_are_positive() {
         let c = cli(&["--shutdown-timeout", "1m 30s", "--body-timeout", "1.5"]);
         assert_eq!(c.shutdown_timeout, Duration::from_secs(90));

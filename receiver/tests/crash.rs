@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::push_body;
 use http_client::{Method, Request, Step};
-use testkit::{JsonResponse as _, READ_TOKEN, Receiver};
+use testkit::{JsonResponse as _, Receiver};
 
 const BIN: &str = env!("CARGO_BIN_EXE_receiver");
 const PUSHERS: usize = 12;
@@ -129,26 +129,7 @@ fn pusher(
 
 /// Every stored run of `job`, as (run_id, id).
 fn stored(receiver: &Receiver, job: &str) -> Vec<(String, u64)> {
-    let mut out = Vec::new();
-    let mut path = format!("/api/v1/metrics/repo/crash-org/repo/ci.yml/{job}?limit=1000");
-    loop {
-        let r = receiver.http("GET", &path, Some(READ_TOKEN), None);
-        assert_eq!(r.status, 200, "{}", r.text());
-        for run in r.json().as_array().unwrap() {
-            out.push((
-                run["run_id"].as_str().unwrap().to_owned(),
-                run["id"].as_u64().unwrap(),
-            ));
-        }
-        match r.header("x-next-cursor") {
-            Some(c) => {
-                path = format!(
-                    "/api/v1/metrics/repo/crash-org/repo/ci.yml/{job}?limit=1000&cursor={c}"
-                )
-            }
-            None => return out,
-        }
-    }
+    receiver.stored_runs(&format!("/api/v1/metrics/repo/crash-org/repo/ci.yml/{job}"))
 }
 
 #[test]

@@ -40,26 +40,7 @@ fn push(addr: SocketAddr, token: &str, run_id: &str, job: &str) -> Option<(u16, 
 
 /// Every stored (run_id, id) of a job, through `receiver`.
 fn stored(receiver: &Receiver, job: &str) -> Vec<(String, u64)> {
-    let mut out = Vec::new();
-    let mut path = format!("/api/v1/metrics/repo/pg-org/pg-repo/ci.yml/{job}?limit=1000");
-    loop {
-        let r = receiver.http("GET", &path, Some(READ_TOKEN), None);
-        assert_eq!(r.status, 200, "{}", r.text());
-        for run in r.json().as_array().unwrap() {
-            out.push((
-                run["run_id"].as_str().unwrap().to_owned(),
-                run["id"].as_u64().unwrap(),
-            ));
-        }
-        match r.header("x-next-cursor") {
-            Some(c) => {
-                path = format!(
-                    "/api/v1/metrics/repo/pg-org/pg-repo/ci.yml/{job}?limit=1000&cursor={c}"
-                )
-            }
-            None => return out,
-        }
-    }
+    receiver.stored_runs(&format!("/api/v1/metrics/repo/pg-org/pg-repo/ci.yml/{job}"))
 }
 
 #[test]

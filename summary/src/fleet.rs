@@ -258,6 +258,38 @@ impl JobAggregate {
         }
     }
 
+    /// The same job's aggregate made again from the rows left (oldest first), after runs
+    /// were deleted; the sizing answer stays until a newer one comes.
+    pub fn rebuilt<'a>(&self, rows_oldest_first: impl IntoIterator<Item = &'a RunRow>) -> Self {
+        let mut fresh = Self {
+            sizing: self.sizing.clone(),
+            ..Self::new(
+                &self.organization,
+                &self.repository,
+                &self.workflow,
+                &self.job,
+            )
+        };
+        for row in rows_oldest_first {
+            fresh.add(row);
+        }
+        fresh
+    }
+
+    /// Takes the background sizer's answer unless one at least as new is there; whether it
+    /// did.
+    pub fn offer_sizing(&mut self, sizing: &SizingShort) -> bool {
+        if self
+            .sizing
+            .as_ref()
+            .is_some_and(|s| s.at_id >= sizing.at_id)
+        {
+            return false;
+        }
+        self.sizing = Some(sizing.clone());
+        true
+    }
+
     /// The sizing answer is older than the newest run.
     pub fn sizing_stale(&self) -> bool {
         self.sizing.as_ref().is_none_or(|s| s.at_id < self.last_id)

@@ -207,6 +207,28 @@ impl Receiver {
         http_client::blocking::request(req)
     }
 
+    /// Every stored run of a job, as (run_id, id), newest first: the query at `job_path`
+    /// (`/api/v1/metrics/repo/{org}/{repo}/{workflow}/{job}`), page after page.
+    #[track_caller]
+    pub fn stored_runs(&self, job_path: &str) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        let mut path = format!("{job_path}?limit=1000");
+        loop {
+            let r = self.http("GET", &path, Some(READ_TOKEN), None);
+            assert_eq!(r.status, 200, "{path}: {}", r.text());
+            for run in r.json().as_array().expect("a JSON array") {
+                out.push((
+                    run["run_id"].as_str().unwrap_or_default().to_owned(),
+                    run["id"].as_u64().unwrap_or_default(),
+                ));
+            }
+            match r.header("x-next-cursor") {
+                Some(c) => path = format!("{job_path}?limit=1000&cursor={c}"),
+                None => return out,
+            }
+        }
+    }
+
     /// A push token for a scope given as JSON
     /// (`{"organization":"o","repository":"*","workflow":"*","job":"*"}`).
     #[track_caller]

@@ -106,6 +106,45 @@ pub struct Page {
     pub runs: Vec<Vec<u8>>,
     /// Cursor for the next page: the id of the last run on this one, if more may follow.
     pub next: Option<u64>,
+    /// The id of the last run on the page so far, and the page's JSON size.
+    last_id: Option<u64>,
+    bytes: usize,
+}
+
+impl Page {
+    /// Adds run `id` (its stored JSON `value`) to a page being filled newest first, unless
+    /// the page already has `limit` runs or `value` would take it, as one JSON array, over
+    /// `max_bytes` (a page always takes its first run). Returns `false` once full: `next`
+    /// then says where the following page starts.
+    pub(crate) fn offer(&mut self, id: u64, value: &[u8], limit: usize, max_bytes: usize) -> bool {
+        // `[`, `]` and a `,` between runs.
+        let bytes = self.bytes.max(1);
+        if self.runs.len() == limit
+            || (!self.runs.is_empty() && bytes.saturating_add(value.len() + 1) > max_bytes)
+        {
+            self.next = self.last_id;
+            return false;
+        }
+        self.bytes = bytes + value.len() + 1;
+        self.runs.push(value.to_vec());
+        self.last_id = Some(id);
+        true
+    }
+}
+
+/// A job's aggregate as stored (JSON); `None` for an empty value (a PostgreSQL job whose
+/// first run is not committed yet) or one that does not parse (logged).
+pub(crate) fn decode_aggregate(bytes: &[u8]) -> Option<JobAggregate> {
+    if bytes.is_empty() {
+        return None;
+    }
+    match serde_json::from_slice(bytes) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            tracing::warn!(error = %e, "skipping a job aggregate that does not parse");
+            None
+        }
+    }
 }
 
 /// How the store commits.

@@ -2,15 +2,13 @@
 //! 100,000 by default), then the job list, the fleet totals and the web page's fleet and
 //! job pages, each timed from one keep-alive client.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use hyper::StatusCode;
 use hyper::body::Bytes;
 
-use super::{Client, READ_TOKEN, percentile_ms, realistic_push};
+use super::{Client, READ_TOKEN, percentile_ms};
 
 /// What was measured.
 pub struct FleetResult {
@@ -39,53 +37,6 @@ async fn token_for_every_job(client: &mut Client) -> anyhow::Result<String> {
     }
     let v: serde_json::Value = serde_json::from_slice(&body)?;
     Ok(v["token"].as_str().context("no token")?.to_owned())
-}
-
-/// Pushes `runs` runs spread over `jobs` jobs (job `i % jobs`), each job with its own CPU
-/// limit, from 32 clients.
-async fn fill(addr: std::net::SocketAddr, runs: usize, jobs: usize) -> anyhow::Result<()> {
-    let token = token_for_every_job(&mut Client::connect(addr).await?).await?;
-    let auth: Arc<str> = Arc::from(format!("Bearer {token}"));
-    let next = Arc::new(AtomicU64::new(0));
-    let template = Arc::new(realistic_push(""));
-    let mut tasks = Vec::new();
-    for _ in 0..32 {
-        let (auth, next, template) = (auth.clone(), next.clone(), template.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut client = Client::connect(addr).await.map_err(|e| e.to_string())?;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                if i >= runs {
-                    return Ok::<_, String>(());
-                }
-                let job = i % jobs;
-                let mut push = (*template).clone();
-                push.execution.job = format!("job-{job:04}");
-                push.execution.run_id = format!("run-{i}");
-                for c in &mut push.summary.containers {
-                    if let Some(l) = &mut c.limits {
-                        l.cpu_cores = Some(1.0 + (job % 8) as f64);
-                    }
-                }
-                let body = serde_json::to_vec(&push).map_err(|e| e.to_string())?;
-                let (status, _) = client
-                    .send(
-                        "POST",
-                        "/api/v1/metrics",
-                        Some(&auth),
-                        Some(Bytes::from(body)),
-                    )
-                    .await?;
-                if status != StatusCode::CREATED {
-                    return Err(format!("fill push answered {status}"));
-                }
-            }
-        }));
-    }
-    for t in tasks {
-        t.await?.map_err(anyhow::Error::msg)?;
-    }
-    Ok(())
 }
 
 /// p50 and p99 (ms) of `n` GETs of `path` with `headers`; the last body's size.
@@ -125,8 +76,9 @@ pub async fn bench(
     jobs: usize,
     queries: usize,
 ) -> anyhow::Result<FleetResult> {
+    let token = token_for_every_job(&mut Client::connect(addr).await?).await?;
     let started = Instant::now();
-    fill(addr, runs, jobs).await?;
+    super::fill(addr, &token, runs, jobs).await?;
     let fill_seconds = started.elapsed().as_secs_f64();
     let mut client = Client::connect(addr).await?;
     let auth = format!("Bearer {READ_TOKEN}");

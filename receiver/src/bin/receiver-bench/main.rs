@@ -305,7 +305,14 @@ fn percentile_ms(sorted: &[Duration], q: f64) -> f64 {
     sorted[rank - 1].as_secs_f64() * 1000.0
 }
 
-async fn fill(addr: std::net::SocketAddr, token: &str, runs: usize) -> anyhow::Result<()> {
+/// Pushes `runs` runs from 32 clients: all of job `build`, or, with `jobs` > 1, spread over
+/// jobs `job-0000`... (run `i` in job `i % jobs`), each job with its own CPU limit.
+async fn fill(
+    addr: std::net::SocketAddr,
+    token: &str,
+    runs: usize,
+    jobs: usize,
+) -> anyhow::Result<()> {
     let auth: Arc<str> = Arc::from(format!("Bearer {token}"));
     let next = Arc::new(AtomicU64::new(0));
     // Building a summary (histograms included) costs far more than sending it: build it
@@ -323,6 +330,15 @@ async fn fill(addr: std::net::SocketAddr, token: &str, runs: usize) -> anyhow::R
                 }
                 let mut push = (*template).clone();
                 push.execution.run_id = format!("run-{i}");
+                if jobs > 1 {
+                    let job = i as usize % jobs;
+                    push.execution.job = format!("job-{job:04}");
+                    for c in &mut push.summary.containers {
+                        if let Some(l) = &mut c.limits {
+                            l.cpu_cores = Some(1.0 + (job % 8) as f64);
+                        }
+                    }
+                }
                 let body = serde_json::to_vec(&push).map_err(|e| e.to_string())?;
                 let (status, _) = client
                     .send(
@@ -516,7 +532,7 @@ async fn bench(args: Args, rt: tokio::runtime::Handle) -> anyhow::Result<()> {
         let server = Server::start(&rt, &backend, true).await?;
         let token = push_token(server.addr).await?;
         let started = Instant::now();
-        fill(server.addr, &token, args.query_runs).await?;
+        fill(server.addr, &token, args.query_runs, 1).await?;
         let filled = started.elapsed().as_secs_f64();
         let (p50, p99, deep50, deep99) =
             query_latency(server.addr, args.queries, args.query_limit).await?;

@@ -24,7 +24,7 @@ use tokio_postgres::NoTls;
 
 pub use schema::SCHEMA_VERSION;
 
-use super::{Inserted, NewRun, Page, StoreError, StoreOptions};
+use super::{Inserted, NewRun, Page, StoreError, StoreOptions, decode_aggregate};
 use crate::config::PgUrl;
 use crate::metrics::Metrics;
 use writer::WriteOp;
@@ -210,19 +210,15 @@ impl PgStore {
                 .await
                 .map_err(pg_error)?;
             let mut page = Page::default();
-            let mut bytes = 1usize;
-            let mut last_id = None;
             for row in &rows {
-                let value = stored_value(row);
-                if page.runs.len() == limit
-                    || (!page.runs.is_empty() && bytes.saturating_add(value.len() + 1) > max_bytes)
-                {
-                    page.next = last_id;
+                if !page.offer(
+                    row.get::<_, i64>(0) as u64,
+                    &stored_value(row),
+                    limit,
+                    max_bytes,
+                ) {
                     break;
                 }
-                bytes += value.len() + 1;
-                last_id = Some(row.get::<_, i64>(0) as u64);
-                page.runs.push(value);
             }
             Ok(page)
         }
@@ -358,19 +354,6 @@ fn stored_value(row: &tokio_postgres::Row) -> Vec<u8> {
     let head: &[u8] = row.get(2);
     let payload: &[u8] = row.get(3);
     super::run::assemble(id as u64, head, received_ms, payload)
-}
-
-pub(super) fn decode_aggregate(bytes: &[u8]) -> Option<JobAggregate> {
-    if bytes.is_empty() {
-        return None;
-    }
-    match serde_json::from_slice(bytes) {
-        Ok(a) => Some(a),
-        Err(e) => {
-            tracing::warn!(error = %e, "skipping a job aggregate that does not parse");
-            None
-        }
-    }
 }
 
 /// Checks the database every [`PROBE_EVERY`] while the store lives, so `/healthz` says it

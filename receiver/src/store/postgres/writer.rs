@@ -15,8 +15,9 @@ use summary::fleet::{JobAggregate, RunRow, SizingShort};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 
-use super::{Shared, decode_aggregate, pg_error};
+use super::{Shared, pg_error};
 use crate::metrics::Metrics;
+use crate::store::decode_aggregate;
 use crate::store::{Inserted, NewRun, StoreError, StoreOptions};
 
 /// Most pushes committed in one transaction.
@@ -306,15 +307,12 @@ async fn prune(shared: &Shared, cutoff_ms: u64) -> Result<u64, StoreError> {
                 .map_err(pg_error)?;
             continue;
         }
-        let mut fresh = JobAggregate {
-            sizing: old.sizing.clone(),
-            ..JobAggregate::new(&old.organization, &old.repository, &old.workflow, &old.job)
-        };
-        for r in &rows {
-            if let Some(row) = read_row(r.get(0), r.get(1), r.get(2)) {
-                fresh.add(&row);
-            }
-        }
+        let fresh = old.rebuilt(
+            rows.iter()
+                .filter_map(|r| read_row(r.get(0), r.get(1), r.get(2)))
+                .collect::<Vec<_>>()
+                .iter(),
+        );
         tx.execute(
             "UPDATE jobs SET aggregate = $2 WHERE job_key = $1",
             &[key, &serde_json::to_vec(&fresh)?],
@@ -345,14 +343,9 @@ pub(super) async fn set_sizing(
     else {
         return Ok(false);
     };
-    if aggregate
-        .sizing
-        .as_ref()
-        .is_some_and(|s| s.at_id >= sizing.at_id)
-    {
+    if !aggregate.offer_sizing(sizing) {
         return Ok(false);
     }
-    aggregate.sizing = Some(sizing.clone());
     tx.execute(
         "UPDATE jobs SET aggregate = $2 WHERE job_key = $1",
         &[&job_key, &serde_json::to_vec(&aggregate)?],

@@ -18,22 +18,12 @@ use super::StoreError;
 use super::schema::{
     JOBS, META, META_SCHEMA, RUN_ROWS, RUNS, SCHEMA_VERSION, id_of_run_key, run_key,
 };
-use crate::store::job_key;
+use crate::store::{decode_aggregate, job_key};
 
 /// The [`JOBS`] table, open in a write transaction.
 pub(super) type JobsTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
 /// The [`RUN_ROWS`] table, open in a write transaction.
 pub(super) type RowsTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
-
-fn decode_aggregate(bytes: &[u8]) -> Option<JobAggregate> {
-    match serde_json::from_slice(bytes) {
-        Ok(a) => Some(a),
-        Err(e) => {
-            tracing::warn!(error = %e, "skipping a job aggregate that does not parse");
-            None
-        }
-    }
-}
 
 /// Stores `row` (stamped with its id) under `run_key` and counts it in the job's aggregate.
 pub(super) fn count_run(
@@ -67,10 +57,6 @@ pub(super) fn rebuild(
     let Some(old) = jobs.get(job_key)?.and_then(|v| decode_aggregate(v.value())) else {
         return Ok(());
     };
-    let mut fresh = JobAggregate {
-        sizing: old.sizing.clone(),
-        ..JobAggregate::new(&old.organization, &old.repository, &old.workflow, &old.job)
-    };
     let (start, end) = (run_key(job_key, u64::MAX), run_key(job_key, 0));
     let mut newest_first = Vec::new();
     for item in rows.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
@@ -83,9 +69,7 @@ pub(super) fn rebuild(
         jobs.remove(job_key)?;
         return Ok(());
     }
-    for row in newest_first.iter().rev() {
-        fresh.add(row);
-    }
+    let fresh = old.rebuilt(newest_first.iter().rev());
     jobs.insert(job_key, serde_json::to_vec(&fresh)?.as_slice())?;
     Ok(())
 }
@@ -100,14 +84,9 @@ pub(super) fn set_sizing(
     let Some(mut aggregate) = jobs.get(job_key)?.and_then(|v| decode_aggregate(v.value())) else {
         return Ok(false);
     };
-    if aggregate
-        .sizing
-        .as_ref()
-        .is_some_and(|s| s.at_id >= sizing.at_id)
-    {
+    if !aggregate.offer_sizing(sizing) {
         return Ok(false);
     }
-    aggregate.sizing = Some(sizing.clone());
     jobs.insert(job_key, serde_json::to_vec(&aggregate)?.as_slice())?;
     Ok(true)
 }

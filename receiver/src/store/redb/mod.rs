@@ -152,24 +152,15 @@ impl RedbStore {
             };
             let end = run_key(job_key, 0);
             let mut page = Page::default();
-            let mut last_id = None;
-            // `[`, `]` and a `,` between runs.
-            let mut bytes = 1usize;
             for item in table.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
                 let (k, v) = item?;
-                let value = v.value();
-                if page.runs.len() == limit
-                    || (!page.runs.is_empty() && bytes.saturating_add(value.len() + 1) > max_bytes)
-                {
-                    page.next = last_id;
-                    break;
-                }
-                bytes += value.len() + 1;
                 let key = k.value();
                 let mut inv = [0u8; 8];
                 inv.copy_from_slice(&key[key.len().saturating_sub(8)..]);
-                last_id = Some(u64::MAX - u64::from_be_bytes(inv));
-                page.runs.push(value.to_vec());
+                let id = u64::MAX - u64::from_be_bytes(inv);
+                if !page.offer(id, v.value(), limit, max_bytes) {
+                    break;
+                }
             }
             Ok(page)
         })();
