@@ -476,8 +476,8 @@ fn run_counts_a_command_shorter_than_the_first_scan() {
     }
 }
 
-/// A burner that runs alone on a CPU: every CPU source gives a cores distribution around one
-/// core, not the right total in lumps (eBPF totals move when a task switches out, which a
+/// A burner that runs alone on a CPU: every CPU source gives a cores distribution around what
+/// it got (one core, less while other tests share the CPUs), not the right total in lumps (eBPF totals move when a task switches out, which a
 /// lone task seldom does: 0.09 cores at p50 and 2.0 at p75 before the cgroup's own counter
 /// paced the samples).
 /// Tests that measure CPU-bound workloads take turns: one's burners would starve the other's
@@ -510,11 +510,19 @@ fn a_steady_burner_samples_one_core_with_every_cpu_source() {
         assert!(out.status.success() || out.status.code() == Some(124));
         let summary: RunSummary = serde_json::from_slice(&out.stdout).unwrap();
         let c = &summary.containers[0];
-        println!("{source} ({:?}): {:?}", c.cpu_source, c.cpu_cores);
+        // What the burner actually got: one core on an idle machine, less when the other
+        // tests' processes share the two cores. Samples of a steady burner sit between
+        // that and one core; lumps (0.09 at p50, 2.0 at p75) fall far outside.
+        let rate = c.cpu_seconds / summary.duration_seconds.max(1e-9);
+        println!(
+            "{source} ({:?}): {:?}, CPU time over wall time {rate:.3}",
+            c.cpu_source, c.cpu_cores
+        );
+        assert!(rate >= 0.5, "{source}: the burner got {rate:.3} cores");
         for (what, v) in [("p50", c.cpu_cores.p50), ("p95", c.cpu_cores.p95)] {
             assert!(
-                (v - 1.0).abs() <= 0.1,
-                "{source} {what} {v}: {:?}",
+                v >= rate - 0.15 && v <= 1.05,
+                "{source} {what} {v} (the burner got {rate:.3}): {:?}",
                 c.cpu_cores
             );
         }
