@@ -239,8 +239,10 @@ fn simulated_node() {
     }
 
     // A restart in the middle: job 4 runs on across it, job 5 ends while the collector is down.
+    // Job 4 runs long enough that the restart (the new collector loads its eBPF program
+    // first: over a second on a loaded machine) is a minority of its life.
     let (p4, p5) = (Pod::new(&root, 4), Pod::new(&root, 5));
-    let j4 = p4.start(&burner(4.0), 4.0);
+    let j4 = p4.start(&burner(8.0), 8.0);
     let j5 = p5.start(&burner(2.0), 2.0);
     // Both identified and checkpointed before the stop.
     collector.wait_for_lines("job started", 5, DEADLINE);
