@@ -353,13 +353,10 @@ fn the_page_in_a_real_browser() {
     std::fs::write(out.join("fleet.png"), b.screenshot().unwrap()).unwrap();
 
     // A job: one point per run in each chart, the recommendation and its YAML.
-    let link = b.find("#job-table a.job").unwrap();
-    b.click(&link).unwrap();
-    assert!(
-        b.url().unwrap().contains("/job/acme/web/ci.yml/build"),
-        "{}",
-        b.url().unwrap()
-    );
+    let at = b
+        .click_to_navigate(&b.find("#job-table a.job").unwrap())
+        .unwrap();
+    assert!(at.contains("/job/acme/web/ci.yml/build"), "{at}");
     for (chart, per_run) in [("cpu", 2), ("memory", 1), ("duration", 1)] {
         let points = b
             .find_all(&format!("#chart-{chart} circle.pt"))
@@ -440,9 +437,12 @@ fn the_page_in_a_real_browser() {
     });
 
     // Sign out: the pages ask for sign-in again.
-    b.click(&b.find("header button[type=submit]").unwrap())
-        .unwrap();
-    assert!(b.url().unwrap().ends_with("/login"));
+    // (The job page has loaded: its recommendation is there.)
+    wait_for(Duration::from_secs(10), "the job page", || {
+        b.find("#recommendation").ok()
+    });
+    let at = b.click_to_navigate(&b.find("header button[type=submit]").unwrap());
+    assert!(at.unwrap().ends_with("/login"));
     b.goto(&format!("{base}/job/acme/web/ci.yml/build"))
         .unwrap();
     assert!(b.url().unwrap().ends_with("/login"));
