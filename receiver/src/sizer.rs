@@ -2,7 +2,7 @@
 //! ([`summary::fleet::SizingShort`]), so the job list can show a recommendation for every
 //! job without sizing a thousand jobs on each request.
 //!
-//! A stored push marks its job; the sizer wakes, waits [`GATHER`] so a burst of pushes
+//! A stored push marks its job; the sizer wakes, waits `GATHER` so a burst of pushes
 //! of one job is sized once, and sizes each marked job from its stored runs with the
 //! default parameters (the configured runner classes included). At start it marks every
 //! job whose answer is older than its newest run, so a crash or restart loses nothing.

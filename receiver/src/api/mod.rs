@@ -5,8 +5,8 @@
 //! | POST | `/api/v1/token` | read token | 200 `{"token": ...}` (plus `expires_at` with a TTL) |
 //! | POST | `/api/v1/metrics` | push token for the body's scope | 201 `{"id", "received_at"}` after a durable commit; a repeated push: the first one's, with `Idempotent-Replayed: true` |
 //! | GET | `/api/v1/metrics/repo/{org}/{repo}/{workflow}/{job}` | read token | 200, JSON array, newest first |
-//! | GET | `/api/v1/sizing/repo/{org}/{repo}/{workflow}/{job}` | read token | 200, the sizing answer ([`sizing`]: `runs`, `buffer`, `cpu_percentile`, `window`, `cpu_limit`) |
-//! | GET | `/api/v1/jobs` | read token | 200, the job list ([`fleet`]: filters, `sort`, `order`, `limit`, `offset`) |
+//! | GET | `/api/v1/sizing/repo/{org}/{repo}/{workflow}/{job}` | read token | 200, the sizing answer (`sizing.rs`: `runs`, `buffer`, `cpu_percentile`, `window`, `cpu_limit`) |
+//! | GET | `/api/v1/jobs` | read token | 200, the job list (`fleet.rs`: filters, `sort`, `order`, `limit`, `offset`) |
 //! | GET | `/api/v1/history/repo/{org}/{repo}/{workflow}/{job}` | read token | 200, one row per run, newest first (`limit`, `cursor`) |
 //! | GET | `/api/v1/fleet` | read token | 200, fleet totals over the window |
 //! | GET | `/`, `/login`, `/job/...`, `/static/...` | session cookie | the web page ([`crate::web`]) |

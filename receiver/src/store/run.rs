@@ -140,7 +140,7 @@ pub(super) fn assemble(id: u64, head: &[u8], received_ms: i64, payload: &[u8]) -
     out
 }
 
-/// The `job_key` prefix of [`RUNS`] keys: each of organization, canonical repository,
+/// The `job_key` prefix of `RUNS` keys: each of organization, canonical repository,
 /// workflow and job as `u32_be(len) || bytes`.
 pub fn job_key(organization: &str, repository: &str, workflow: &str, job: &str) -> Vec<u8> {
     let repository = canonical_repository(organization, repository);
@@ -153,7 +153,7 @@ pub fn job_key(organization: &str, repository: &str, workflow: &str, job: &str) 
     key
 }
 
-/// The [`RUN_DEDUP`] key of a run: its job, run id and attempt, and the SHA-256 of its
+/// The `RUN_DEDUP` key of a run: its job, run id and attempt, and the SHA-256 of its
 /// summary's JSON.
 ///
 /// The summary's hash is part of the key because the identity alone does not make a run

@@ -11,7 +11,7 @@
 //! | GET | `/job/{org}/{repo}/{workflow}/{job}/run/{id}` | one run: containers, verdicts, commands, timeline |
 //!
 //! Without a valid session every page but `/login` answers 303 to `/login`. Pages are
-//! built by pure functions ([`pages`], [`run`], charts in [`svg`], the frame in [`html`]).
+//! built by pure functions (`pages.rs`, `run.rs`, charts in `svg.rs`, the frame in `html.rs`).
 
 pub(crate) mod html;
 pub(crate) mod pages;

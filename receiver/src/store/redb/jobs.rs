@@ -243,7 +243,7 @@ impl super::RedbStore {
         self.read(|txn| aggregate(txn, job_key))
     }
 
-    /// One job's rows, newest first ([`history`]). Blocking.
+    /// One job's rows, newest first (see `history` in this file). Blocking.
     pub fn history(
         &self,
         job_key: &[u8],

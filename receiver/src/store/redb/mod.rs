@@ -1,7 +1,7 @@
 //! The redb backend (the default: one embedded file): tables, the group-commit writer,
 //! queries and retention.
 //!
-//! - [`schema`]: every table (key and value layout), [`SCHEMA_VERSION`], [`job_key`];
+//! - [`schema`]: every table (key and value layout), [`SCHEMA_VERSION`];
 //! - `jobs`: the job list's per-run rows and per-job aggregates, and their reads;
 //! - `records`: the stored value of a run ([`NewRun`]), encoded before the writer sees it;
 //! - `writer`: the writer thread and its group commit;
@@ -131,7 +131,7 @@ impl RedbStore {
         self.query_bounded(job_key, limit, before_id, usize::MAX)
     }
 
-    /// As [`Store::query`], and the page's runs, one JSON array, take at most `max_bytes`:
+    /// As [`RedbStore::query`], and the page's runs, one JSON array, take at most `max_bytes`:
     /// the run that would go over it starts the next page. A page always has at least one
     /// run (stored runs are bounded by the body limit), even one larger than `max_bytes`.
     pub fn query_bounded(

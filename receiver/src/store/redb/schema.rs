@@ -27,7 +27,7 @@ pub const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta
 
 /// The stored runs.
 ///
-/// Key: `job_key || u64_be(u64::MAX - id)` where `job_key` is [`job_key`]'s
+/// Key: `job_key || u64_be(u64::MAX - id)` where `job_key` is [`job_key`](crate::store::job_key)'s
 /// length-prefixed (organization, canonical repository, workflow, job). Ids increase in
 /// order of receipt, so ascending keys within one job prefix are "this job's runs, newest
 /// first", answered by one range scan.
@@ -42,7 +42,7 @@ pub const RUNS_BY_TIME: TableDefinition<'static, (u64, u64), &[u8]> =
 
 /// Idempotent pushes: which stored run a push of the same run is.
 ///
-/// Key: [`dedup_key`]: `job_key || u32_be(len) || run_id || u32_be(len) || run_attempt ||
+/// Key: [`dedup_key`](crate::store::dedup_key): `job_key || u32_be(len) || run_id || u32_be(len) || run_attempt ||
 /// SHA-256(payload)`, where `payload` is the summary's JSON as stored (the request task
 /// normalizes it, so a retry of the same body gives the same bytes). Value: `(id,
 /// received_at_unix_ms)` of the run that stored it. Written in the write transaction that
@@ -60,7 +60,7 @@ pub const RUN_DEDUP_BY_ID: TableDefinition<'static, u64, &[u8]> =
 pub const RUN_ROWS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("run_rows_v1");
 
 /// One [`summary::fleet::JobAggregate`] per job with stored runs, updated in the write
-/// transaction that stores each run. Key: [`job_key`]. Value: its JSON.
+/// transaction that stores each run. Key: [`job_key`](crate::store::job_key). Value: its JSON.
 pub const JOBS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("jobs_v1");
 
 pub(super) const META_SCHEMA: &str = "schema_version";
