@@ -49,8 +49,18 @@ pub(super) struct Container {
     pub(super) last_memory: Option<u64>,
     /// Cumulative CPU ns at the previous CPU read, and when that was.
     last_cpu: Option<(Instant, u64)>,
-    /// The smooth counter at the previous read (see [`CpuReading::smooth_ns`]).
+    /// The smooth counter at the previous read (see [`CpuReading::smooth_ns`]), and which
+    /// cgroups it summed (a fingerprint: their set grows as they are found).
     last_smooth: Option<(Instant, u64)>,
+    smooth_cgroups: u64,
+    /// eBPF can miss a context switch and lose the slice it ended (docs/cpu-accounting.md).
+    /// From the first reading with both counters on, the smooth counter's growth and the
+    /// exact one's are summed here: the first beyond the second is CPU eBPF lost, added to
+    /// the total ([`Container::cpu_lost_ns`]). Windows whose cgroup set changed, or with no
+    /// smooth reading, add to the exact sum only, so the correction never counts CPU the
+    /// exact counter already has.
+    smooth_growth_ns: u64,
+    exact_growth_ns: Option<u64>,
     /// CPU ns over the run.
     pub(super) cpu_ns: u64,
     /// CPU ns its cgroups had used before this collector measured them (cgroups found at
@@ -189,6 +199,9 @@ impl Container {
             last_memory: None,
             last_cpu: None,
             last_smooth: None,
+            smooth_cgroups: 0,
+            smooth_growth_ns: 0,
+            exact_growth_ns: None,
             cpu_ns: 0,
             cpu_before_start_ns: 0,
             proc_ticks: 0,
@@ -233,19 +246,35 @@ impl Container {
     }
 
     /// The cores sample from the smooth counter, where there is one (the total still comes
-    /// from the exact, lumpy one). Without it, `record_cpu` recorded the sample.
-    fn sample_smooth(&mut self, now: Instant, smooth_ns: Option<u64>, cpus: u32) {
-        let Some(value) = smooth_ns else {
+    /// from the exact, lumpy one). Without it, `record_cpu` recorded the sample. Returns the
+    /// smooth counter's growth over the window, when the same cgroups were read at both ends.
+    fn sample_smooth(
+        &mut self,
+        now: Instant,
+        smooth: Option<(u64, u64)>,
+        cpus: u32,
+    ) -> Option<u64> {
+        let Some((cgroups, value)) = smooth else {
             self.last_smooth = None;
-            return;
+            return None;
         };
-        if let Some((then, prev)) = self.last_smooth.replace((now, value)) {
-            let window = now.saturating_duration_since(then);
-            if !window.is_zero() {
-                let (shown, _) = rates::cap_window(rates::counter_delta(prev, value), window, cpus);
-                self.record_cores(now, rates::cores_from_ns(shown, window));
-            }
+        let same = std::mem::replace(&mut self.smooth_cgroups, cgroups) == cgroups;
+        let (then, prev) = self.last_smooth.replace((now, value))?;
+        let window = now.saturating_duration_since(then);
+        if window.is_zero() || !same {
+            return None;
         }
+        let delta = rates::counter_delta(prev, value);
+        let (shown, _) = rates::cap_window(delta, window, cpus);
+        self.record_cores(now, rates::cores_from_ns(shown, window));
+        Some(delta)
+    }
+
+    /// CPU the exact counter (eBPF) lost, by the cgroups' own counter: see
+    /// `smooth_growth_ns`. 0 without a smooth counter.
+    pub(super) fn cpu_lost_ns(&self) -> u64 {
+        self.exact_growth_ns
+            .map_or(0, |exact| self.smooth_growth_ns.saturating_sub(exact))
     }
 
     /// A figure of the timeline, read at `at`.
@@ -322,8 +351,17 @@ impl Container {
     /// metrics while the container is alive.
     pub(super) fn cpu_reading(&mut self, reading: CpuReading<'_>) {
         self.cpu_source = Some(reading.source);
+        let first = self.last_cpu.is_none();
         let added = self.record_cpu(reading.now, reading.cumulative_ns, reading.cpus);
-        self.sample_smooth(reading.now, reading.smooth_ns, reading.cpus);
+        let smooth = self.sample_smooth(reading.now, reading.smooth_ns, reading.cpus);
+        if let Some(exact) = &mut self.exact_growth_ns {
+            *exact += added;
+        } else if smooth.is_some() && !first {
+            self.exact_growth_ns = Some(added);
+        }
+        if let (Some(d), Some(_)) = (smooth, self.exact_growth_ns) {
+            self.smooth_growth_ns += d;
+        }
         if let Some(live) = reading.live.filter(|_| self.alive) {
             let l = self.live_labels(reading.name, reading.id, reading.source);
             live.add_cpu_seconds(&l, added as f64 / 1e9);
@@ -353,7 +391,77 @@ pub(super) struct CpuReading<'a> {
     /// A counter that advances smoothly (the cgroup's own usage, updated every scheduler
     /// tick), for the cores sample when `cumulative_ns` comes in lumps: eBPF totals move
     /// when a task switches out, so a task that runs alone on a CPU shows its time late.
-    pub(super) smooth_ns: Option<u64>,
+    /// With a fingerprint of the cgroups it sums, and their counters' sum.
+    pub(super) smooth_ns: Option<(u64, u64)>,
     pub(super) cpus: u32,
     pub(super) live: Option<&'a LiveMetrics>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use summary::Source;
+
+    use super::{Container, CpuReading};
+    use crate::sampler::grouping::ContainerName;
+
+    /// Readings every 100 ms: `exact` and `smooth` are the cumulative counters (ms) at each,
+    /// `cgroups` the smooth counter's fingerprint.
+    fn lost_ms(readings: &[(u64, Option<(u64, u64)>)]) -> u64 {
+        let mut c = Container::new(None);
+        let name = ContainerName::mapped("c", None);
+        let id = summary::Execution::default();
+        let start = Instant::now();
+        for (i, (exact, smooth)) in readings.iter().enumerate() {
+            c.cpu_reading(CpuReading {
+                name: &name,
+                id: &id,
+                source: Source::Ebpf,
+                now: start + Duration::from_millis(100 * i as u64),
+                cumulative_ns: exact * 1_000_000,
+                smooth_ns: smooth.map(|(k, v)| (k, v * 1_000_000)),
+                cpus: 2,
+                live: None,
+            });
+        }
+        c.cpu_lost_ns() / 1_000_000
+    }
+
+    #[test]
+    fn a_slice_the_exact_counter_lost_is_added_from_the_cgroup_counter() {
+        // Both agree, in lumps or not: nothing lost.
+        assert_eq!(
+            lost_ms(&[
+                (0, Some((1, 500))),
+                (0, Some((1, 600))),
+                (200, Some((1, 700)))
+            ]),
+            0
+        );
+        // The exact counter misses 100 ms of the 300 the cgroup used.
+        let lost = [
+            (10, Some((1, 10))),
+            (60, Some((1, 110))),
+            (110, Some((1, 210))),
+            (210, Some((1, 310))),
+        ];
+        assert_eq!(lost_ms(&lost), 100);
+        // A second cgroup joins (its whole counter appears at once): not CPU lost.
+        assert_eq!(
+            lost_ms(&[
+                (0, Some((1, 0))),
+                (100, Some((1, 100))),
+                (200, Some((2, 5200)))
+            ]),
+            0
+        );
+        // The cgroup is gone at the end while the exact counter still gets its last slice.
+        assert_eq!(
+            lost_ms(&[(0, Some((1, 0))), (0, Some((1, 100))), (100, None)]),
+            0
+        );
+        // Without a smooth counter there is nothing to compare with.
+        assert_eq!(lost_ms(&[(0, None), (100, None)]), 0);
+    }
 }

@@ -79,15 +79,18 @@ impl Sampler {
                 // ones: the counters are hierarchical); eBPF gives the exact total.
                 // Not the root's: it counts the whole machine, not the processes in it.
                 let mut smooth = Some(0u64);
+                let mut which = std::collections::hash_map::DefaultHasher::new();
                 for cg in c.cgroups.iter().filter(|cg| {
                     matches!(cg, CgroupPath::V2(_)) && !c.cgroups.iter().any(|o| cg.is_below(o))
                 }) {
+                    std::hash::Hash::hash(cg.path(), &mut which);
                     let own = (cg.path() != "/")
                         .then(|| cgroupfs::read_cpu_usage_ns(&mut self.counters, &self.mounts, cg))
                         .flatten();
                     smooth = smooth.zip(own).map(|(a, b)| a + b);
                 }
-                c.cpu_reading(reading(Source::Ebpf, ns, smooth));
+                let which = std::hash::Hasher::finish(&which);
+                c.cpu_reading(reading(Source::Ebpf, ns, smooth.map(|s| (which, s))));
                 continue;
             }
             if !matches!(c.cpu_source, None | Some(Source::Cgroup)) {

@@ -391,10 +391,11 @@ impl Sampler {
             _ => "no eBPF".to_owned(),
         };
         format!(
-            "{name}: source {:?}, {} ns (+{} before the start), cgroups' own counter at the last reading {:?} ns, cgroups {:?}, ids {:?}; eBPF health {ebpf}",
+            "{name}: source {:?}, {} ns (+{} before the start, +{} lost by eBPF), cgroups' own counter at the last reading {:?} ns, cgroups {:?}, ids {:?}; eBPF health {ebpf}",
             c.cpu_source,
             c.cpu_ns,
             c.cpu_before_start_ns,
+            c.cpu_lost_ns(),
             c.last_smooth_ns(),
             c.cgroups,
             c.cgroup_ids

@@ -246,7 +246,7 @@ fn container_summary(
         }
     });
     let (cpu_throttling, pressure, disk_io, memory_detail) = super::held::figures(c, wall_seconds);
-    let cpu_seconds = (c.cpu_ns + before) as f64 / 1e9;
+    let cpu_seconds = (c.cpu_ns + c.cpu_lost_ns() + before) as f64 / 1e9;
     let mut out = ContainerSummary {
         name: name.to_string(),
         cpu_cores: c.cpu_cores.stats(),
