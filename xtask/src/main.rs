@@ -5,6 +5,8 @@
 //!   every fuzz target for a few seconds.
 //! - `bench ebpf|collector|receiver|sizing`: benchmarks that print figures and ratios.
 //! - `fuzz [--seconds N] [TARGET]`: the cargo-fuzz targets of `fuzz/`, each for N seconds.
+//! - `vm [FILTER...]`: the kernel- and layout-dependent accuracy tests in a QEMU guest of
+//!   Debian's cloud kernel (6.1) with pure cgroup v2.
 
 mod bench_collector;
 mod demo;
@@ -12,6 +14,7 @@ mod demo_jobs;
 mod fuzz;
 mod toolchain;
 mod util;
+mod vm;
 
 use std::{path::PathBuf, time::Instant};
 
@@ -57,6 +60,28 @@ enum Cmd {
         /// Do not keep the receiver serving the web page at the end (for scripts and CI).
         #[arg(long)]
         no_wait: bool,
+    },
+    /// Run the accuracy tests that depend on the kernel or the cgroup layout (eBPF against
+    /// cpu.stat and schedstat, memory.peak, cpu.max throttling, PSI, io.stat, `collector run`,
+    /// sidecar and node mode) inside a QEMU guest of Debian's current cloud kernel (6.1 LTS)
+    /// with pure cgroup v2, as most CI nodes are. The kernel and the guest are built from
+    /// Debian packages into target/vm/; the report goes to target/vm/report.json.
+    Vm {
+        /// Run only the guest tests whose label (`target::test`) contains one of these.
+        filters: Vec<String>,
+        /// Also the slower guest tests CI leaves out (they test nothing kernel-specific
+        /// that the others do not).
+        #[arg(long)]
+        all: bool,
+        /// Limit for the whole guest, boot to power-off.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// Guest memory, MiB.
+        #[arg(long, default_value_t = 3072)]
+        memory: u32,
+        /// Guest CPUs (the tests assume 2, like this project's CI machine).
+        #[arg(long, default_value_t = 2)]
+        cpus: u32,
     },
     /// Run a benchmark; it prints its figures and targets.
     Bench {
@@ -124,6 +149,25 @@ fn main() {
         Cmd::Demo { seconds, no_wait } => {
             build_ebpf(Route::Auto).and_then(|o| demo::run(&o, seconds, !no_wait))
         }
+        Cmd::Vm {
+            filters,
+            all,
+            timeout,
+            memory,
+            cpus,
+        } => build_ebpf(Route::Auto).and_then(|object| {
+            vm::run(
+                &object,
+                &vm::Options {
+                    filters,
+                    all,
+                    timeout,
+                    memory_mib: memory,
+                    cpus,
+                },
+            )
+            .map(drop)
+        }),
         Cmd::Fuzz {
             seconds,
             target,
@@ -243,6 +287,19 @@ fn test(route: Route) -> Result<()> {
             .args(["test", "-p", "receiver"])
             .args(POSTGRES_SUITES.iter().flat_map(|t| ["--test", t]))
             .env("RECEIVER_TEST_BACKEND", "postgres"),
+    )?);
+    step(
+        "the kernel- and layout-dependent tests again, in a QEMU guest of Debian's 6.1 cloud kernel with pure cgroup v2",
+    );
+    totals.add(&vm::run(
+        &object,
+        &vm::Options {
+            filters: Vec::new(),
+            all: false,
+            timeout: std::time::Duration::from_secs(600),
+            memory_mib: 3072,
+            cpus: 2,
+        },
     )?);
     step("the right-sizing backtest, small set (the full table: cargo xtask bench sizing)");
     run(util::cargo().args(["run", "-p", "backtest", "--", "--small"]))?;

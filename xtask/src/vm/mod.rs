@@ -1,0 +1,590 @@
+//! `cargo xtask vm`: the accuracy tests that matter most, run where CI nodes really are: a
+//! QEMU guest of Debian's cloud kernel (6.1, an LTS) with pure cgroup v2, built from Debian
+//! packages alone.
+//!
+//! - The kernel is the one Debian's `linux-image-cloud-amd64` currently depends on,
+//!   `apt-get download`ed and unpacked into `target/vm/kernel/<package>/` once.
+//! - The root file system ([`guest`]) is static busybox, bash, the collector, the receiver
+//!   and the *host's own test binaries* (already built by `cargo test`), at their host paths.
+//!   So the guest runs the very tests the host runs, with the same tolerances; only the
+//!   kernel and the cgroup layout differ.
+//! - `init.sh` runs each test in its own process and writes a framed report to the second
+//!   serial port; [`report`] parses it. A failing, renamed or unfinished test fails
+//!   `cargo xtask vm` (and so `cargo xtask test`) with the guest's output shown.
+//!
+//! QEMU runs under TCG (software emulation; KVM is not available on every machine this runs
+//! on): the guest is several times slower than the host for CPU-bound work, which the tests
+//! tolerate because they compare the collector with the guest kernel's own counters.
+
+mod guest;
+mod report;
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::{self, TestTotals, output, run_logged, step};
+
+pub use report::Report;
+
+/// Debian packages the guest is built and run with.
+pub const DEBS: &[&str] = &["qemu-system-x86", "busybox-static", "cpio", "binutils"];
+
+/// The Debian metapackage whose dependency names the current cloud kernel.
+const KERNEL_METAPACKAGE: &str = "linux-image-cloud-amd64";
+
+/// A test binary of the workspace and the tests of it that run in the guest.
+struct Suite {
+    /// The `[[test]]` target (one name across the workspace).
+    target: &'static str,
+    /// libtest's harness (`--exact NAME`); otherwise the target's own harness, which takes
+    /// a name filter as its one argument (`collector/tests/ebpf.rs`).
+    libtest: bool,
+    tests: &'static [&'static str],
+    more: &'static [&'static str],
+}
+
+/// What runs in the guest: every accuracy test whose figures depend on the kernel or on the
+/// cgroup layout. Labels are `target::test`. `tests` run in CI (under TCG, in about two and
+/// a half minutes); `more` (slower, and testing nothing kernel-specific that `tests` do not)
+/// only with `cargo xtask vm --all`.
+const SUITES: &[Suite] = &[
+    // eBPF against the kernel's own counters: its BTF offsets are read from this kernel.
+    Suite {
+        target: "ebpf",
+        libtest: false,
+        tests: &[
+            "burner_2s_matches_cpu_stat_and_rusage",
+            "short_processes_match_and_are_named",
+            "short_processes_report_their_peak_rss",
+            "removed_cgroup_is_still_counted",
+            "pinned_burners_wait_matches_schedstat",
+        ],
+        more: &["short_processes_wait_is_counted"],
+    },
+    // `collector run` in its own cgroup: cgroup.procs moves, cpu.stat, memory.peak.
+    Suite {
+        target: "collector",
+        libtest: true,
+        tests: &[
+            "run_agrees_with_getrusage_for_many_short_children",
+            "run_reports_true_memory_peaks_within_5_percent",
+            "a_steady_burner_samples_one_core_with_every_cpu_source",
+        ],
+        more: &[
+            "run_counts_a_command_shorter_than_the_first_scan",
+            "sidecar_reports_true_memory_peaks_within_5_percent",
+            "the_timeline_shows_the_phases_of_a_run",
+        ],
+    },
+    // Sidecar mode over plain cgroups: cpu.max and its throttling, PSI per cgroup, io.stat,
+    // memory.high and memory.events, run-queue wait, and the verdicts built on them.
+    Suite {
+        target: "starvation",
+        libtest: true,
+        tests: &[
+            "throttling_pressure_io_and_verdicts_match_the_kernel",
+            "memory_beyond_its_bound_shows_events_and_pressure",
+            "run_queue_wait_of_two_burners_on_one_cpu",
+        ],
+        more: &[],
+    },
+    // Node mode over plain cgroups as jobs, with a real receiver (CPU within 1 % of each
+    // pod's cgroup, which needs the missed-switch recovery), and across a restart.
+    Suite {
+        target: "node",
+        libtest: true,
+        tests: &["simulated_node"],
+        more: &[],
+    },
+];
+
+/// How the guest runs.
+pub struct Options {
+    /// Only the tests whose label contains one of these (all when empty).
+    pub filters: Vec<String>,
+    /// The slower tests too (`Suite::more`).
+    pub all: bool,
+    /// The whole guest's limit, boot to power-off.
+    pub timeout: Duration,
+    pub memory_mib: u32,
+    pub cpus: u32,
+}
+
+/// Builds the guest, runs the tests in it and returns their counts; an error when one
+/// fails or the guest dies, after printing what it said.
+pub fn run(ebpf_object: &Path, options: &Options) -> Result<TestTotals> {
+    util::ensure_debs(DEBS)?;
+    let kernel = ensure_kernel()?;
+    let tests = selected(&options.filters, options.all)?;
+    let binaries = build_binaries(ebpf_object, &tests)?;
+
+    let dir = util::root().join("target/vm");
+    let initrd = dir.join("initrd.cpio");
+    let staged = Instant::now();
+    let size = stage(&dir.join("rootfs"), &kernel, &binaries, &tests)?.pack(&initrd)?;
+    step(format!(
+        "guest root file system: {} ({:.0} MiB, {} tests) in {:.1?}",
+        initrd.display(),
+        size as f64 / f64::from(1 << 20),
+        tests.len(),
+        staged.elapsed()
+    ));
+
+    let report_path = dir.join("report.txt");
+    let console_path = dir.join("console.log");
+    let started = Instant::now();
+    let ended = boot(&kernel, &initrd, &report_path, &console_path, options)?;
+    let elapsed = started.elapsed();
+    let text = std::fs::read_to_string(&report_path).unwrap_or_default();
+    let report = Report::parse(&text);
+    let host = serde_json::json!({
+        "kernel_package": kernel.package,
+        "seconds": elapsed.as_secs_f64(),
+        "qemu": ended,
+    });
+    std::fs::write(
+        dir.join("report.json"),
+        serde_json::to_vec_pretty(&report.to_json(host))?,
+    )?;
+    print_report(&report, &tests);
+    let totals = report.totals();
+    step(format!(
+        "guest suite on {}: {} passed, {} failed in {:.1?} (report: {}, console: {})",
+        report.kernel.as_deref().unwrap_or("an unknown kernel"),
+        totals.passed,
+        totals.failed,
+        elapsed,
+        dir.join("report.json").display(),
+        console_path.display()
+    ));
+    let missing = tests.len() as u64 - totals.passed - totals.failed;
+    if totals.failed > 0 || missing > 0 || !report.complete {
+        let console = std::fs::read_to_string(&console_path).unwrap_or_default();
+        let lines: Vec<&str> = console.lines().collect();
+        eprintln!(
+            "--- the guest's console, last lines ({ended}) ---\n{}",
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        );
+        bail!(
+            "the guest suite failed: {} failed, {missing} never ran{}",
+            totals.failed,
+            if report.complete {
+                ""
+            } else {
+                " (the guest did not reach the end of its list)"
+            }
+        );
+    }
+    Ok(totals)
+}
+
+/// A test to run: its label, the host binary and the arguments that select it.
+struct GuestTest {
+    label: String,
+    target: &'static str,
+    args: String,
+}
+
+fn selected(filters: &[String], all: bool) -> Result<Vec<GuestTest>> {
+    let tests: Vec<GuestTest> = SUITES
+        .iter()
+        .flat_map(|s| {
+            let more = if all { s.more } else { &[] };
+            s.tests.iter().chain(more).map(move |t| GuestTest {
+                label: format!("{}::{t}", s.target),
+                target: s.target,
+                args: if s.libtest {
+                    format!("--exact {t} --test-threads=1 --nocapture")
+                } else {
+                    (*t).to_owned()
+                },
+            })
+        })
+        .filter(|t| filters.is_empty() || filters.iter().any(|f| t.label.contains(f.as_str())))
+        .collect();
+    if tests.is_empty() {
+        let all: Vec<String> = SUITES
+            .iter()
+            .flat_map(|s| {
+                s.tests
+                    .iter()
+                    .chain(s.more)
+                    .map(move |t| format!("{}::{t}", s.target))
+            })
+            .collect();
+        bail!(
+            "no guest test matches {filters:?}; the guest's tests are:\n  {}",
+            all.join("\n  ")
+        );
+    }
+    Ok(tests)
+}
+
+/// The binaries the guest needs, built as `cargo xtask test` builds them (so nothing is
+/// rebuilt after it): the collector, the receiver, `touch-memory`, and each test target.
+struct Binaries {
+    collector: PathBuf,
+    receiver: PathBuf,
+    touch_memory: PathBuf,
+    /// `target` → test executable.
+    tests: BTreeMap<&'static str, PathBuf>,
+}
+
+fn build_binaries(ebpf_object: &Path, tests: &[GuestTest]) -> Result<Binaries> {
+    step("building the binaries the guest runs (cargo build, cargo test --no-run)");
+    util::run(
+        util::cargo()
+            .args(["build", "-p", "collector", "-p", "receiver", "--bins"])
+            .env("COLLECTOR_EBPF_OBJECT", ebpf_object),
+    )?;
+    let mut targets: Vec<&'static str> = tests.iter().map(|t| t.target).collect();
+    targets.dedup();
+    // The whole workspace, as `cargo xtask test` builds it: the same features, so the
+    // same binaries, and nothing is rebuilt.
+    let out = util::cargo()
+        .args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "collector-ebpf",
+            "--no-run",
+        ])
+        .arg("--message-format=json-render-diagnostics")
+        .args(targets.iter().flat_map(|t| ["--test", t]))
+        .env("COLLECTOR_EBPF_OBJECT", ebpf_object)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo test --no-run")?;
+    if !out.status.success() {
+        bail!("building the guest's test binaries failed");
+    }
+    let mut executables = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let is_test = msg
+            .pointer("/target/kind")
+            .and_then(|k| k.as_array())
+            .is_some_and(|k| k.iter().any(|k| k == "test"));
+        let (Some(name), Some(exe)) = (
+            msg.pointer("/target/name").and_then(|v| v.as_str()),
+            msg.get("executable").and_then(|v| v.as_str()),
+        ) else {
+            continue;
+        };
+        if let Some(t) = targets.iter().find(|t| is_test && **t == name) {
+            executables.insert(*t, PathBuf::from(exe));
+        }
+    }
+    let debug = util::root().join("target/debug");
+    let binaries = Binaries {
+        collector: debug.join("collector"),
+        receiver: debug.join("receiver"),
+        touch_memory: debug.join("touch-memory"),
+        tests: executables,
+    };
+    for t in tests {
+        if !binaries.tests.contains_key(t.target) {
+            bail!("cargo built no test executable for {}", t.target);
+        }
+    }
+    Ok(binaries)
+}
+
+/// Stages the root file system: busybox, bash, the binaries, brd.ko, and the test list.
+fn stage(
+    dir: &Path,
+    kernel: &Kernel,
+    binaries: &Binaries,
+    tests: &[GuestTest],
+) -> Result<guest::Rootfs> {
+    let mut fs = guest::Rootfs::create(dir)?;
+    fs.add_busybox(Path::new("/bin/busybox"))?;
+    // The tests' workloads are bash scripts (`((i++))`, `times`, `$SECONDS`), and they
+    // expect GNU timeout's exit status 124 (busybox's ends with the signal instead).
+    fs.add_elf(Path::new("/bin/bash"), Path::new("bin/bash"), false)?;
+    fs.add_elf(
+        Path::new("/usr/bin/timeout"),
+        Path::new("bin/timeout"),
+        false,
+    )?;
+    let at_host_path = |p: &Path| p.strip_prefix("/").unwrap_or(p).to_path_buf();
+    for bin in [
+        &binaries.collector,
+        &binaries.receiver,
+        &binaries.touch_memory,
+    ] {
+        fs.add_elf(bin, &at_host_path(bin), true)?;
+    }
+    for exe in binaries.tests.values() {
+        fs.add_elf(exe, &at_host_path(exe), true)?;
+    }
+    fs.copy(&kernel.brd, Path::new("lib/modules/brd.ko"), false)?;
+    fs.write(
+        "collector.path",
+        binaries.collector.to_string_lossy().as_bytes(),
+        0o644,
+    )?;
+    let list: String = tests
+        .iter()
+        .map(|t| {
+            format!(
+                "{} {} {}\n",
+                t.label,
+                binaries.tests[t.target].display(),
+                t.args
+            )
+        })
+        .collect();
+    fs.write("tests.list", list.as_bytes(), 0o644)?;
+    Ok(fs)
+}
+
+/// An unpacked Debian kernel package.
+struct Kernel {
+    /// e.g. `linux-image-6.1.0-48-cloud-amd64`.
+    package: String,
+    vmlinuz: PathBuf,
+    /// The RAM block device module (`/var/tmp` in the guest is a block device).
+    brd: PathBuf,
+}
+
+/// The current cloud kernel, downloaded and unpacked once into `target/vm/kernel/`.
+fn ensure_kernel() -> Result<Kernel> {
+    let package = current_kernel_package()?;
+    let dir = util::root().join("target/vm/kernel").join(&package);
+    let marker = dir.join(".unpacked");
+    if !marker.exists() {
+        step(format!(
+            "apt-get download {package} (into {})",
+            dir.display()
+        ));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        let download = dir.join("deb");
+        std::fs::create_dir_all(&download)?;
+        run_logged(
+            Command::new("apt-get")
+                .args(["download", &package])
+                .current_dir(&download),
+            "vm-kernel-download",
+        )?;
+        let deb = std::fs::read_dir(&download)?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "deb"))
+            .with_context(|| format!("apt-get download {package} left no .deb"))?;
+        run_logged(
+            Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dir),
+            "vm-kernel-unpack",
+        )?;
+        std::fs::remove_dir_all(&download)?;
+        std::fs::write(&marker, "")?;
+    }
+    let find = |sub: &str, pred: &dyn Fn(&Path) -> bool| -> Result<PathBuf> {
+        let mut stack = vec![dir.join(sub)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d)
+                .with_context(|| format!("reading {}", d.display()))?
+                .flatten()
+            {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if pred(&p) {
+                    return Ok(p);
+                }
+            }
+        }
+        bail!("{package} has no such file under {sub}")
+    };
+    let name_is = |prefix: &'static str| {
+        move |p: &Path| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        }
+    };
+    Ok(Kernel {
+        vmlinuz: find("boot", &name_is("vmlinuz-"))?,
+        brd: find("lib/modules", &name_is("brd.ko"))?,
+        package,
+    })
+}
+
+/// The package `linux-image-cloud-amd64` depends on now (`linux-image-6.1.0-NN-cloud-amd64`).
+fn current_kernel_package() -> Result<String> {
+    if let Ok(p) = std::env::var("COLLECTOR_VM_KERNEL_PACKAGE") {
+        return Ok(p);
+    }
+    let depends = || output(Command::new("apt-cache").args(["depends", KERNEL_METAPACKAGE]));
+    let text = match depends().filter(|t| t.contains("Depends:")) {
+        Some(t) => t,
+        None => {
+            util::apt_update()?;
+            depends().with_context(|| {
+                format!("`apt-cache depends {KERNEL_METAPACKAGE}` failed: is this a Debian machine with Debian's archive reachable?")
+            })?
+        }
+    };
+    text.lines()
+        .find_map(|l| {
+            let dep = l.trim().strip_prefix("Depends:")?.trim();
+            dep.starts_with("linux-image-").then(|| dep.to_owned())
+        })
+        .with_context(|| format!("no linux-image dependency of {KERNEL_METAPACKAGE} in:\n{text}"))
+}
+
+/// Boots the guest and waits for it to power off (or kills it at the timeout). The console
+/// is streamed with a `guest|` prefix and kept in `console`; the report goes to `report`.
+/// Returns how it ended, in words.
+fn boot(
+    kernel: &Kernel,
+    initrd: &Path,
+    report: &Path,
+    console: &Path,
+    options: &Options,
+) -> Result<String> {
+    let _ = std::fs::remove_file(report);
+    step(format!(
+        "booting {} under QEMU (TCG, {} CPUs, {} MiB, pure cgroup v2); limit {:?}",
+        kernel.package, options.cpus, options.memory_mib, options.timeout
+    ));
+    let mut qemu = Command::new("qemu-system-x86_64");
+    qemu.args([
+        "-accel",
+        "tcg",
+        "-cpu",
+        "max",
+        "-nodefaults",
+        "-no-user-config",
+    ])
+    .args(["-smp", &options.cpus.to_string()])
+    .args(["-m", &options.memory_mib.to_string()])
+    .args(["-display", "none", "-monitor", "none", "-no-reboot"])
+    .args(["-serial", "stdio"])
+    .arg("-serial")
+    .arg(format!("file:{}", report.display()))
+    .arg("-kernel")
+    .arg(&kernel.vmlinuz)
+    .arg("-initrd")
+    .arg(initrd)
+    // A kernel that locks up, oopses or panics powers off at once (panic=-1 with
+    // -no-reboot), with its warnings and stack traces on the console (loglevel 5).
+    .args([
+        "-append",
+        "console=ttyS0 loglevel=5 panic=-1 oops=panic softlockup_panic=1",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = qemu
+        .spawn()
+        .context("starting qemu-system-x86_64 (Debian's qemu-system-x86)")?;
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut log = std::fs::File::create(console)?;
+    let streamer = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).split(b'\n').map_while(Result::ok) {
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches('\r');
+            let _ = writeln!(log, "{line}");
+            if !line.trim().is_empty() {
+                eprintln!("  guest| {line}");
+            }
+        }
+    });
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
+        text
+    });
+    let deadline = Instant::now() + options.timeout;
+    let ended = loop {
+        if let Some(status) = child.try_wait()? {
+            break if status.success() {
+                "powered off".to_owned()
+            } else {
+                format!("qemu exited with {status}")
+            };
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break format!("killed at the {:?} limit", options.timeout);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = streamer.join();
+    let qemu_errors = errors.join().unwrap_or_default();
+    if !qemu_errors.trim().is_empty() {
+        eprintln!("qemu: {}", qemu_errors.trim());
+    }
+    Ok(ended)
+}
+
+/// One line per test, then the output of each failed one.
+fn print_report(report: &Report, tests: &[GuestTest]) {
+    println!(
+        "\nguest: {} | {}",
+        report.kernel.as_deref().unwrap_or("kernel unknown"),
+        report.facts.join(" | ")
+    );
+    if let Some((check, rc)) = &report.check {
+        println!("collector check (exit {rc}):");
+        for l in check.lines() {
+            println!("  {l}");
+        }
+    }
+    for t in tests {
+        match report.tests.iter().find(|r| r.label == t.label) {
+            Some(r) => {
+                println!(
+                    "test guest::{} ... {} ({})",
+                    r.label,
+                    if r.passed { "ok" } else { "FAILED" },
+                    r.seconds.map_or("?".to_owned(), |s| format!("{s:.1} s"))
+                );
+                // A passing test's figures (what it printed), without libtest's frame.
+                if r.passed {
+                    for l in r.output.lines().filter(|l| !is_frame(l)) {
+                        println!("    {l}");
+                    }
+                }
+            }
+            None if report.unfinished.as_ref().is_some_and(|u| u.0 == t.label) => {
+                println!("test guest::{} ... DIED (the guest ended in it)", t.label)
+            }
+            None => println!("test guest::{} ... NOT RUN", t.label),
+        }
+    }
+    for r in report.tests.iter().filter(|r| !r.passed) {
+        println!(
+            "\n--- guest::{} failed: {} ---\n{}",
+            r.label,
+            r.problem.as_deref().unwrap_or("?"),
+            r.output
+        );
+    }
+    if let Some((label, output)) = &report.unfinished {
+        println!("\n--- guest::{label} never ended; its output ---\n{output}");
+    }
+}
+
+/// libtest's own lines around a test's output.
+fn is_frame(line: &str) -> bool {
+    let l = line.trim();
+    l.is_empty()
+        || l.starts_with("running ")
+        || l.starts_with("test result:")
+        || l == "ok"
+        || (l.starts_with("test ") && (l.ends_with(" ... ok") || l.contains(" ... ok (")))
+}
