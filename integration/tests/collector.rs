@@ -444,6 +444,84 @@ fn sidecar_reports_true_memory_peaks_within_5_percent() {
     drop(sleepers);
 }
 
+/// A burst no sample sees: 200 MiB touched and freed between two readings 20 s apart (the
+/// burst takes under a second here, 8 s in the emulated guest of `cargo xtask vm`), by a
+/// process the sidecar never scans. Only the kernel's own peak counter (v2 `memory.peak`,
+/// v1 `memory.max_usage_in_bytes`) knows it, so the container's `memory_peak_bytes` must be
+/// that counter's figure: this fails if the collector reads the wrong file for it.
+#[test]
+fn sidecar_reports_a_peak_between_samples_from_the_kernel_counter() {
+    if !testkit::require_root("creates cgroups") {
+        return;
+    }
+    let _turn = CPU_BOUND.lock().unwrap_or_else(|e| e.into_inner());
+    println!("cgroup layout: {}", common::cgroup_layout());
+    warm_page_cache(TOUCH_MEMORY);
+    let deadline = Duration::from_secs(60);
+    let name = format!("burst-{}", std::process::id());
+    let (procs, _trees) = memory_cgroup(&name);
+    let sleeper = Proc::spawn(&mut in_cgroups(&procs, "sleep 600"));
+    let comm = format!("/proc/{}/comm", sleeper.child.id());
+    testkit::wait_until(deadline, "the sleeper to join its cgroups", || {
+        std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("summary.json");
+    let mut sidecar = Proc::spawn(
+        collector()
+            .args(["--interval", "20s", "--cpu-interval", "20s"])
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(&file).unwrap()),
+    );
+    testkit::wait_until(deadline, "the sidecar to sample the test's cgroup", || {
+        sidecar
+            .log()
+            .lines()
+            .any(|l| l.contains("sample") && l.contains(name.as_str()))
+    });
+    // Right after a reading (the first comes at start): the next is 20 s away.
+    let started = Instant::now();
+    let mut burst = Proc::spawn(&mut in_cgroups(&procs, &format!("{TOUCH_MEMORY} 200 0")));
+    let (status, log) = burst.wait(deadline);
+    assert!(status.success(), "touch-memory: {log}");
+    let burst_seconds = started.elapsed().as_secs_f64();
+    let kernel = match cgroup_v1_mount("memory") {
+        Some(v1) => v1.join(&name).join("memory.max_usage_in_bytes"),
+        None => cgroup2_mount().join(&name).join("memory.peak"),
+    };
+    let kernel_peak: u64 = std::fs::read_to_string(&kernel)
+        .unwrap_or_else(|e| panic!("{}: {e}", kernel.display()))
+        .trim()
+        .parse()
+        .unwrap();
+    sidecar.signal(libc::SIGTERM);
+    let (status, stderr) = sidecar.wait(deadline);
+    assert!(status.success(), "{stderr}");
+    let summary: RunSummary = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    summary.validate().unwrap();
+    let c = summary
+        .containers
+        .iter()
+        .find(|c| c.name.contains(name.as_str()))
+        .unwrap_or_else(|| panic!("no container {name} in the summary"));
+    let peak = c.memory_peak_bytes.expect("memory_peak_bytes");
+    let mib = |b: f64| b / f64::from(1 << 20);
+    println!(
+        "burst of 200 MiB in {burst_seconds:.2} s: memory_peak_bytes {:.1} MiB, {} {:.1} MiB (ratio {:.4}); samples' peak {:.1} MiB",
+        mib(peak as f64),
+        kernel.display(),
+        mib(kernel_peak as f64),
+        peak as f64 / kernel_peak as f64,
+        mib(c.memory_bytes.peak)
+    );
+    assert!(peak >= 200 << 20, "{c:?}");
+    assert!(
+        (peak as f64 / kernel_peak as f64 - 1.0).abs() <= 0.02,
+        "{c:?}"
+    );
+    drop(sleeper);
+}
+
 /// A command that ends before the collector's first scan: its CPU still comes from its
 /// cgroup (eBPF or the cgroup counter, known before it starts), never a 0 from /proc. This
 /// was lost in about half the runs before run mode gave the sampler its cgroup up front.

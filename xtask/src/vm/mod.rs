@@ -68,13 +68,15 @@ const SUITES: &[Suite] = &[
         ],
         more: &["short_processes_wait_is_counted"],
     },
-    // `collector run` in its own cgroup: cgroup.procs moves, cpu.stat, memory.peak.
+    // `collector run` in its own cgroup (cgroup.procs moves, cpu.stat, memory.peak), and
+    // memory.peak read by a sidecar for a burst no sample sees.
     Suite {
         target: "collector",
         libtest: true,
         tests: &[
             "run_agrees_with_getrusage_for_many_short_children",
             "run_reports_true_memory_peaks_within_5_percent",
+            "sidecar_reports_a_peak_between_samples_from_the_kernel_counter",
             "a_steady_burner_samples_one_core_with_every_cpu_source",
         ],
         more: &[
