@@ -134,6 +134,11 @@ fn starvation_shares(c: &mut ContainerSummary, duration: f64) {
         } else {
             0.0
         };
+        w.tasks_waiting = Some(if duration > 0.0 {
+            w.seconds / duration
+        } else {
+            0.0
+        });
     }
 }
 

@@ -7,15 +7,32 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ContainerSummary, Source, Stats};
 
-/// Share of CPU periods throttled, of runnable time spent waiting for a CPU, or of wall time
-/// stalled on CPU (PSI `some`) at which a container counts as CPU-starved.
-pub const CPU_STARVED_SHARE: f64 = 0.10;
-/// Share of wall time with some task stalled on memory (PSI `some`) at which it counts as
-/// memory-starved; any OOM kill does too.
-pub const MEMORY_STARVED_SHARE: f64 = 0.05;
-/// Share of wall time with every task stalled on I/O (PSI `full`) at which it counts as
-/// I/O-starved.
-pub const IO_STARVED_SHARE: f64 = 0.10;
+// When a container counts as starved. Each figure is weighed against the run's **wall time**
+// (or, for throttling, the CPU periods the kernel enforced), never against the time the
+// tasks happened to be ready to run: a light command that waited 3 ms out of its 5 ms of
+// wanting a CPU waited 60 % of its runnable time and 1 % of the run. And each figure must
+// also amount to [`MIN_LOST_SECONDS`]: on a busy runner every short job waits a few
+// milliseconds, and a verdict that calls that starvation teaches people to ignore it.
+
+/// The least time lost (waiting, throttled or stalled, seconds) that can make a container
+/// starved, whatever the shares: a second, not milliseconds.
+pub const MIN_LOST_SECONDS: f64 = 1.0;
+/// CPU-starved by throttling: this share of the enforced CPU periods throttled (`cpu.stat`),
+/// with at least [`MIN_LOST_SECONDS`] throttled.
+pub const CPU_THROTTLED_SHARE: f64 = 0.10;
+/// CPU-starved by waiting: this many of its tasks waiting for a CPU on average over the
+/// run (`run_queue_wait.seconds / wall`: 0.10 is one task waiting 10 % of the run), with at
+/// least [`MIN_LOST_SECONDS`] of wait.
+pub const CPU_WAITING_TASKS: f64 = 0.10;
+/// CPU-starved by pressure: some task stalled on CPU (PSI `some`) for this share of the
+/// wall time, with at least [`MIN_LOST_SECONDS`] stalled.
+pub const CPU_PRESSURE_SHARE: f64 = 0.10;
+/// Memory-starved: some task stalled on memory (PSI `some`) for this share of the wall
+/// time, with at least [`MIN_LOST_SECONDS`] stalled; any OOM kill is memory starvation too.
+pub const MEMORY_PRESSURE_SHARE: f64 = 0.05;
+/// I/O-starved: every task stalled on I/O at once (PSI `full`) for this share of the wall
+/// time, with at least [`MIN_LOST_SECONDS`] stalled.
+pub const IO_PRESSURE_SHARE: f64 = 0.10;
 
 /// CPU bandwidth throttling (`cpu.stat`: v2 `nr_periods`, `nr_throttled`, `throttled_usec`,
 /// `nr_bursts`, `burst_usec`; v1 `cpu` controller `nr_periods`, `nr_throttled`,
@@ -80,6 +97,11 @@ pub struct RunQueueWait {
     pub seconds: f64,
     /// `seconds / (seconds + cpu_seconds)`: the share of runnable time spent waiting.
     pub share: f64,
+    /// `seconds / wall`: how many of its tasks waited for a CPU on average over the run (one
+    /// task waiting the whole run is 1.0). What the verdict weighs; absent in summaries from
+    /// before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks_waiting: Option<f64>,
     /// `ebpf` (every task, short-lived ones included) or `proc` (`/proc/PID/schedstat` of
     /// the processes seen at the scans: tasks that lived between two scans are missed).
     pub source: Source,
@@ -151,62 +173,51 @@ pub struct Verdict {
     pub text: String,
 }
 
-/// The verdict on one container.
+/// The verdict on one container, by the rules of the constants above.
 pub fn verdict(c: &ContainerSummary) -> Verdict {
     let mut by = Vec::new();
     let mut parts = Vec::new();
-    let pct = |share: f64| format!("{:.0} %", share * 100.0);
-    // CPU: throttling, waiting for a CPU, PSI.
-    let throttled = c
-        .cpu_throttling
-        .filter(|t| t.quota_cores.is_some())
-        .map_or(0.0, |t| t.throttled_period_share);
-    let waiting = c.run_queue_wait.map_or(0.0, |w| w.share);
-    let cpu_stall = c.pressure.and_then(|p| p.cpu).map_or(0.0, |s| s.some_share);
-    let cpu_share = throttled.max(waiting).max(cpu_stall);
-    if cpu_share >= CPU_STARVED_SHARE {
+    let matters = |lost: f64, share: f64, threshold: f64| {
+        lost >= MIN_LOST_SECONDS && share >= threshold
+    };
+    // CPU: throttling (of periods), waiting (tasks on average over the run), PSI (of the run).
+    let throttling = c.cpu_throttling.filter(|t| t.quota_cores.is_some());
+    let wait = c.run_queue_wait;
+    let cpu_stall = c.pressure.and_then(|p| p.cpu);
+    let cpu_starved = throttling.is_some_and(|t| {
+        matters(t.throttled_seconds, t.throttled_period_share, CPU_THROTTLED_SHARE)
+    }) || wait.is_some_and(|w| {
+        matters(w.seconds, w.tasks_waiting.unwrap_or(0.0), CPU_WAITING_TASKS)
+    }) || cpu_stall.is_some_and(|s| matters(s.some_seconds, s.some_share, CPU_PRESSURE_SHARE));
+    if cpu_starved {
         by.push("cpu".to_owned());
         let mut why = Vec::new();
-        if let Some(t) = c.cpu_throttling.filter(|t| t.throttled_periods > 0) {
-            let quota = t.quota_cores.map_or(String::new(), |q| {
-                let unit = if (q - 1.0).abs() < 1e-9 {
-                    "core"
-                } else {
-                    "cores"
-                };
-                format!(" (quota {} {unit})", trim(q))
-            });
-            why.push(format!(
-                "throttled {} of periods{quota}",
-                pct(t.throttled_period_share)
-            ));
+        if let Some(t) = throttling.filter(|t| t.throttled_periods > 0) {
+            why.push(throttled_text(&t));
         }
-        if waiting > 0.0 {
-            why.push(format!("waiting for a CPU {}", pct(waiting)));
+        if let Some(w) = wait.filter(|w| w.seconds > 0.0) {
+            why.push(waiting_text(&w));
         }
-        if cpu_stall > 0.0 {
-            why.push(format!("CPU pressure {}", pct(cpu_stall)));
+        if let Some(s) = cpu_stall.filter(|s| s.some_seconds > 0.0) {
+            why.push(stall_text("CPU pressure", s.some_seconds, s.some_share));
         }
-        parts.push(format!(
-            "CPU-starved for {} of the run: {}",
-            pct(cpu_share),
-            why.join(", ")
-        ));
+        parts.push(format!("CPU-starved: {}", why.join(", ")));
     }
     // Memory: OOM kills, PSI.
     let mem = c.pressure.and_then(|p| p.memory);
-    let mem_share = mem.map_or(0.0, |s| s.some_share);
-    if c.oom_kills > 0 || mem_share >= MEMORY_STARVED_SHARE {
+    let mem_starved =
+        mem.is_some_and(|s| matters(s.some_seconds, s.some_share, MEMORY_PRESSURE_SHARE));
+    if c.oom_kills > 0 || mem_starved {
         by.push("memory".to_owned());
         let mut why = Vec::new();
         if c.oom_kills > 0 {
             why.push(format!("{} OOM kill(s)", c.oom_kills));
         }
         if let Some(s) = mem.filter(|s| s.some_seconds > 0.0) {
-            why.push(format!(
-                "memory pressure stalled it {:.1} s ({})",
+            why.push(stall_text(
+                "memory pressure stalled it",
                 s.some_seconds,
-                pct(s.some_share)
+                s.some_share,
             ));
         }
         if let Some(h) = c
@@ -220,13 +231,17 @@ pub fn verdict(c: &ContainerSummary) -> Verdict {
     }
     // I/O: PSI full.
     if let Some(s) = c.pressure.and_then(|p| p.io)
-        && s.full_share.unwrap_or(0.0) >= IO_STARVED_SHARE
+        && let Some(full) = s.full_seconds
+        && matters(full, s.full_share.unwrap_or(0.0), IO_PRESSURE_SHARE)
     {
         by.push("io".to_owned());
         parts.push(format!(
-            "I/O-starved: every task waited on I/O for {:.1} s ({})",
-            s.full_seconds.unwrap_or(0.0),
-            pct(s.full_share.unwrap_or(0.0))
+            "I/O-starved: {}",
+            stall_text(
+                "every task waited on I/O",
+                full,
+                s.full_share.unwrap_or(0.0)
+            )
         ));
     }
     let starved = !by.is_empty();
@@ -241,25 +256,80 @@ pub fn verdict(c: &ContainerSummary) -> Verdict {
             Some(Throttling {
                 quota_cores: None, ..
             }) => known.push("no CPU quota".to_owned()),
-            Some(t) => known.push(format!(
-                "throttled {} of periods",
-                pct(t.throttled_period_share)
-            )),
+            Some(t) => known.push(throttled_text(&t)),
             None => {}
         }
-        if c.run_queue_wait.is_some() {
-            known.push(format!("waiting for a CPU {}", pct(waiting)));
+        if let Some(w) = &wait {
+            known.push(waiting_text(w));
         }
         if let Some(p) = c.pressure {
             for (what, s) in [("CPU", p.cpu), ("memory", p.memory), ("I/O", p.io)] {
                 if let Some(s) = s {
-                    known.push(format!("{what} pressure {}", pct(s.some_share)));
+                    known.push(stall_text(
+                        &format!("{what} pressure"),
+                        s.some_seconds,
+                        s.some_share,
+                    ));
                 }
             }
         }
         format!("not starved: {}", known.join(", "))
     };
     Verdict { starved, by, text }
+}
+
+/// `12 %`
+fn pct(share: f64) -> String {
+    format!("{:.0} %", share * 100.0)
+}
+
+/// `1.4 s`, or `35 ms` below a second (so a light job's few milliseconds read as such).
+fn seconds(s: f64) -> String {
+    if s >= 1.0 || s == 0.0 {
+        format!("{s:.1} s")
+    } else {
+        format!("{:.0} ms", s * 1000.0)
+    }
+}
+
+/// `throttled 20 % of periods (1.9 s; quota 0.5 cores)`
+fn throttled_text(t: &Throttling) -> String {
+    let quota = t.quota_cores.map_or(String::new(), |q| {
+        let unit = if (q - 1.0).abs() < 1e-9 {
+            "core"
+        } else {
+            "cores"
+        };
+        format!("; quota {} {unit}", trim(q))
+    });
+    format!(
+        "throttled {} of periods ({}{quota})",
+        pct(t.throttled_period_share),
+        seconds(t.throttled_seconds)
+    )
+}
+
+/// `waiting for a CPU 23 % of the run (2.3 s; 0.23 tasks on average; 41 % of the time it was
+/// ready to run)`; with more than one task waiting on average, the count leads.
+fn waiting_text(w: &RunQueueWait) -> String {
+    let ready = format!("{} of the time it was ready to run", pct(w.share));
+    match w.tasks_waiting {
+        Some(n) if n > 1.0 => format!(
+            "{n:.1} tasks waiting for a CPU on average ({}; {ready})",
+            seconds(w.seconds)
+        ),
+        Some(n) => format!(
+            "waiting for a CPU {} of the run ({}; {n:.2} tasks on average; {ready})",
+            pct(n),
+            seconds(w.seconds)
+        ),
+        None => format!("waiting for a CPU {} ({ready})", seconds(w.seconds)),
+    }
+}
+
+/// `CPU pressure 41 % of the run (0.8 s)`
+fn stall_text(what: &str, lost: f64, share: f64) -> String {
+    format!("{what} {} of the run ({})", pct(share), seconds(lost))
 }
 
 /// The job's verdict from its containers': starved when one is, naming each that was.
@@ -332,6 +402,26 @@ mod tests {
         }
     }
 
+    fn wait(seconds: f64, cpu_seconds: f64, wall_seconds: f64) -> RunQueueWait {
+        RunQueueWait {
+            seconds,
+            share: seconds / (seconds + cpu_seconds),
+            tasks_waiting: Some(seconds / wall_seconds),
+            source: Source::Ebpf,
+        }
+    }
+
+    fn cpu_pressure(some_seconds: f64, wall_seconds: f64) -> Option<Pressure> {
+        Some(Pressure {
+            cpu: Some(Stall {
+                some_seconds,
+                some_share: some_seconds / wall_seconds,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
     #[test]
     fn a_throttled_and_waiting_job_is_cpu_starved() {
         let mut c = container();
@@ -343,17 +433,92 @@ mod tests {
             throttled_period_share: 0.2,
             ..Default::default()
         });
-        c.run_queue_wait = Some(RunQueueWait {
-            seconds: 17.6,
-            share: 0.15,
-            source: Source::Ebpf,
-        });
+        c.run_queue_wait = Some(wait(17.6, 100.0, 100.0));
         let v = verdict(&c);
         assert!(v.starved);
         assert_eq!(v.by, ["cpu"]);
         assert_eq!(
             v.text,
-            "CPU-starved for 20 % of the run: throttled 20 % of periods (quota 1 core), waiting for a CPU 15 %"
+            "CPU-starved: throttled 20 % of periods (12.0 s; quota 1 core), waiting for a CPU \
+             18 % of the run (17.6 s; 0.18 tasks on average; 15 % of the time it was ready to run)"
+        );
+    }
+
+    /// Two burners of one job on one CPU: each waits half the run.
+    #[test]
+    fn tasks_outnumbering_their_cpu_are_cpu_starved() {
+        let mut c = container();
+        c.cpu_seconds = 3.0;
+        c.run_queue_wait = Some(wait(3.0, 3.0, 3.0));
+        c.pressure = cpu_pressure(2.9, 3.0);
+        let v = verdict(&c);
+        assert!(v.starved, "{v:?}");
+        assert_eq!(
+            v.text,
+            "CPU-starved: waiting for a CPU 100 % of the run (3.0 s; 1.00 tasks on average; 50 % \
+             of the time it was ready to run), CPU pressure 97 % of the run (2.9 s)"
+        );
+        // Eight tasks on two CPUs for 10 s: six wait all along.
+        c.run_queue_wait = Some(wait(60.0, 20.0, 10.0));
+        assert!(
+            verdict(&c)
+                .text
+                .contains("6.0 tasks waiting for a CPU on average (60.0 s; 75 % of the time")
+        );
+    }
+
+    /// What the verdict called starved before it weighed wall time and required a second:
+    /// a `sleep 0.3` beside a build (3.5 ms of wait, 59 % of its runnable time), containers
+    /// with no CPU that waited 0.1 to 0.4 s, a sleeper holding memory.
+    #[test]
+    fn light_and_idle_containers_are_not_starved() {
+        for (wait_s, cpu_s, wall_s, some_s) in [
+            (0.0035, 0.0024, 0.31, 0.003),
+            (0.4, 0.0, 1.0, 0.4),
+            (0.1, 0.0, 15.0, 0.1),
+            (0.28, 0.72, 15.0, 0.25),
+            // A sleeper that wakes five times a second for a moment, for 60 s, beside two
+            // burners on its CPU: up to 3 ms at each wake-up.
+            (0.9, 0.3, 60.0, 0.9),
+        ] {
+            let mut c = container();
+            c.cpu_seconds = cpu_s;
+            c.run_queue_wait = Some(wait(wait_s, cpu_s, wall_s));
+            c.pressure = cpu_pressure(some_s, wall_s);
+            c.cpu_throttling = Some(Throttling::default());
+            let v = verdict(&c);
+            assert!(!v.starved, "{wait_s} s of wait in {wall_s} s: {v:?}");
+            assert!(v.text.starts_with("not starved: no CPU quota, waiting for a CPU"), "{v:?}");
+        }
+        // Milliseconds read as such, not as 0.0 s.
+        let mut c = container();
+        c.run_queue_wait = Some(wait(0.0035, 0.0024, 0.31));
+        assert!(verdict(&c).text.contains("(4 ms; 0.01 tasks on average; 59 % of"), "{:?}", verdict(&c));
+    }
+
+    /// A short, heavily throttled job: 91 % of its periods throttled, but 0.2 s lost.
+    #[test]
+    fn throttling_needs_a_second_lost() {
+        let mut c = container();
+        let t = Throttling {
+            quota_cores: Some(0.5),
+            periods: 11,
+            throttled_periods: 10,
+            throttled_seconds: 0.2,
+            throttled_period_share: 10.0 / 11.0,
+            ..Default::default()
+        };
+        c.cpu_throttling = Some(t);
+        assert!(!verdict(&c).starved);
+        c.cpu_throttling = Some(Throttling {
+            throttled_seconds: 1.5,
+            ..t
+        });
+        let v = verdict(&c);
+        assert!(v.starved);
+        assert_eq!(
+            v.text,
+            "CPU-starved: throttled 91 % of periods (1.5 s; quota 0.5 cores)"
         );
     }
 
@@ -373,7 +538,45 @@ mod tests {
         assert_eq!(v.by, ["memory"]);
         assert_eq!(
             v.text,
-            "memory-starved: 1 OOM kill(s), memory pressure stalled it 12.0 s (12 %)"
+            "memory-starved: 1 OOM kill(s), memory pressure stalled it 12 % of the run (12.0 s)"
+        );
+        // Reclaim that stalled a short job 30 ms (10 % of it) is not starvation; an OOM kill
+        // always is.
+        c.oom_kills = 0;
+        c.pressure = Some(Pressure {
+            memory: Some(Stall {
+                some_seconds: 0.03,
+                some_share: 0.1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert!(!verdict(&c).starved, "{:?}", verdict(&c));
+    }
+
+    #[test]
+    fn io_starvation_needs_every_task_stalled_for_a_second() {
+        let mut c = container();
+        let io = |full: f64, share: f64| Stall {
+            some_seconds: full,
+            some_share: share,
+            full_seconds: Some(full),
+            full_share: Some(share),
+        };
+        c.pressure = Some(Pressure {
+            io: Some(io(0.5, 0.5)),
+            ..Default::default()
+        });
+        assert!(!verdict(&c).starved);
+        c.pressure = Some(Pressure {
+            io: Some(io(3.0, 0.3)),
+            ..Default::default()
+        });
+        let v = verdict(&c);
+        assert_eq!(v.by, ["io"]);
+        assert_eq!(
+            v.text,
+            "I/O-starved: every task waited on I/O 30 % of the run (3.0 s)"
         );
     }
 
@@ -401,17 +604,25 @@ mod tests {
     fn an_unstarved_job_says_so_and_no_quota_is_not_a_zero() {
         let mut c = container();
         c.cpu_throttling = Some(Throttling::default());
-        c.run_queue_wait = Some(RunQueueWait {
-            seconds: 1.0,
-            share: 0.01,
-            source: Source::Ebpf,
-        });
+        c.run_queue_wait = Some(wait(1.0, 99.0, 100.0));
         let v = verdict(&c);
         assert!(!v.starved);
-        assert_eq!(v.text, "not starved: no CPU quota, waiting for a CPU 1 %");
+        assert_eq!(
+            v.text,
+            "not starved: no CPU quota, waiting for a CPU 1 % of the run (1.0 s; 0.01 tasks on \
+             average; 1 % of the time it was ready to run)"
+        );
         assert_eq!(
             verdict(&container()).text,
             "no starvation figures on this machine"
         );
+        // A summary from before `tasks_waiting`: its wait is shown, and cannot starve it.
+        c.run_queue_wait = Some(RunQueueWait {
+            tasks_waiting: None,
+            ..wait(50.0, 50.0, 60.0)
+        });
+        let v = verdict(&c);
+        assert!(!v.starved);
+        assert!(v.text.contains("waiting for a CPU 50.0 s (50 % of the time"), "{v:?}");
     }
 }

@@ -113,6 +113,7 @@ fn expected() -> StoredRun {
                     run_queue_wait: Some(RunQueueWait {
                         seconds: 2.5,
                         share: 0.083,
+                        tasks_waiting: Some(0.125),
                         source: Source::Ebpf,
                     }),
                     disk_io: Some(DiskIo {

@@ -263,7 +263,7 @@ fn container_summary(
         histograms: Some(histograms),
         cpu_throttling,
         pressure,
-        run_queue_wait: c.wait.summary(cpu_seconds),
+        run_queue_wait: c.wait.summary(cpu_seconds, wall_seconds),
         disk_io,
         memory_detail,
         verdict: None,

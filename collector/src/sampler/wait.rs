@@ -60,7 +60,9 @@ impl Wait {
 
     /// The summary's figure, next to the container's CPU seconds: the share is of the time
     /// its tasks were runnable (on a CPU or waiting for one).
-    pub(super) fn summary(&self, cpu_seconds: f64) -> Option<RunQueueWait> {
+    /// The summary's figure: the wait, its share of runnable time (with `cpu_seconds`) and
+    /// the tasks waiting on average over `wall_seconds`.
+    pub(super) fn summary(&self, cpu_seconds: f64, wall_seconds: f64) -> Option<RunQueueWait> {
         let source = self.source?;
         let seconds = self.ns as f64 / 1e9;
         let runnable = seconds + cpu_seconds.max(0.0);
@@ -71,6 +73,11 @@ impl Wait {
             } else {
                 0.0
             },
+            tasks_waiting: Some(if wall_seconds > 0.0 {
+                seconds / wall_seconds
+            } else {
+                0.0
+            }),
             source,
         })
     }
@@ -200,28 +207,29 @@ mod tests {
     #[test]
     fn cumulative_readings_count_growth_once() {
         let mut w = Wait::default();
-        assert_eq!(w.summary(1.0), None, "nothing measured is not zero");
+        assert_eq!(w.summary(1.0, 1.0), None, "nothing measured is not zero");
         assert_eq!(w.cumulative(Source::Ebpf, 100), 100);
         assert_eq!(w.cumulative(Source::Ebpf, 100), 0);
         assert_eq!(w.cumulative(Source::Ebpf, 250), 150);
         // A smaller total (the ids' entries forgotten and made again) is all new growth.
         assert_eq!(w.cumulative(Source::Ebpf, 40), 40);
         assert_eq!(w.ns, 290);
-        let s = w.summary(0.0).unwrap();
+        let s = w.summary(0.0, 0.0).unwrap();
         assert_eq!(s.source, Source::Ebpf);
         assert!((s.seconds - 290e-9).abs() < 1e-15);
         assert_eq!(s.share, 1.0);
     }
 
     #[test]
-    fn share_is_of_runnable_time() {
+    fn share_is_of_runnable_time_and_tasks_waiting_of_wall_time() {
         let mut w = Wait::default();
         w.add(Source::Proc, 1_000_000_000);
-        let s = w.summary(3.0).unwrap();
+        let s = w.summary(3.0, 4.0).unwrap();
         assert_eq!((s.seconds, s.share, s.source), (1.0, 0.25, Source::Proc));
+        assert_eq!(s.tasks_waiting, Some(0.25), "of wall time");
         let mut idle = Wait::default();
         idle.add(Source::Proc, 0);
-        assert_eq!(idle.summary(0.0).unwrap().share, 0.0);
+        assert_eq!(idle.summary(0.0, 0.0).unwrap().share, 0.0);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::{
     memory::{self, MemoryObservation},
     quantity::{self, KubeResources, human_bytes},
 };
-use crate::{Accumulator, ContainerSummary, hist};
+use crate::{Accumulator, ContainerSummary, hist, starvation::MIN_LOST_SECONDS};
 
 /// What `runs` (oldest first) say each container of the job, and the job as a whole,
 /// should get. The most recent `params.runs` are used.
@@ -129,10 +129,14 @@ fn size_container(
                 .and_then(|e| Accumulator::decode(e).ok()),
             stats: c.cpu_cores,
             limit_cores: c.limits.and_then(|l| l.cpu_cores).filter(|l| *l > 0.0),
+            // Only time lost that the verdict would count (a second or more): a few
+            // milliseconds of wait are not a reason to promise a shorter job.
             held_share: cpu::held_share(
-                c.run_queue_wait.map(|w| w.share),
+                c.run_queue_wait
+                    .filter(|w| w.seconds >= MIN_LOST_SECONDS)
+                    .map(|w| w.share),
                 c.cpu_throttling
-                    .filter(|t| t.quota_cores.is_some())
+                    .filter(|t| t.quota_cores.is_some() && t.throttled_seconds >= MIN_LOST_SECONDS)
                     .map(|t| t.throttled_seconds),
                 run.summary.duration_seconds,
             ),

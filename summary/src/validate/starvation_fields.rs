@@ -12,6 +12,8 @@ use crate::starvation::{CommandSummary, Stall, Verdict};
 /// A share of time or of periods: at most 1, with room for clocks read a moment apart.
 const MAX_SHARE: f64 = 1.1;
 const SHARE: &str = "is more than 1.1 (a share)";
+/// Most tasks of one container waiting for a CPU on average over a run.
+const MAX_TASKS_WAITING: f64 = 1e6;
 /// Longest verdict text.
 const MAX_VERDICT_BYTES: usize = 2048;
 
@@ -82,6 +84,14 @@ pub(super) fn container(prefix: &str, c: &ContainerSummary) -> Result {
     if let Some(w) = &c.run_queue_wait {
         seconds(|| format!("{prefix}.run_queue_wait.seconds"), w.seconds)?;
         share(|| format!("{prefix}.run_queue_wait.share"), w.share)?;
+        if let Some(n) = w.tasks_waiting {
+            bounded(
+                || format!("{prefix}.run_queue_wait.tasks_waiting"),
+                n,
+                MAX_TASKS_WAITING,
+                "is more than 1,000,000 (tasks waiting on average)",
+            )?;
+        }
     }
     if let Some(d) = &c.disk_io {
         stats(
@@ -156,6 +166,16 @@ mod tests {
         assert_eq!(
             container("c", &c).unwrap_err().to_string(),
             "c.run_queue_wait.share: is more than 1.1 (a share)"
+        );
+        c.run_queue_wait = Some(RunQueueWait {
+            tasks_waiting: Some(f64::NAN),
+            ..Default::default()
+        });
+        assert!(
+            container("c", &c)
+                .unwrap_err()
+                .to_string()
+                .starts_with("c.run_queue_wait.tasks_waiting:")
         );
         c.run_queue_wait = None;
         c.cpu_throttling = Some(Throttling {

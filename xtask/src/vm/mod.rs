@@ -89,7 +89,8 @@ const SUITES: &[Suite] = &[
         ],
     },
     // Sidecar mode over plain cgroups: cpu.max and its throttling, PSI per cgroup, io.stat,
-    // memory.high and memory.events, run-queue wait, and the verdicts built on them.
+    // memory.high and memory.events, run-queue wait, and the verdicts built on them, both
+    // ways: starved when it was, not for a light command beside busy neighbours.
     Suite {
         target: "starvation",
         libtest: true,
@@ -97,6 +98,8 @@ const SUITES: &[Suite] = &[
             "throttling_pressure_io_and_verdicts_match_the_kernel",
             "memory_beyond_its_bound_shows_events_and_pressure",
             "run_queue_wait_of_two_burners_on_one_cpu",
+            "a_light_command_beside_a_busy_neighbour_is_not_starved",
+            "a_sleeper_waking_beside_two_burners_on_its_cpu_is_not_starved",
         ],
         more: &[],
     },
