@@ -497,17 +497,24 @@ fn run_queue_wait_of_two_burners_on_one_cpu() {
     }
 }
 
-/// Busy loops outside any measured cgroup, one per CPU or all on `cpu`: the neighbours of
-/// the light commands below. Killed when dropped.
+/// `count` busy loops outside any measured cgroup, anywhere or all on `cpu`: the neighbours
+/// of the light commands below. Each is the spawned process itself (taskset execs it), so
+/// dropping it ends it; none holds the test's output open.
 fn neighbours(count: usize, cpu: Option<usize>) -> Vec<Proc> {
-    let pin = cpu.map_or(String::new(), |c| format!("taskset -c {c} "));
     (0..count)
         .map(|_| {
-            Proc::spawn(
-                std::process::Command::new("sh")
-                    .arg("-c")
-                    .arg(format!("exec {pin}timeout 120 sh -c 'while :; do :; done'")),
-            )
+            let mut cmd = match cpu {
+                Some(c) => {
+                    let mut t = std::process::Command::new("taskset");
+                    t.args(["-c", &c.to_string(), "sh"]);
+                    t
+                }
+                None => std::process::Command::new("sh"),
+            };
+            cmd.args(["-c", "while :; do :; done"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null());
+            Proc::spawn(&mut cmd)
         })
         .collect()
 }
@@ -547,7 +554,10 @@ fn a_light_command_beside_a_busy_neighbour_is_not_starved() {
         let summary = run_json(&["sh", "-c", script]);
         let c = &summary.containers[0];
         let v = c.verdict.as_ref().unwrap();
-        println!("run `{script}`: {:?}; verdict: {}", c.run_queue_wait, v.text);
+        println!(
+            "run `{script}`: {:?}; verdict: {}",
+            c.run_queue_wait, v.text
+        );
         assert!(!v.starved, "{v:?}");
         assert!(!summary.verdict.as_ref().unwrap().starved, "{summary:?}");
     }

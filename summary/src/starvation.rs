@@ -177,18 +177,21 @@ pub struct Verdict {
 pub fn verdict(c: &ContainerSummary) -> Verdict {
     let mut by = Vec::new();
     let mut parts = Vec::new();
-    let matters = |lost: f64, share: f64, threshold: f64| {
-        lost >= MIN_LOST_SECONDS && share >= threshold
-    };
+    let matters =
+        |lost: f64, share: f64, threshold: f64| lost >= MIN_LOST_SECONDS && share >= threshold;
     // CPU: throttling (of periods), waiting (tasks on average over the run), PSI (of the run).
     let throttling = c.cpu_throttling.filter(|t| t.quota_cores.is_some());
     let wait = c.run_queue_wait;
     let cpu_stall = c.pressure.and_then(|p| p.cpu);
     let cpu_starved = throttling.is_some_and(|t| {
-        matters(t.throttled_seconds, t.throttled_period_share, CPU_THROTTLED_SHARE)
-    }) || wait.is_some_and(|w| {
-        matters(w.seconds, w.tasks_waiting.unwrap_or(0.0), CPU_WAITING_TASKS)
-    }) || cpu_stall.is_some_and(|s| matters(s.some_seconds, s.some_share, CPU_PRESSURE_SHARE));
+        matters(
+            t.throttled_seconds,
+            t.throttled_period_share,
+            CPU_THROTTLED_SHARE,
+        )
+    }) || wait
+        .is_some_and(|w| matters(w.seconds, w.tasks_waiting.unwrap_or(0.0), CPU_WAITING_TASKS))
+        || cpu_stall.is_some_and(|s| matters(s.some_seconds, s.some_share, CPU_PRESSURE_SHARE));
     if cpu_starved {
         by.push("cpu".to_owned());
         let mut why = Vec::new();
@@ -285,7 +288,7 @@ fn pct(share: f64) -> String {
 
 /// `1.4 s`, or `35 ms` below a second (so a light job's few milliseconds read as such).
 fn seconds(s: f64) -> String {
-    if s >= 1.0 || s == 0.0 {
+    if s >= 1.0 {
         format!("{s:.1} s")
     } else {
         format!("{:.0} ms", s * 1000.0)
@@ -312,6 +315,9 @@ fn throttled_text(t: &Throttling) -> String {
 /// `waiting for a CPU 23 % of the run (2.3 s; 0.23 tasks on average; 41 % of the time it was
 /// ready to run)`; with more than one task waiting on average, the count leads.
 fn waiting_text(w: &RunQueueWait) -> String {
+    if w.seconds == 0.0 {
+        return "waiting for a CPU 0 % of the run".to_owned();
+    }
     let ready = format!("{} of the time it was ready to run", pct(w.share));
     match w.tasks_waiting {
         Some(n) if n > 1.0 => format!(
@@ -488,12 +494,22 @@ mod tests {
             c.cpu_throttling = Some(Throttling::default());
             let v = verdict(&c);
             assert!(!v.starved, "{wait_s} s of wait in {wall_s} s: {v:?}");
-            assert!(v.text.starts_with("not starved: no CPU quota, waiting for a CPU"), "{v:?}");
+            assert!(
+                v.text
+                    .starts_with("not starved: no CPU quota, waiting for a CPU"),
+                "{v:?}"
+            );
         }
         // Milliseconds read as such, not as 0.0 s.
         let mut c = container();
         c.run_queue_wait = Some(wait(0.0035, 0.0024, 0.31));
-        assert!(verdict(&c).text.contains("(4 ms; 0.01 tasks on average; 59 % of"), "{:?}", verdict(&c));
+        assert!(
+            verdict(&c)
+                .text
+                .contains("(4 ms; 0.01 tasks on average; 59 % of"),
+            "{:?}",
+            verdict(&c)
+        );
     }
 
     /// A short, heavily throttled job: 91 % of its periods throttled, but 0.2 s lost.
@@ -623,6 +639,10 @@ mod tests {
         });
         let v = verdict(&c);
         assert!(!v.starved);
-        assert!(v.text.contains("waiting for a CPU 50.0 s (50 % of the time"), "{v:?}");
+        assert!(
+            v.text
+                .contains("waiting for a CPU 50.0 s (50 % of the time"),
+            "{v:?}"
+        );
     }
 }
