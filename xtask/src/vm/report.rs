@@ -112,6 +112,18 @@ impl Report {
         report
     }
 
+    /// Adds the report of a later boot that went on from where this one died.
+    pub fn absorb(&mut self, next: Report) {
+        self.kernel = self.kernel.take().or(next.kernel);
+        self.check = self.check.take().or(next.check);
+        if self.facts.is_empty() {
+            self.facts = next.facts;
+        }
+        self.tests.extend(next.tests);
+        self.complete = next.complete;
+        self.unfinished = next.unfinished;
+    }
+
     /// Test counts as `cargo xtask test` adds them up: a guest that died counts its
     /// unfinished test as failed.
     pub fn totals(&self) -> TestTotals {
@@ -246,6 +258,26 @@ test result: FAILED. 0 passed; 1 failed; 0 ignored\r
         assert_eq!(r.unfinished.as_ref().map(|u| u.0.as_str()), Some("a::one"));
         assert!(r.unfinished.as_ref().unwrap().1.contains("Out of memory"));
         assert_eq!(r.totals().failed, 1);
+    }
+
+    #[test]
+    fn a_second_boot_goes_on_from_the_test_the_first_died_in() {
+        let mut r = Report::parse(
+            "@@vm@@ kernel 6.1\n@@vm@@ begin check\nok\n@@vm@@ end check rc=0\n\
+             @@vm@@ begin test a\ntest result: ok. 1 passed; 0 failed\n@@vm@@ end test a rc=0\n\
+             @@vm@@ begin test b\nwatchdog: BUG: soft lockup",
+        );
+        assert_eq!(r.totals().failed, 1);
+        r.unfinished = None;
+        r.absorb(Report::parse(
+            "@@vm@@ kernel 6.1\n@@vm@@ begin test b\ntest result: ok. 1 passed; 0 failed\n\
+             @@vm@@ end test b rc=0\n@@vm@@ done\n",
+        ));
+        assert!(r.complete && r.unfinished.is_none());
+        assert_eq!(r.check, Some(("ok".to_owned(), 0)));
+        let labels: Vec<&str> = r.tests.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(labels, ["a", "b"]);
+        assert_eq!(r.totals().passed, 2);
     }
 
     #[test]
