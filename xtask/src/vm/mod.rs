@@ -17,6 +17,7 @@
 //! tolerate because they compare the collector with the guest kernel's own counters.
 
 mod guest;
+mod kernel;
 mod report;
 
 use std::{
@@ -33,11 +34,11 @@ use crate::util::{self, TestTotals, output, run_logged, step};
 
 pub use report::Report;
 
+use kernel::Kernel;
+
 /// Debian packages the guest is built and run with.
 pub const DEBS: &[&str] = &["qemu-system-x86", "busybox-static", "cpio", "binutils"];
 
-/// The Debian metapackage whose dependency names the current cloud kernel.
-const KERNEL_METAPACKAGE: &str = "linux-image-cloud-amd64";
 
 /// A test binary of the workspace and the tests of it that run in the guest.
 struct Suite {
@@ -129,7 +130,7 @@ pub struct Options {
 /// fails or the guest dies, after printing what it said.
 pub fn run(ebpf_object: &Path, options: &Options) -> Result<TestTotals> {
     util::ensure_debs(DEBS)?;
-    let kernel = ensure_kernel()?;
+    let kernel = kernel::ensure()?;
     let tests = selected(&options.filters, options.all)?;
     let binaries = build_binaries(ebpf_object, &tests)?;
 
@@ -402,101 +403,6 @@ fn stage(
         .collect();
     fs.write("tests.list", list.as_bytes(), 0o644)?;
     Ok(fs)
-}
-
-/// An unpacked Debian kernel package.
-struct Kernel {
-    /// e.g. `linux-image-6.1.0-48-cloud-amd64`.
-    package: String,
-    vmlinuz: PathBuf,
-    /// The RAM block device module (`/var/tmp` in the guest is a block device).
-    brd: PathBuf,
-}
-
-/// The current cloud kernel, downloaded and unpacked once into `target/vm/kernel/`.
-fn ensure_kernel() -> Result<Kernel> {
-    let package = current_kernel_package()?;
-    let dir = util::root().join("target/vm/kernel").join(&package);
-    let marker = dir.join(".unpacked");
-    if !marker.exists() {
-        step(format!(
-            "apt-get download {package} (into {})",
-            dir.display()
-        ));
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)?;
-        }
-        let download = dir.join("deb");
-        std::fs::create_dir_all(&download)?;
-        run_logged(
-            Command::new("apt-get")
-                .args(["download", &package])
-                .current_dir(&download),
-            "vm-kernel-download",
-        )?;
-        let deb = std::fs::read_dir(&download)?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|e| e == "deb"))
-            .with_context(|| format!("apt-get download {package} left no .deb"))?;
-        run_logged(
-            Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dir),
-            "vm-kernel-unpack",
-        )?;
-        std::fs::remove_dir_all(&download)?;
-        std::fs::write(&marker, "")?;
-    }
-    let find = |sub: &str, pred: &dyn Fn(&Path) -> bool| -> Result<PathBuf> {
-        let mut stack = vec![dir.join(sub)];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d)
-                .with_context(|| format!("reading {}", d.display()))?
-                .flatten()
-            {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if pred(&p) {
-                    return Ok(p);
-                }
-            }
-        }
-        bail!("{package} has no such file under {sub}")
-    };
-    let name_is = |prefix: &'static str| {
-        move |p: &Path| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
-        }
-    };
-    Ok(Kernel {
-        vmlinuz: find("boot", &name_is("vmlinuz-"))?,
-        brd: find("lib/modules", &name_is("brd.ko"))?,
-        package,
-    })
-}
-
-/// The package `linux-image-cloud-amd64` depends on now (`linux-image-6.1.0-NN-cloud-amd64`).
-fn current_kernel_package() -> Result<String> {
-    if let Ok(p) = std::env::var("COLLECTOR_VM_KERNEL_PACKAGE") {
-        return Ok(p);
-    }
-    let depends = || output(Command::new("apt-cache").args(["depends", KERNEL_METAPACKAGE]));
-    let text = match depends().filter(|t| t.contains("Depends:")) {
-        Some(t) => t,
-        None => {
-            util::apt_update()?;
-            depends().with_context(|| {
-                format!("`apt-cache depends {KERNEL_METAPACKAGE}` failed: is this a Debian machine with Debian's archive reachable?")
-            })?
-        }
-    };
-    text.lines()
-        .find_map(|l| {
-            let dep = l.trim().strip_prefix("Depends:")?.trim();
-            dep.starts_with("linux-image-").then(|| dep.to_owned())
-        })
-        .with_context(|| format!("no linux-image dependency of {KERNEL_METAPACKAGE} in:\n{text}"))
 }
 
 /// Boots the guest and waits for it to power off (or kills it at the timeout). The console
