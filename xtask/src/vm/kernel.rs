@@ -107,4 +107,3 @@ fn current_kernel_package() -> Result<String> {
         })
         .with_context(|| format!("no linux-image dependency of {KERNEL_METAPACKAGE} in:\n{text}"))
 }
-

@@ -30,7 +30,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::{self, TestTotals, output, run_logged, step};
+use crate::util::{self, TestTotals, step};
 
 pub use report::Report;
 
@@ -38,7 +38,6 @@ use kernel::Kernel;
 
 /// Debian packages the guest is built and run with.
 pub const DEBS: &[&str] = &["qemu-system-x86", "busybox-static", "cpio", "binutils"];
-
 
 /// A test binary of the workspace and the tests of it that run in the guest.
 struct Suite {
