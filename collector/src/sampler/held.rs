@@ -19,7 +19,10 @@ use crate::{
 };
 
 impl Sampler {
-    pub(super) fn sample_held(&mut self, now: Instant) {
+    /// Reads the live containers' counters, and once more those of the containers that
+    /// `ended` since the last reading: what their cgroups counted after that reading (the
+    /// tail of a container that ends before the collector) is theirs too.
+    pub(super) fn sample_held(&mut self, now: Instant, ended: &[ContainerName]) {
         let mut live: Vec<ContainerName> = self.live_containers().into_iter().cloned().collect();
         // Run mode's own cgroup is read to the end, the final reading after its command
         // exited included: a command shorter than an interval has only that one.
@@ -30,6 +33,11 @@ impl Sampler {
                 .map(|(name, _)| name.clone())
                 .collect::<Vec<_>>(),
         );
+        for name in ended {
+            if !live.contains(name) {
+                live.push(name.clone());
+            }
+        }
         for name in live {
             let twins: Vec<CgroupPath> = self
                 .processes

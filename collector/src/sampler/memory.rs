@@ -77,8 +77,10 @@ impl Sampler {
         }
     }
 
-    /// The full reading at the slow tick.
-    pub(super) fn sample_memory(&mut self) {
+    /// The full reading at the slow tick, of the live containers and, once more, of those
+    /// that `ended` since the last one: their cgroups' peak, events and OOM kills up to the
+    /// end (no sample is taken of what is left in a cgroup without processes).
+    pub(super) fn sample_memory(&mut self, ended: &[ContainerName]) {
         let mut names: BTreeSet<ContainerName> =
             self.live_containers().into_iter().cloned().collect();
         names.extend(
@@ -87,7 +89,10 @@ impl Sampler {
                 .filter(|(_, c)| !c.memory_pinned.is_empty())
                 .map(|(name, _)| name.clone()),
         );
+        let gone: BTreeSet<&ContainerName> = ended.iter().filter(|n| !names.contains(*n)).collect();
+        names.extend(gone.iter().map(|n| (*n).clone()));
         for name in names {
+            let gone = gone.contains(&name);
             let Some(c) = self.containers.get_mut(&name) else {
                 continue;
             };
@@ -139,6 +144,14 @@ impl Sampler {
                         .or_insert(if self.slow_ticks <= 1 { kills } else { 0 });
                     c.oom_kills = c.oom_kills.max(kills.saturating_sub(base));
                 }
+            }
+            if gone {
+                if let Some(live) = &self.cfg.live {
+                    let id = self.identities.get(&name).unwrap_or(&self.cfg.identity);
+                    let l = c.live_labels(&name, id, c.memory_source);
+                    live.add_oom_kills(&l, c.oom_kills - kills_before);
+                }
+                continue;
             }
             if from_cgroup && c.detail_at_peak.is_none_or(|(t, _)| total >= t) {
                 c.detail_at_peak = Some((total, detail));

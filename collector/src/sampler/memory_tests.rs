@@ -91,6 +91,44 @@ fn pure_v2_memory_is_sampled_at_the_cpu_tick_with_the_true_peak() {
     summary.validate().unwrap();
 }
 
+/// A container whose last process ended between two scans: the scan that finds it ended
+/// reads its cgroup once more, so the peak and the OOM kill that came after the last
+/// reading count, and what is left in the cgroup is not taken as a sample.
+#[test]
+fn an_ended_container_is_read_once_more_without_a_sample() {
+    let proc = FakeProc::new();
+    let cgroups = tempfile::tempdir().unwrap();
+    let job = cgroups.path().join("cgroup/job");
+    v2_memory(&job, 1000, 5000);
+    proc.process(10, "build", 1, 0, 1, "/job");
+    let mut s = proc.sampler_on(Scope::All, pure_v2(cgroups.path()), None);
+    tick(&mut s);
+    let name = s.containers().next().unwrap().clone();
+    assert_eq!(samples(&s, name.as_str()), 1);
+    // Between the scans: the job peaked at 9000, was OOM-killed and ended.
+    write(&job.join("memory.peak"), "9000\n");
+    write(&job.join("memory.current"), "100\n");
+    write(
+        &job.join("memory.events"),
+        "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+    );
+    proc.exit(10);
+    tick(&mut s);
+    assert!(!s.is_alive(name.as_str()));
+    assert_eq!(
+        samples(&s, name.as_str()),
+        1,
+        "no sample of an empty cgroup"
+    );
+    let c = &s.summary(s.collector_info("sidecar")).containers[0];
+    assert_eq!((c.memory_peak_bytes, c.oom_kills), (Some(9000), 1));
+    // Later scans leave it alone.
+    write(&job.join("memory.peak"), "20000\n");
+    tick(&mut s);
+    let c = &s.summary(s.collector_info("sidecar")).containers[0];
+    assert_eq!(c.memory_peak_bytes, Some(9000));
+}
+
 /// Hybrid: the v2 cgroup has no memory files; its v1 memory twin's
 /// `memory.usage_in_bytes` is sampled at the CPU tick, `memory.max_usage_in_bytes` is the
 /// peak.

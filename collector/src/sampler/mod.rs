@@ -250,8 +250,8 @@ impl Sampler {
         self.sample_system(now);
         self.scan_processes(window);
         let ended = self.mark_alive();
-        self.sample_memory();
-        self.sample_held(now);
+        self.sample_memory(&ended);
+        self.sample_held(now, &ended);
         self.sample_network(window);
         self.proc_cpu(now);
         self.proc_wait();

@@ -100,6 +100,7 @@ const SUITES: &[Suite] = &[
             "run_queue_wait_of_two_burners_on_one_cpu",
             "a_light_command_beside_a_busy_neighbour_is_not_starved",
             "a_sleeper_waking_beside_two_burners_on_its_cpu_is_not_starved",
+            "a_container_that_ends_before_the_collector_is_read_to_its_end",
         ],
         more: &[],
     },
