@@ -438,10 +438,11 @@ fn boot(
         .arg("-initrd")
         .arg(initrd)
         // A kernel that locks up, oopses or panics powers off at once (panic=-1 with
-        // -no-reboot), with its warnings and stack traces on the console (loglevel 5).
+        // -no-reboot), with its warnings and stack traces on the console (loglevel 5); a
+        // lock-up is one after 10 s (watchdog_thresh=5), not the default 20 s.
         .args([
             "-append",
-            "console=ttyS0 loglevel=5 panic=-1 oops=panic softlockup_panic=1",
+            "console=ttyS0 loglevel=5 panic=-1 oops=panic softlockup_panic=1 watchdog_thresh=5",
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
