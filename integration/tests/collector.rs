@@ -428,17 +428,9 @@ fn sidecar_reports_true_memory_peaks_within_5_percent() {
         let (status, log) = toucher.wait(deadline);
         assert!(status.success(), "touch-memory {mib}: {log}");
     }
-    sidecar.signal(libc::SIGTERM);
-    let (status, stderr) = sidecar.wait(deadline);
-    assert!(status.success(), "{stderr}");
-    let summary: RunSummary = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    summary.validate().unwrap();
+    let summary = common::stop_sidecar(&mut sidecar, &file);
     for (mib, name) in TOUCHED_MIB.iter().zip(&names) {
-        let c = summary
-            .containers
-            .iter()
-            .find(|c| c.name.contains(name.as_str()))
-            .unwrap_or_else(|| panic!("no container {name} in the summary"));
+        let c = common::container_named(&summary, name);
         check_peak("sidecar", *mib, c);
     }
     drop(sleepers);
@@ -494,16 +486,8 @@ fn sidecar_reports_a_peak_between_samples_from_the_kernel_counter() {
         .trim()
         .parse()
         .unwrap();
-    sidecar.signal(libc::SIGTERM);
-    let (status, stderr) = sidecar.wait(deadline);
-    assert!(status.success(), "{stderr}");
-    let summary: RunSummary = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    summary.validate().unwrap();
-    let c = summary
-        .containers
-        .iter()
-        .find(|c| c.name.contains(name.as_str()))
-        .unwrap_or_else(|| panic!("no container {name} in the summary"));
+    let summary = common::stop_sidecar(&mut sidecar, &file);
+    let c = common::container_named(&summary, &name);
     let peak = c.memory_peak_bytes.expect("memory_peak_bytes");
     let mib = |b: f64| b / f64::from(1 << 20);
     println!(

@@ -224,18 +224,8 @@ fn throttling_pressure_io_and_verdicts_match_the_kernel() {
     let throttled = throttled_us(&starved) - throttled_before;
     let some = cpu_some_us(&starved) - some_before;
     let written = written_bytes(&writer) - written_before;
-    sidecar.signal(libc::SIGTERM);
-    let (status, stderr) = sidecar.wait(DEADLINE);
-    assert!(status.success(), "{stderr}");
-    let summary: RunSummary = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    summary.validate().unwrap();
-    let find = |name: &str| {
-        summary
-            .containers
-            .iter()
-            .find(|c| c.name.contains(name))
-            .unwrap_or_else(|| panic!("no container {name} in the summary"))
-    };
+    let summary = common::stop_sidecar(&mut sidecar, &file);
+    let find = |name: &str| common::container_named(&summary, name);
 
     let c = find(&starved);
     let t = c.cpu_throttling.expect("throttling figures");
@@ -365,16 +355,8 @@ fn memory_beyond_its_bound_shows_events_and_pressure() {
     let events = memory_events(&name) - events_before;
     let some = some_us(&name, "memory.pressure") - some_before;
     // The final reading comes after these: the collector's figures may be a little higher.
-    sidecar.signal(libc::SIGTERM);
-    let (status, stderr) = sidecar.wait(DEADLINE);
-    assert!(status.success(), "{stderr}");
-    let summary: RunSummary = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    summary.validate().unwrap();
-    let c = summary
-        .containers
-        .iter()
-        .find(|c| c.name.contains(name.as_str()))
-        .unwrap_or_else(|| panic!("no container {name} in the summary"));
+    let summary = common::stop_sidecar(&mut sidecar, &file);
+    let c = common::container_named(&summary, &name);
     let detail = c.memory_detail.expect("memory detail");
     let stall = c.pressure.and_then(|p| p.memory).expect("memory pressure");
     println!(
@@ -569,16 +551,8 @@ fn a_light_command_beside_a_busy_neighbour_is_not_starved() {
     ));
     let (status, log) = light.wait(DEADLINE);
     assert!(status.success(), "{log}");
-    sidecar.signal(libc::SIGTERM);
-    let (status, stderr) = sidecar.wait(DEADLINE);
-    assert!(status.success(), "{stderr}");
-    let summary: RunSummary = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    summary.validate().unwrap();
-    let c = summary
-        .containers
-        .iter()
-        .find(|c| c.name.contains(name.as_str()))
-        .unwrap_or_else(|| panic!("no container {name} in the summary"));
+    let summary = common::stop_sidecar(&mut sidecar, &file);
+    let c = common::container_named(&summary, &name);
     let v = c.verdict.as_ref().unwrap();
     println!("sidecar: {:?}; verdict: {}", c.run_queue_wait, v.text);
     assert!(!v.starved, "{v:?}");
@@ -661,16 +635,8 @@ fn a_container_that_ends_before_the_collector_is_read_to_its_end() {
         let throttled = (throttled_us(&name) - throttled_before) as f64 / 1e6;
         let some = (cpu_some_us(&name) - some_before) as f64 / 1e6;
         // Within the interval after the end: at 5 s, before the next scan.
-        sidecar.signal(libc::SIGTERM);
-        let (status, stderr) = sidecar.wait(DEADLINE);
-        assert!(status.success(), "{stderr}");
-        let summary: RunSummary = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-        summary.validate().unwrap();
-        let c = summary
-            .containers
-            .iter()
-            .find(|c| c.name.contains(name.as_str()))
-            .unwrap_or_else(|| panic!("no container {name} in the summary"));
+        let summary = common::stop_sidecar(&mut sidecar, &file);
+        let c = common::container_named(&summary, &name);
         let t = c.cpu_throttling.expect("throttling figures");
         let stall = c.pressure.and_then(|p| p.cpu).expect("CPU pressure");
         println!(

@@ -208,3 +208,29 @@ pub fn listening_port(pid: u32, deadline: Duration) -> u16 {
         })
     })
 }
+
+/// Stops a sidecar collector with SIGTERM and returns the summary it wrote to `file`
+/// (its stdout), checked.
+#[track_caller]
+pub fn stop_sidecar(sidecar: &mut Proc, file: &Path) -> summary::RunSummary {
+    sidecar.signal(libc::SIGTERM);
+    let (status, stderr) = sidecar.wait(Duration::from_secs(60));
+    assert!(status.success(), "{stderr}");
+    let summary: summary::RunSummary = serde_json::from_slice(&std::fs::read(file).unwrap())
+        .unwrap_or_else(|e| panic!("the summary in {}: {e}", file.display()));
+    summary.validate().unwrap();
+    summary
+}
+
+/// The summary's container whose name contains `name`.
+#[track_caller]
+pub fn container_named<'a>(
+    summary: &'a summary::RunSummary,
+    name: &str,
+) -> &'a summary::ContainerSummary {
+    summary
+        .containers
+        .iter()
+        .find(|c| c.name.contains(name))
+        .unwrap_or_else(|| panic!("no container {name} in the summary"))
+}
