@@ -193,7 +193,7 @@ mod tests {
                     verdict: Some(Verdict {
                         starved: true,
                         by: vec!["cpu".into()],
-                        text: "CPU-starved for 30 % of the run: waiting for a CPU 30 %".into(),
+                        text: "CPU-starved: waiting for a CPU 60 % of the run (1.8 s; 0.60 tasks on average; 29 % of the time it was ready to run)".into(),
                     }),
                     ..Default::default()
                 },
@@ -215,7 +215,7 @@ mod tests {
             verdict: Some(Verdict {
                 starved: true,
                 by: vec!["cpu".into()],
-                text: "build|x: CPU-starved for 30 % of the run".into(),
+                text: "build|x: CPU-starved: waiting for a CPU 60 % of the run (1.8 s; 0.60 tasks on average; 29 % of the time it was ready to run)".into(),
             }),
             timeline: Some(Timeline {
                 bucket_seconds: 0.5,
