@@ -168,8 +168,10 @@ pub struct Verdict {
     /// What held it back: `cpu`, `memory`, `io`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub by: Vec<String>,
-    /// For a person: `CPU-starved for 35 % of the run: throttled 20 % of periods (quota 1
-    /// core), waiting for a CPU 15 %`.
+    /// For a person, each figure with its denominator: `CPU-starved: throttled 20 % of
+    /// periods (12.0 s; quota 1 core), waiting for a CPU 18 % of the run (17.6 s; 0.18 tasks
+    /// on average; 15 % of the time it was ready to run)`. Summaries stored before carry the
+    /// older wording.
     pub text: String,
 }
 
