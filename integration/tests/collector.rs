@@ -410,19 +410,9 @@ fn sidecar_reports_true_memory_peaks_within_5_percent() {
     // With no push endpoint the sidecar prints its summary: that file is its summary file.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("summary.json");
-    let mut sidecar = Proc::spawn(
-        collector()
-            .args(["--interval", "500ms"])
-            .env("RUST_LOG", "info")
-            .stdout(std::fs::File::create(&file).unwrap()),
-    );
     // Every container is known (and its v1 twin found) before the workloads start.
-    testkit::wait_until(deadline, "the sidecar to sample the test's cgroups", || {
-        sidecar
-            .log()
-            .lines()
-            .any(|l| l.contains("sample") && names.iter().all(|n| l.contains(n.as_str())))
-    });
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut sidecar = common::sidecar_sampling(&["--interval", "500ms"], &names, &file);
     for (mib, (procs, _)) in TOUCHED_MIB.iter().zip(&cgroups) {
         let mut toucher = Proc::spawn(&mut in_cgroups(procs, &format!("{TOUCH_MEMORY} {mib} 1")));
         let (status, log) = toucher.wait(deadline);
@@ -459,18 +449,11 @@ fn sidecar_reports_a_peak_between_samples_from_the_kernel_counter() {
     });
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("summary.json");
-    let mut sidecar = Proc::spawn(
-        collector()
-            .args(["--interval", "20s", "--cpu-interval", "20s"])
-            .env("RUST_LOG", "info")
-            .stdout(std::fs::File::create(&file).unwrap()),
+    let mut sidecar = common::sidecar_sampling(
+        &["--interval", "20s", "--cpu-interval", "20s"],
+        &[&name],
+        &file,
     );
-    testkit::wait_until(deadline, "the sidecar to sample the test's cgroup", || {
-        sidecar
-            .log()
-            .lines()
-            .any(|l| l.contains("sample") && l.contains(name.as_str()))
-    });
     // Right after a reading (the first comes at start): the next is 20 s away.
     let started = Instant::now();
     let mut burst = Proc::spawn(&mut in_cgroups(&procs, &format!("{TOUCH_MEMORY} 200 0")));

@@ -159,23 +159,6 @@ fn sleepers_in(cgroups: &[&[PathBuf]]) -> Vec<Proc> {
     sleepers
 }
 
-/// A sidecar collector writing its summary to `file`, once it samples every one of `names`.
-fn sidecar_sampling(names: &[&str], file: &std::path::Path) -> Proc {
-    let sidecar = Proc::spawn(
-        collector()
-            .args(["--interval", "500ms"])
-            .env("RUST_LOG", "info")
-            .stdout(std::fs::File::create(file).unwrap()),
-    );
-    testkit::wait_until(DEADLINE, "the sidecar to sample the test's cgroups", || {
-        sidecar
-            .log()
-            .lines()
-            .any(|l| l.contains("sample") && names.iter().all(|n| l.contains(n)))
-    });
-    sidecar
-}
-
 #[test]
 fn throttling_pressure_io_and_verdicts_match_the_kernel() {
     if !testkit::require_root("creates cgroups with CPU quotas") {
@@ -197,7 +180,8 @@ fn throttling_pressure_io_and_verdicts_match_the_kernel() {
     let sleepers = sleepers_in(&[&starved_procs, &idle_procs, &writer_procs]);
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let file = dir.path().join("summary.json");
-    let mut sidecar = sidecar_sampling(&[&starved, &idle, &writer], &file);
+    let mut sidecar =
+        common::sidecar_sampling(&["--interval", "500ms"], &[&starved, &idle, &writer], &file);
     let (throttled_before, some_before) = (throttled_us(&starved), cpu_some_us(&starved));
     // v1 counts a cgroup's block I/O only on devices with a throttle rule: give the disk
     // under the test's directory one that never limits.
@@ -338,7 +322,7 @@ fn memory_beyond_its_bound_shows_events_and_pressure() {
     let sleepers = sleepers_in(&[&procs]);
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let file = dir.path().join("summary.json");
-    let mut sidecar = sidecar_sampling(&[&name], &file);
+    let mut sidecar = common::sidecar_sampling(&["--interval", "500ms"], &[&name], &file);
     let (events_before, some_before) = (memory_events(&name), some_us(&name, "memory.pressure"));
     // 512 MiB through the page cache, eight times the bound, flushed: the cgroup reclaims
     // its own pages all along, and its tasks stall on that reclaim.
@@ -544,7 +528,7 @@ fn a_light_command_beside_a_busy_neighbour_is_not_starved() {
     let sleepers = sleepers_in(&[&procs]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("summary.json");
-    let mut sidecar = sidecar_sampling(&[&name], &file);
+    let mut sidecar = common::sidecar_sampling(&["--interval", "500ms"], &[&name], &file);
     let mut light = Proc::spawn(&mut in_cgroups(
         &procs,
         "sh -c 'for i in 1 2 3 4 5 6 7 8 9 10; do sleep 0.2; done'",
@@ -615,18 +599,7 @@ fn a_container_that_ends_before_the_collector_is_read_to_its_end() {
             ),
         ));
         let file = dir.path().join("summary.json");
-        let mut sidecar = Proc::spawn(
-            collector()
-                .args(["--interval", interval])
-                .env("RUST_LOG", "info")
-                .stdout(std::fs::File::create(&file).unwrap()),
-        );
-        testkit::wait_until(DEADLINE, "the sidecar to sample the job's cgroup", || {
-            sidecar
-                .log()
-                .lines()
-                .any(|l| l.contains("sample") && l.contains(name.as_str()))
-        });
+        let mut sidecar = common::sidecar_sampling(&["--interval", interval], &[&name], &file);
         let (throttled_before, some_before) = (throttled_us(&name), cpu_some_us(&name));
         std::fs::write(&go, "").unwrap();
         // Its status is timeout's, or the signal's where the shell runs busybox's timeout

@@ -209,6 +209,29 @@ pub fn listening_port(pid: u32, deadline: Duration) -> u16 {
     })
 }
 
+/// A sidecar collector with `args` (its intervals) writing its summary to `file` (its
+/// stdout), once a sample of it names every one of `names`.
+#[track_caller]
+pub fn sidecar_sampling(args: &[&str], names: &[&str], file: &Path) -> Proc {
+    let sidecar = Proc::spawn(
+        collector()
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(file).unwrap()),
+    );
+    testkit::wait_until(
+        Duration::from_secs(60),
+        "the sidecar to sample the test's cgroups",
+        || {
+            sidecar
+                .log()
+                .lines()
+                .any(|l| l.contains("sample") && names.iter().all(|n| l.contains(n)))
+        },
+    );
+    sidecar
+}
+
 /// Stops a sidecar collector with SIGTERM and returns the summary it wrote to `file`
 /// (its stdout), checked.
 #[track_caller]
