@@ -24,10 +24,8 @@
 mod common;
 
 use std::{
-    ffi::CString,
     fs,
-    io::Write,
-    os::unix::{ffi::OsStrExt, fs::OpenOptionsExt, fs::symlink},
+    os::unix::fs::symlink,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -241,7 +239,7 @@ impl Job {
         let name = format!("job-{}-{round}-{slot}", std::process::id());
         let ctl = rig.dir.path().join("ctl").join(&name);
         fs::create_dir_all(&ctl).unwrap();
-        mkfifo(&ctl.join("go"));
+        common::mkfifo(&ctl.join("go"));
         let repo = format!("repo-{round}-{slot}");
         let job = format!("build-{slot}");
         let run_id = format!("{}{round:02}{slot:02}", std::process::id());
@@ -296,7 +294,7 @@ impl Job {
             self.truth = Some(self.cgroup.cpu_ns());
         }
         if self.truth.is_some() && !self.released {
-            self.released = release(&self.ctl.join("go"));
+            self.released = common::release(&self.ctl.join("go"));
         }
     }
 
@@ -710,36 +708,4 @@ fn busybox_rootfs(dir: &Path, busybox: &Path) -> PathBuf {
         }
     }
     root
-}
-
-#[track_caller]
-fn mkfifo(path: &Path) {
-    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
-    assert_eq!(
-        rc,
-        0,
-        "mkfifo {}: {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
-}
-
-/// Writes to the FIFO the job waits on; `false` while no one reads it yet.
-#[track_caller]
-fn release(fifo: &Path) -> bool {
-    match fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(fifo)
-    {
-        Ok(mut f) => {
-            f.write_all(b"go\n")
-                .unwrap_or_else(|e| panic!("writing {}: {e}", fifo.display()));
-            true
-        }
-        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => false,
-        Err(e) => panic!("opening {}: {e}", fifo.display()),
-    }
 }

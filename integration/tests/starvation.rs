@@ -5,7 +5,10 @@
 //! quota and the I/O counters beside the v2 cgroup (PSI); on pure v2 hosts `cpu.max` and
 //! `io.stat`.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use summary::RunSummary;
 
@@ -589,19 +592,29 @@ fn a_container_that_ends_before_the_collector_is_read_to_its_end() {
         set_quota(&name, 0.5);
         let dir = tempfile::tempdir_in("/var/tmp").unwrap();
         let go = dir.path().join("go");
-        // Its one process waits to be seen, then burns 3 s under the half-core quota and
-        // ends: the container ends with it, the cgroup stays.
+        common::mkfifo(&go);
+        // Its one process waits to be seen (blocked on a FIFO: a polling loop uses CPU and,
+        // under an emulator, is throttled before the baselines below), then burns 3 s under
+        // the half-core quota and ends: the container ends with it, the cgroup stays.
         let mut job = Proc::spawn(&mut in_cgroups(
             &procs,
             &format!(
-                "sh -c 'while [ ! -e {} ]; do sleep 0.05; done; timeout 3 sh -c \"while :; do :; done\"'",
+                "sh -c 'read _ < {}; timeout 3 sh -c \"while :; do :; done\"'",
                 go.display()
             ),
         ));
         let file = dir.path().join("summary.json");
         let mut sidecar = common::sidecar_sampling(&["--interval", interval], &[&name], &file);
         let (throttled_before, some_before) = (throttled_us(&name), cpu_some_us(&name));
-        std::fs::write(&go, "").unwrap();
+        let opened = Instant::now() + DEADLINE;
+        while !common::release(&go) {
+            assert!(
+                Instant::now() < opened,
+                "the job never opened {}",
+                go.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         // Its status is timeout's, or the signal's where the shell runs busybox's timeout
         // (the guest of `cargo xtask vm`): that it burned shows in the throttling below.
         let _ = job.wait(DEADLINE);

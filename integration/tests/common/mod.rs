@@ -257,3 +257,37 @@ pub fn container_named<'a>(
         .find(|c| c.name.contains(name))
         .unwrap_or_else(|| panic!("no container {name} in the summary"))
 }
+
+/// A FIFO a test's job blocks on (using no CPU) until the test releases it.
+#[track_caller]
+pub fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+    assert_eq!(
+        rc,
+        0,
+        "mkfifo {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Writes to the FIFO the job waits on; `false` while no one reads it yet.
+#[track_caller]
+pub fn release(fifo: &Path) -> bool {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(fifo)
+    {
+        Ok(mut f) => {
+            f.write_all(b"go\n")
+                .unwrap_or_else(|e| panic!("writing {}: {e}", fifo.display()));
+            true
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => false,
+        Err(e) => panic!("opening {}: {e}", fifo.display()),
+    }
+}
