@@ -24,6 +24,36 @@ pub mod names {
     pub const EXITS: &str = "EXITS";
     /// Per-CPU [`Stat`](super::Stat) counters.
     pub const STATS: &str = "STATS";
+    /// Per-CPU hash: [`WaitPair`](super::WaitPair) -> run-queue wait nanoseconds.
+    pub const WAIT_BEHIND: &str = "WAIT_BEHIND";
+}
+
+/// Slices remembered per CPU to attribute a wait to whoever held the CPU (a power of two).
+pub const RECENT_SLICES: usize = 4;
+
+/// A slice that ran on a CPU: who held it, for how long (growth of its runtime). The idle
+/// task's stretch is `cgroup` 0 and `ns` `u64::MAX`: a wait that reaches back to it began
+/// while the CPU was idle (wake-up latency), or on another CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecentSlice {
+    /// Address of the task (a wait stops at the waiter's own earlier slice: it was not
+    /// waiting before that).
+    pub task: u64,
+    /// Its cgroup v2 id.
+    pub cgroup: u64,
+    /// On-CPU nanoseconds; 0 marks an unused slot.
+    pub ns: u64,
+}
+
+/// Key of `WAIT_BEHIND`: the cgroup whose task waited, and the cgroup that held the CPU
+/// meanwhile (0: nobody on this CPU: the CPU was idle, the time went to interrupts or the
+/// hypervisor, or the slices were older than [`RECENT_SLICES`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WaitPair {
+    pub waiter: u64,
+    pub holder: u64,
 }
 
 /// Per-CPU state of the `sched_switch` program (one slot of a per-CPU array).
@@ -58,6 +88,17 @@ pub struct CpuState {
     /// Incremented before and after every flush (odd while flushing), so a reader can tell
     /// whether the pending figures and the hash were read consistently (a seqcount).
     pub flush_seq: u64,
+    /// The last slices that ran on this CPU, newest at `recent_head`. When a task's slice
+    /// ends, the wait that preceded it is spread over these, newest first (each up to its
+    /// length): what held the CPU while it waited.
+    pub recent: [RecentSlice; RECENT_SLICES],
+    /// Index of the newest of `recent` (wraps; taken modulo [`RECENT_SLICES`]).
+    pub recent_head: u64,
+    /// The (waiter, holder) pair whose wait is cached in `pending_behind_ns` (like
+    /// `cached_cgroup`: runs of one pair cost no hash update).
+    pub behind: WaitPair,
+    /// Wait nanoseconds of `behind` not yet added to `WAIT_BEHIND`.
+    pub pending_behind_ns: u64,
 }
 
 /// Value of `CGROUP_TIME`: what one cgroup's tasks used and waited, per CPU.
@@ -99,10 +140,13 @@ pub enum Stat {
     /// Of those, slices that could not be recovered: the task had been picked again more
     /// than once since, or was gone.
     MissedSwitchLost = 8,
+    /// Wait nanoseconds not attributed to a holder because `WAIT_BEHIND` was full (still
+    /// counted in the waiter's total).
+    BehindNsDropped = 9,
 }
 
 /// Number of slots in the `STATS` per-CPU array.
-pub const STAT_COUNT: u32 = 9;
+pub const STAT_COUNT: u32 = 10;
 
 /// Capacity of `CGROUP_TIME`. The collector deletes entries of removed cgroups after
 /// reading them one last time, so this bounds live cgroups, not cgroups over time.
@@ -205,10 +249,11 @@ pub mod globals {
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: both are `#[repr(C)]`, contain only integers and byte arrays, and have no padding.
+    // SAFETY: all are `#[repr(C)]`, contain only integers and byte arrays, and have no padding.
     unsafe impl aya::Pod for super::CpuState {}
     unsafe impl aya::Pod for super::CgroupTime {}
     unsafe impl aya::Pod for super::ExitRecord {}
+    unsafe impl aya::Pod for super::WaitPair {}
 }
 
 #[cfg(test)]
@@ -217,7 +262,12 @@ mod tests {
 
     #[test]
     fn layouts_have_no_padding() {
-        assert_eq!(core::mem::size_of::<CpuState>(), 64);
+        assert_eq!(
+            core::mem::size_of::<CpuState>(),
+            64 + RECENT_SLICES * 24 + 8 + 16 + 8
+        );
+        assert_eq!(core::mem::size_of::<WaitPair>(), 16);
+        assert!(RECENT_SLICES.is_power_of_two());
         assert_eq!(core::mem::size_of::<CgroupTime>(), 16);
         assert_eq!(
             core::mem::size_of::<ExitRecord>(),

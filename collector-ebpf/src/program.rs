@@ -6,8 +6,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use collector_common::{
-    CGROUP_MAP_ENTRIES, COMM_LEN, CgroupTime, CpuState, EXIT_RING_BYTES, ExitRecord, STAT_COUNT,
-    Stat,
+    CGROUP_MAP_ENTRIES, COMM_LEN, CgroupTime, CpuState, EXIT_RING_BYTES, ExitRecord, RECENT_SLICES,
+    RecentSlice, STAT_COUNT, Stat, WaitPair,
 };
 
 /// Kernel `TASK_DEAD` bit of `prev_state`: set on a task's very last switch.
@@ -58,6 +58,13 @@ static CPU_STATE: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);
 /// Entries of removed cgroups stay until the collector has read them and deletes them.
 #[map]
 static CGROUP_TIME: PerCpuHashMap<u64, CgroupTime> =
+    PerCpuHashMap::with_max_entries(CGROUP_MAP_ENTRIES, 0);
+
+/// (waiter cgroup, holder cgroup) -> run-queue wait nanoseconds, per CPU: whose slices ran
+/// while the waiter's tasks waited. Entries of removed cgroups stay until the collector has
+/// read them and deletes them.
+#[map]
+static WAIT_BEHIND: PerCpuHashMap<WaitPair, u64> =
     PerCpuHashMap::with_max_entries(CGROUP_MAP_ENTRIES, 0);
 
 /// One `ExitRecord` per exited thread; drained by the collector.
@@ -146,6 +153,10 @@ unsafe fn try_sched_switch<const WAIT: bool>(ctx: &BtfTracePointContext) {
     }
 
     let prev_state: u32 = ctx.arg(3);
+    if WAIT && pid == 0 {
+        // Idle: a wait reaching back to it began while this CPU was idle.
+        remember(state, prev as u64, 0, u64::MAX);
+    }
     // The idle task (pid 0) is not usage; an empty slice without wait changes nothing.
     let charged = (slice | wait) != 0;
     if pid == 0 || (!charged && prev_state & TASK_DEAD == 0) {
@@ -168,11 +179,99 @@ unsafe fn try_sched_switch<const WAIT: bool>(ctx: &BtfTracePointContext) {
         state.pending_ns = slice;
         state.pending_wait_ns = wait;
     }
+    if WAIT {
+        if wait != 0 {
+            attribute_wait(ctx, state, prev as u64, cgroup, wait);
+        }
+        if slice != 0 {
+            remember(state, prev as u64, cgroup, slice);
+        }
+    }
 
     // A task's final runtime is exact whatever was seen of its slices.
     if prev_state & TASK_DEAD != 0 {
         record_exit(prev, pid, cgroup, prev_runtime);
     }
+}
+
+/// Records a slice that just ended on this CPU as the newest of `state.recent`.
+#[inline(always)]
+fn remember(state: &mut CpuState, task: u64, cgroup: u64, ns: u64) {
+    let head = state.recent_head.wrapping_add(1);
+    state.recent_head = head;
+    state.recent[(head as usize) & (RECENT_SLICES - 1)] = RecentSlice { task, cgroup, ns };
+}
+
+/// Charges `wait`, the run-queue wait of `task` (of `cgroup`) on this CPU that ended when its
+/// slice began, to the slices that ran here before that slice, newest first, each up to its
+/// length: the time they held the CPU while it waited. What is left (the CPU was idle: a
+/// wake-up's latency; interrupts or the hypervisor took the time; older slices) goes to
+/// holder 0. The walk stops at the task's own earlier slice: it was not waiting then.
+#[inline(always)]
+fn attribute_wait(
+    ctx: &BtfTracePointContext,
+    state: &mut CpuState,
+    task: u64,
+    cgroup: u64,
+    wait: u64,
+) {
+    let mut left = wait;
+    let mut at = state.recent_head as usize;
+    for _ in 0..RECENT_SLICES {
+        let held = state.recent[at & (RECENT_SLICES - 1)];
+        if left == 0 || held.ns == 0 || held.task == task {
+            break;
+        }
+        let part = if held.ns < left { held.ns } else { left };
+        charge_behind(ctx, state, cgroup, held.cgroup, part);
+        left -= part;
+        at = at.wrapping_sub(1);
+    }
+    if left != 0 {
+        charge_behind(ctx, state, cgroup, 0, left);
+    }
+}
+
+/// Adds `ns` of `waiter`'s wait behind `holder`: cached while the pair stays the same (two
+/// tasks taking turns on a CPU repeat the same pairs), else the cached pair is flushed.
+#[inline(always)]
+fn charge_behind(
+    ctx: &BtfTracePointContext,
+    state: &mut CpuState,
+    waiter: u64,
+    holder: u64,
+    ns: u64,
+) {
+    if state.behind.waiter == waiter && state.behind.holder == holder {
+        state.pending_behind_ns += ns;
+        return;
+    }
+    let pending = state.pending_behind_ns;
+    if state.behind.waiter != 0 && pending != 0 {
+        let pair = state.behind;
+        state.flush_seq += 1;
+        if let Some(total) = WAIT_BEHIND.get_ptr_mut(&pair) {
+            // SAFETY: a per-CPU value, only touched by programs on this CPU.
+            unsafe { *total += pending };
+        } else if WAIT_BEHIND.insert(&pair, &pending, BPF_NOEXIST).is_err() {
+            if let Some(total) = WAIT_BEHIND.get_ptr_mut(&pair) {
+                // SAFETY: as above.
+                unsafe { *total += pending };
+            } else {
+                let hits = bump(Stat::BehindNsDropped, pending);
+                if hits == pending {
+                    warn!(
+                        ctx,
+                        "wait attribution map full ({} entries): some waits are not attributed",
+                        CGROUP_MAP_ENTRIES
+                    );
+                }
+            }
+        }
+        state.flush_seq += 1;
+    }
+    state.behind = WaitPair { waiter, holder };
+    state.pending_behind_ns = ns;
 }
 
 /// Rare: `prev` started running here without this program seeing it switch in (observed

@@ -10,7 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use summary::RunSummary;
+use summary::{
+    RunSummary,
+    behind::{Cause, HolderKind},
+};
 
 mod common;
 
@@ -422,6 +425,7 @@ fn run_queue_wait_of_two_burners_on_one_cpu() {
         let c = &summary.containers[0];
         let wait = c
             .run_queue_wait
+            .clone()
             .unwrap_or_else(|| panic!("no run_queue_wait with {args:?}: {c:?}\n{stderr}"));
         let v = c.verdict.as_ref().unwrap();
         println!(
@@ -456,6 +460,26 @@ fn run_queue_wait_of_two_burners_on_one_cpu() {
             wait.share
         );
         assert!(v.starved && v.text.contains("waiting for a CPU"), "{v:?}");
+        // Who held the CPU: eBPF says it was the job's own other burner, so more cores help.
+        if source == summary::Source::Ebpf {
+            let own: f64 = wait
+                .behind
+                .iter()
+                .filter(|b| b.kind == HolderKind::Itself)
+                .map(|b| b.seconds)
+                .sum();
+            println!(
+                "  behind: {:?}; itself {:.3} s of {:.3} s ({:.3})",
+                wait.behind,
+                own,
+                wait.seconds,
+                own / wait.seconds
+            );
+            assert!(own >= 0.9 * wait.seconds, "{:?}", wait.behind);
+            assert_eq!(v.cause, Some(Cause::SelfInflicted), "{v:?}");
+        } else {
+            assert!(wait.behind.is_empty(), "no attribution without eBPF");
+        }
         // One of the two always waits: PSI `some` for most of the run. Run mode reads its
         // cgroup once more after the command exits, so this holds for a command shorter
         // than an interval too.
@@ -568,7 +592,7 @@ fn a_sleeper_waking_beside_two_burners_on_its_cpu_is_not_starved() {
         summary.duration_seconds, c.cpu_seconds, c.run_queue_wait, v.text
     );
     assert!(
-        c.run_queue_wait.is_some_and(|w| w.seconds > 0.0),
+        c.run_queue_wait.as_ref().is_some_and(|w| w.seconds > 0.0),
         "it did wait: {c:?}"
     );
     assert!(!v.starved, "{v:?}");

@@ -111,7 +111,7 @@ impl RunRow {
                 .sum(),
             wait_seconds: c
                 .iter()
-                .filter_map(|c| c.run_queue_wait.map(|w| w.seconds))
+                .filter_map(|c| c.run_queue_wait.as_ref().map(|w| w.seconds))
                 .sum(),
             starved: verdict.as_ref().is_some_and(|v| v.starved),
             starved_by: verdict.map(|v| v.by).unwrap_or_default(),

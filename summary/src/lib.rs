@@ -23,6 +23,7 @@
 //!   (OpenMetrics for Prometheus, the classic format for everyone else).
 
 pub mod accumulator;
+pub mod behind;
 pub mod duration;
 pub mod exposition;
 pub mod fleet;
@@ -329,6 +330,23 @@ pub fn canonical_repository<'a>(organization: &str, repository: &'a str) -> &'a 
 }
 
 impl Execution {
+    /// `org/repo workflow job #run` for a person; `None` when nothing identifies the job.
+    pub fn label(&self) -> Option<String> {
+        if self.repository.is_empty() && self.job.is_empty() {
+            return None;
+        }
+        let mut parts: Vec<&str> = [&self.repository, &self.workflow, &self.job]
+            .into_iter()
+            .map(String::as_str)
+            .filter(|p| !p.is_empty())
+            .collect();
+        let run = format!("#{}", self.run_id);
+        if !self.run_id.is_empty() {
+            parts.push(&run);
+        }
+        Some(parts.join(" "))
+    }
+
     /// Reads the identity from environment-like lookups: `GITHUB_*` variables, with the
     /// `FORGEJO_*` equivalents accepted when a `GITHUB_*` one is unset or empty. The
     /// organization falls back to the part of the repository before its first `/`.

@@ -189,12 +189,14 @@ fn merge_starvation(a: &ContainerSummary, out: &mut ContainerSummary) {
         }
         (x, y) => y.or(x),
     };
-    out.run_queue_wait = match (a.run_queue_wait, out.run_queue_wait) {
+    out.run_queue_wait = match (&a.run_queue_wait, out.run_queue_wait.take()) {
         (Some(x), Some(mut y)) => {
             y.seconds = (y.seconds + x.seconds).min(MAX_CPU_SECONDS);
+            let both = x.behind.iter().chain(&y.behind).cloned().collect();
+            y.behind = crate::behind::rank(both, y.seconds);
             Some(y)
         }
-        (x, y) => y.or(x),
+        (x, y) => y.or_else(|| x.clone()),
     };
     out.disk_io = match (&a.disk_io, out.disk_io.take()) {
         (Some(x), Some(mut y)) => {

@@ -5,7 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ContainerSummary, Source, Stats};
+use crate::{
+    ContainerSummary, Source, Stats,
+    behind::{self, Behind, Cause, HolderKind},
+};
 
 // When a container counts as starved. Each figure is weighed against the run's **wall time**
 // (or, for throttling, the CPU periods the kernel enforced), never against the time the
@@ -91,7 +94,7 @@ pub struct Pressure {
 
 /// How long the container's runnable tasks waited for a CPU (the kernel's per-task
 /// `sched_info.run_delay`, summed).
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct RunQueueWait {
     /// Wait summed over tasks, seconds.
     pub seconds: f64,
@@ -105,6 +108,50 @@ pub struct RunQueueWait {
     /// `ebpf` (every task, short-lived ones included) or `proc` (`/proc/PID/schedstat` of
     /// the processes seen at the scans: tasks that lived between two scans are missed).
     pub source: Source,
+    /// Who held the CPU while it waited (eBPF only), largest first, at most
+    /// [`behind::MAX_BEHIND`], adding up to `seconds`; the wait while it was throttled is its
+    /// quota's (see `docs/starvation.md` for what is exact and what approximate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub behind: Vec<Behind>,
+}
+
+impl RunQueueWait {
+    /// The wait spent throttled (counted as throttling, not as waiting): the `behind`
+    /// list's quota entry, or without attribution as much of the wait as `throttled`.
+    pub fn throttled_part(&self, throttled: Option<&Throttling>) -> f64 {
+        if !self.behind.is_empty() {
+            return self
+                .behind
+                .iter()
+                .filter(|b| b.kind == HolderKind::Quota)
+                .map(|b| b.seconds)
+                .sum();
+        }
+        throttled
+            .filter(|t| t.quota_cores.is_some())
+            .map_or(0.0, |t| t.throttled_seconds.clamp(0.0, self.seconds))
+    }
+
+    /// The wait beyond throttling, with its shares: `seconds` less [`Self::throttled_part`],
+    /// `tasks_waiting` scaled alike, `share` against `cpu_seconds`.
+    pub fn beyond_throttling(&self, throttled: Option<&Throttling>, cpu_seconds: f64) -> Self {
+        let part = self.throttled_part(throttled);
+        if part <= 0.0 || self.seconds <= 0.0 {
+            return self.clone();
+        }
+        let seconds = (self.seconds - part).max(0.0);
+        let runnable = seconds + cpu_seconds.max(0.0);
+        Self {
+            seconds,
+            share: if runnable > 0.0 {
+                seconds / runnable
+            } else {
+                0.0
+            },
+            tasks_waiting: self.tasks_waiting.map(|n| n * seconds / self.seconds),
+            ..self.clone()
+        }
+    }
 }
 
 /// Block I/O (`io.stat` on v2, `blkio.throttle.io_service_bytes`/`_serviced` on v1).
@@ -173,6 +220,10 @@ pub struct Verdict {
     /// on average; 15 % of the time it was ready to run)`. Summaries stored before carry the
     /// older wording.
     pub text: String,
+    /// For a CPU shortage, whether more cores help (`self_inflicted`) or isolation does
+    /// (`contention`); absent when not CPU-starved or when nothing tells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Cause>,
 }
 
 /// The verdict on one container, by the rules of the constants above.
@@ -183,30 +234,50 @@ pub fn verdict(c: &ContainerSummary) -> Verdict {
         |lost: f64, share: f64, threshold: f64| lost >= MIN_LOST_SECONDS && share >= threshold;
     // CPU: throttling (of periods), waiting (tasks on average over the run), PSI (of the run).
     let throttling = c.cpu_throttling.filter(|t| t.quota_cores.is_some());
-    let wait = c.run_queue_wait;
+    // Time spent throttled counts once, as throttling.
+    let wait = c
+        .run_queue_wait
+        .as_ref()
+        .map(|w| w.beyond_throttling(throttling.as_ref(), c.cpu_seconds));
     let cpu_stall = c.pressure.and_then(|p| p.cpu);
-    let cpu_starved = throttling.is_some_and(|t| {
+    let by_quota = throttling.is_some_and(|t| {
         matters(
             t.throttled_seconds,
             t.throttled_period_share,
             CPU_THROTTLED_SHARE,
         )
-    }) || wait
-        .is_some_and(|w| matters(w.seconds, w.tasks_waiting.unwrap_or(0.0), CPU_WAITING_TASKS))
+    });
+    let cpu_starved = by_quota
+        || wait
+            .as_ref()
+            .is_some_and(|w| matters(w.seconds, w.tasks_waiting.unwrap_or(0.0), CPU_WAITING_TASKS))
         || cpu_stall.is_some_and(|s| matters(s.some_seconds, s.some_share, CPU_PRESSURE_SHARE));
+    let mut cause = None;
     if cpu_starved {
         by.push("cpu".to_owned());
         let mut why = Vec::new();
         if let Some(t) = throttling.filter(|t| t.throttled_periods > 0) {
             why.push(throttled_text(&t));
         }
-        if let Some(w) = wait.filter(|w| w.seconds > 0.0) {
-            why.push(waiting_text(&w));
+        if let Some(w) = wait.as_ref().filter(|w| w.seconds > 0.0) {
+            why.push(waiting_text(w));
         }
         if let Some(s) = cpu_stall.filter(|s| s.some_seconds > 0.0) {
             why.push(stall_text("CPU pressure", s.some_seconds, s.some_share));
         }
-        parts.push(format!("CPU-starved: {}", why.join(", ")));
+        let held = c.run_queue_wait.as_ref().map_or(&[][..], |w| &w.behind[..]);
+        cause = behind::cause(held).or(by_quota.then_some(Cause::SelfInflicted));
+        let decision = match cause {
+            Some(Cause::SelfInflicted) => "; self-inflicted, more cores help",
+            Some(Cause::Contention) => "; contention, isolation or a less loaded node helps",
+            None => "",
+        };
+        let named = if held.is_empty() {
+            String::new()
+        } else {
+            format!(" (held back by {})", behind::describe(held, &c.name, 3))
+        };
+        parts.push(format!("CPU-starved: {}{decision}{named}", why.join(", ")));
     }
     // Memory: OOM kills, PSI.
     let mem = c.pressure.and_then(|p| p.memory);
@@ -280,7 +351,12 @@ pub fn verdict(c: &ContainerSummary) -> Verdict {
         }
         format!("not starved: {}", known.join(", "))
     };
-    Verdict { starved, by, text }
+    Verdict {
+        starved,
+        by,
+        text,
+        cause,
+    }
 }
 
 /// `12 %`
@@ -289,7 +365,7 @@ fn pct(share: f64) -> String {
 }
 
 /// `1.4 s`, or `35 ms` below a second (so a light job's few milliseconds read as such).
-fn seconds(s: f64) -> String {
+pub fn seconds_text(s: f64) -> String {
     if s >= 1.0 {
         format!("{s:.1} s")
     } else {
@@ -310,7 +386,7 @@ fn throttled_text(t: &Throttling) -> String {
     format!(
         "throttled {} of periods ({}{quota})",
         pct(t.throttled_period_share),
-        seconds(t.throttled_seconds)
+        seconds_text(t.throttled_seconds)
     )
 }
 
@@ -324,20 +400,20 @@ fn waiting_text(w: &RunQueueWait) -> String {
     match w.tasks_waiting {
         Some(n) if n > 1.0 => format!(
             "{n:.1} tasks waiting for a CPU on average ({}; {ready})",
-            seconds(w.seconds)
+            seconds_text(w.seconds)
         ),
         Some(n) => format!(
             "waiting for a CPU {} of the run ({}; {n:.2} tasks on average; {ready})",
             pct(n),
-            seconds(w.seconds)
+            seconds_text(w.seconds)
         ),
-        None => format!("waiting for a CPU {} ({ready})", seconds(w.seconds)),
+        None => format!("waiting for a CPU {} ({ready})", seconds_text(w.seconds)),
     }
 }
 
 /// `CPU pressure 41 % of the run (0.8 s)`
 fn stall_text(what: &str, lost: f64, share: f64) -> String {
-    format!("{what} {} of the run ({})", pct(share), seconds(lost))
+    format!("{what} {} of the run ({})", pct(share), seconds_text(lost))
 }
 
 /// The job's verdict from its containers': starved when one is, naming each that was.
@@ -385,10 +461,19 @@ pub fn job_verdict(containers: &[ContainerSummary]) -> Option<Verdict> {
         }
         text
     };
+    // One cause for the job where its starved containers agree.
+    let mut causes = starved.iter().map(|(_, v)| v.cause);
+    let first = causes.next().flatten();
+    let cause = if causes.all(|c| c == first) {
+        first
+    } else {
+        None
+    };
     Some(Verdict {
         starved: !starved.is_empty(),
         by,
         text,
+        cause,
     })
 }
 
@@ -416,6 +501,7 @@ mod tests {
             share: seconds / (seconds + cpu_seconds),
             tasks_waiting: Some(seconds / wall_seconds),
             source: Source::Ebpf,
+            behind: Vec::new(),
         }
     }
 
@@ -445,11 +531,53 @@ mod tests {
         let v = verdict(&c);
         assert!(v.starved);
         assert_eq!(v.by, ["cpu"]);
+        // The 12 s throttled count once, as throttling: 5.6 s of the 17.6 s are waiting.
         assert_eq!(
             v.text,
             "CPU-starved: throttled 20 % of periods (12.0 s; quota 1 core), waiting for a CPU \
-             18 % of the run (17.6 s; 0.18 tasks on average; 15 % of the time it was ready to run)"
+             6 % of the run (5.6 s; 0.06 tasks on average; 5 % of the time it was ready to run); \
+             self-inflicted, more cores help"
         );
+        assert_eq!(v.cause, Some(Cause::SelfInflicted));
+    }
+
+    /// Who held the CPU decides what helps: the job's own processes, or another job.
+    #[test]
+    fn the_verdict_names_who_held_the_cpu_and_what_helps() {
+        let mut c = container();
+        let mut w = wait(30.0, 100.0, 100.0);
+        w.behind = vec![
+            Behind::new(
+                HolderKind::OtherJob,
+                "build-2",
+                Some("o/r ci b #2".into()),
+                25.0,
+            ),
+            Behind::new(HolderKind::Itself, "build", None, 4.0),
+            Behind::new(HolderKind::Nobody, behind::NOBODY, None, 1.0),
+        ];
+        c.run_queue_wait = Some(w.clone());
+        let v = verdict(&c);
+        assert!(v.starved);
+        assert_eq!(v.cause, Some(Cause::Contention));
+        assert!(
+            v.text.ends_with(
+                "; contention, isolation or a less loaded node helps (held back by \
+                 build-2 (o/r ci b #2) 25.0 s, itself 4.0 s, nobody (idle CPU, interrupts) 1.0 s)"
+            ),
+            "{}",
+            v.text
+        );
+        w.behind[0].kind = HolderKind::OwnJob;
+        c.run_queue_wait = Some(w.clone());
+        assert_eq!(verdict(&c).cause, Some(Cause::SelfInflicted));
+        // Not starved: no cause, whoever held the CPU.
+        let mut light = wait(0.02, 0.005, 1.0);
+        light.behind = vec![Behind::new(HolderKind::OtherJob, "x", None, 0.02)];
+        c.cpu_seconds = 0.005;
+        c.run_queue_wait = Some(light);
+        let v = verdict(&c);
+        assert!(!v.starved && v.cause.is_none(), "{v:?}");
     }
 
     /// Two burners of one job on one CPU: each waits half the run.
@@ -536,7 +664,8 @@ mod tests {
         assert!(v.starved);
         assert_eq!(
             v.text,
-            "CPU-starved: throttled 91 % of periods (1.5 s; quota 0.5 cores)"
+            "CPU-starved: throttled 91 % of periods (1.5 s; quota 0.5 cores); self-inflicted, more \
+             cores help"
         );
     }
 

@@ -3,6 +3,7 @@
 //! to the same value. Set `UPDATE_GOLDEN=1` to rewrite the fixture after a deliberate,
 //! additive change.
 
+use summary::behind::{self, Behind, Cause, HolderKind};
 use summary::starvation::{
     CommandSummary, DiskIo, MemoryDetail, Pressure, RunQueueWait, Stall, Throttling, Verdict,
 };
@@ -115,6 +116,16 @@ fn expected() -> StoredRun {
                         share: 0.083,
                         tasks_waiting: Some(0.125),
                         source: Source::Ebpf,
+                        behind: vec![
+                            Behind::new(
+                                HolderKind::OtherJob,
+                                "build-7",
+                                Some("acme/widgets ci lint #41".into()),
+                                1.5,
+                            ),
+                            Behind::new(HolderKind::Quota, behind::QUOTA, None, 0.75),
+                            Behind::new(HolderKind::Itself, "runner", None, 0.25),
+                        ],
                     }),
                     disk_io: Some(DiskIo {
                         read_bytes: 4096,
@@ -137,6 +148,7 @@ fn expected() -> StoredRun {
                         starved: true,
                         by: vec!["cpu".into(), "memory".into()],
                         text: "CPU-starved for 20 % of the run: throttled 20 % of periods (quota 2 cores), waiting for a CPU 8 %, CPU pressure 15 %; memory-starved: 1 OOM kill(s), memory pressure stalled it 0.5 s (2 %)".into(),
+                        cause: Some(Cause::SelfInflicted),
                     }),
                 },
                 ContainerSummary {
@@ -183,6 +195,7 @@ fn expected() -> StoredRun {
                 starved: true,
                 by: vec!["cpu".into(), "memory".into()],
                 text: "runner: CPU-starved for 20 % of the run".into(),
+                cause: Some(Cause::SelfInflicted),
             }),
             timeline: Some(Timeline {
                 bucket_seconds: 0.4,

@@ -87,6 +87,7 @@ pub async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> 
             identity: settings.identity.clone(),
             use_limits: true,
             exclude_own_netns: true,
+            jobs_per_container: false,
         },
     )
     .await?;

@@ -30,6 +30,9 @@ pub struct Measure {
     /// Whether `CGROUP_LIMITS` applies (not in node mode: limits are per job there).
     pub use_limits: bool,
     pub exclude_own_netns: bool,
+    /// Containers belong to different jobs (node mode), named by `Sampler::set_identity`;
+    /// otherwise every container but `host` is the one job's.
+    pub jobs_per_container: bool,
 }
 
 /// What the loop does with a signal.
@@ -78,6 +81,7 @@ impl Runner {
                 identity: measure.identity,
                 live,
                 exclude_own_netns: measure.exclude_own_netns,
+                jobs_per_container: measure.jobs_per_container,
             },
             settings.mounts.clone(),
             cpu,

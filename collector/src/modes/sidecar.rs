@@ -22,6 +22,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<ExitCode> {
             identity: settings.identity.clone(),
             use_limits: true,
             exclude_own_netns: false,
+            jobs_per_container: false,
         },
     )
     .await?;

@@ -53,6 +53,7 @@ pub fn report(headline: &str, s: &RunSummary) -> String {
             bytes(peak)
         );
     }
+    held_back_by(&mut out, s);
     if !s.top_commands.is_empty() {
         let _ = writeln!(
             out,
@@ -74,6 +75,37 @@ pub fn report(headline: &str, s: &RunSummary) -> String {
         out.push_str(&charts(t, s));
     }
     out
+}
+
+/// Who held the CPU while each container waited a second or more (eBPF).
+fn held_back_by(out: &mut String, s: &RunSummary) {
+    let waits: Vec<_> = s
+        .containers
+        .iter()
+        .filter_map(|c| Some((c, c.run_queue_wait.as_ref()?)))
+        .filter(|(_, w)| summary::behind::worth_showing(w))
+        .collect();
+    if waits.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n| waited for a CPU | held back by | which is | job | s | of its wait |\n|---|---|---|---|---:|---:|"
+    );
+    for (c, w) in waits {
+        for b in &w.behind {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {:.2} | {:.0} % |",
+                escape(&c.name),
+                escape(&b.container),
+                b.kind.label(),
+                escape(b.job.as_deref().unwrap_or("")),
+                b.seconds,
+                100.0 * b.seconds / w.seconds
+            );
+        }
+    }
 }
 
 /// The two charts (CPU cores, memory MiB) of the containers with the most CPU.
@@ -166,7 +198,8 @@ fn escape(text: &str) -> String {
 mod tests {
     use summary::{
         ContainerSummary, Stats,
-        starvation::{CommandSummary, Verdict},
+        behind::{Behind, Cause, HolderKind},
+        starvation::{CommandSummary, RunQueueWait, Verdict},
         timeline::ContainerTimeline,
     };
 
@@ -190,10 +223,26 @@ mod tests {
                     cpu_cores: stats(1.5, 2.0),
                     memory_bytes: stats(100e6, 400e6),
                     memory_peak_bytes: Some(420 << 20),
+                    run_queue_wait: Some(RunQueueWait {
+                        seconds: 1.8,
+                        share: 0.29,
+                        tasks_waiting: Some(0.6),
+                        source: summary::Source::Ebpf,
+                        behind: vec![
+                            Behind::new(
+                                HolderKind::OtherJob,
+                                "lint-3",
+                                Some("acme/app ci lint #9".into()),
+                                1.5,
+                            ),
+                            Behind::new(HolderKind::Itself, "build|x", None, 0.3),
+                        ],
+                    }),
                     verdict: Some(Verdict {
                         starved: true,
                         by: vec!["cpu".into()],
-                        text: "CPU-starved: waiting for a CPU 60 % of the run (1.8 s; 0.60 tasks on average; 29 % of the time it was ready to run)".into(),
+                        text: "CPU-starved: waiting for a CPU 60 % of the run (1.8 s; 0.60 tasks on average; 29 % of the time it was ready to run); contention, isolation or a less loaded node helps (held back by lint-3 (acme/app ci lint #9) 1.5 s, itself 300 ms)".into(),
+                        cause: Some(Cause::Contention),
                     }),
                     ..Default::default()
                 },
@@ -215,7 +264,8 @@ mod tests {
             verdict: Some(Verdict {
                 starved: true,
                 by: vec!["cpu".into()],
-                text: "build|x: CPU-starved: waiting for a CPU 60 % of the run (1.8 s; 0.60 tasks on average; 29 % of the time it was ready to run)".into(),
+                text: "build|x: CPU-starved: waiting for a CPU 60 % of the run (1.8 s; 0.60 tasks on average; 29 % of the time it was ready to run); contention, isolation or a less loaded node helps (held back by lint-3 (acme/app ci lint #9) 1.5 s, itself 300 ms)".into(),
+                cause: Some(Cause::Contention),
             }),
             timeline: Some(Timeline {
                 bucket_seconds: 0.5,

@@ -115,6 +115,8 @@ pub(super) struct Container {
     pub(super) commands: HashMap<String, CommandAgg>,
     /// Run-queue wait over the run.
     pub(super) wait: super::wait::Wait,
+    /// Who held the CPU while it waited (eBPF).
+    pub(super) behind: super::behind::Attribution,
     /// Its figures over time, from when it was first seen.
     pub(super) timeline: TimelineBuilder,
     pub(super) first_seen: Instant,
@@ -230,6 +232,7 @@ impl Container {
             mem_events: HashMap::new(),
             commands: HashMap::new(),
             wait: super::wait::Wait::default(),
+            behind: Default::default(),
             timeline: TimelineBuilder::new(TIMELINE_START_WIDTH),
             first_seen: Instant::now(),
             first_seen_wall: std::time::SystemTime::now(),

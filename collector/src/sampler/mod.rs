@@ -15,6 +15,7 @@
 //! flat over a run: statistics go into fixed-size HDR histograms, processes that exited are
 //! kept only while they can still be among the top ones.
 
+mod behind;
 mod container;
 mod cpu;
 pub mod grouping;
@@ -77,6 +78,9 @@ pub struct SamplerConfig {
     /// Leave out the collector's own network namespace: in run mode the command usually
     /// shares the host's, whose traffic is not the command's.
     pub exclude_own_netns: bool,
+    /// Containers belong to different jobs (node mode: see [`Sampler::set_identity`]);
+    /// otherwise every container but `host` belongs to the one job, `identity`.
+    pub jobs_per_container: bool,
 }
 
 pub struct Sampler {
@@ -91,6 +95,8 @@ pub struct Sampler {
     system_cpu: Accumulator,
     system_mem: Accumulator,
     last_system: Option<(Instant, SystemCpu)>,
+    /// The first system CPU reading (for the run's steal share).
+    first_system: Option<SystemCpu>,
     last_slow: Option<Instant>,
     containers: BTreeMap<ContainerName, Container>,
     processes: HashMap<i32, processes::Process>,
@@ -162,6 +168,7 @@ impl Sampler {
             system_cpu: Accumulator::new(SCALE_PERCENT),
             system_mem: Accumulator::new(SCALE_BYTES),
             last_system: None,
+            first_system: None,
             last_slow: None,
             containers: BTreeMap::new(),
             processes: HashMap::new(),
@@ -255,6 +262,7 @@ impl Sampler {
         self.sample_network(window);
         self.proc_cpu(now);
         self.proc_wait();
+        self.read_behind();
         self.update_health(&ended);
         let tick = self.slow_ticks;
         self.retired_recently.retain(|_, (at, _)| *at + 3 >= tick);

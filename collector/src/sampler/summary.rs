@@ -65,12 +65,15 @@ impl Sampler {
             .duration_since(system.start)
             .unwrap_or_default()
             .as_secs_f64();
+        let steal_share = self.steal_share();
         // Sorted by name: the map is ordered by name already.
         let containers: Vec<ContainerSummary> = self
             .containers
             .iter()
             .filter(|(name, _)| wanted(name.as_str()))
-            .map(|(name, c)| container_summary(name, c, system.count_before_start, wall))
+            .map(|(name, c)| {
+                container_summary(name, c, system.count_before_start, wall, steal_share)
+            })
             .collect();
         let verdict = summary::starvation::job_verdict(&containers);
 
@@ -206,6 +209,7 @@ fn container_summary(
     c: &Container,
     before_start: bool,
     wall_seconds: f64,
+    steal_share: f64,
 ) -> ContainerSummary {
     let opt = |a: &Accumulator| (a.sample_count() > 0).then(|| a.stats());
     let before = if before_start {
@@ -263,7 +267,13 @@ fn container_summary(
         histograms: Some(histograms),
         cpu_throttling,
         pressure,
-        run_queue_wait: c.wait.summary(cpu_seconds, wall_seconds),
+        run_queue_wait: c.wait.summary(cpu_seconds, wall_seconds).map(|mut w| {
+            let throttled = cpu_throttling
+                .filter(|t| t.quota_cores.is_some())
+                .map(|t| t.throttled_seconds);
+            w.behind = super::behind::summary_list(c, w.seconds, throttled, steal_share);
+            w
+        }),
         disk_io,
         memory_detail,
         verdict: None,

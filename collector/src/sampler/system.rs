@@ -17,6 +17,7 @@ impl Sampler {
                     self.system_cpu.record(pct);
                     self.last_cpu_percent = Some(pct);
                 }
+                self.first_system.get_or_insert(sys.cpu);
                 self.last_system = Some((now, sys.cpu));
             }
             Err(e) => {

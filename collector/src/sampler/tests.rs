@@ -69,6 +69,7 @@ impl FakeProc {
             identity: Execution::default(),
             live: None,
             exclude_own_netns: false,
+            jobs_per_container: false,
         };
         let cpu = CpuSource::Proc {
             why_not_ebpf: "test".into(),

@@ -79,6 +79,7 @@ impl Wait {
                 0.0
             }),
             source,
+            behind: Vec::new(),
         })
     }
 }

@@ -2,9 +2,12 @@
 //! monotonic per-cgroup totals (on-CPU time and run-queue wait, one [`CgroupTotals`] each), decides when a removed cgroup's entry may be deleted, and
 //! aggregates exited threads into processes. No I/O; the loader (`ebpf.rs`) feeds it.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    hash::Hash,
+};
 
-use collector_common::{COMM_LEN, CgroupTime, CpuState};
+use collector_common::{COMM_LEN, CgroupTime, CpuState, WaitPair};
 
 /// How many consecutive reads a cgroup must be gone from cgroupfs before its map entry is
 /// deleted. A task's very last slices can still be charged to a cgroup that was removed
@@ -71,21 +74,63 @@ pub fn combine(
     }
 }
 
-/// Per-cgroup nanoseconds (on-CPU, or run-queue wait) over the collector's life, including
-/// cgroups whose map entries were already deleted. Totals never go backwards.
-#[derive(Debug, Default)]
-pub struct CgroupTotals {
-    /// Nanoseconds of entries already deleted from the map, by cgroup id.
-    retired: HashMap<u64, u64>,
-    /// Last reported total by cgroup id (the monotonic floor).
-    last: HashMap<u64, u64>,
-    /// Consecutive reads for which each mapped cgroup was absent from cgroupfs.
-    absent_reads: HashMap<u64, u32>,
+/// One read of the wait-attribution map, combined like [`combine`]: wait nanoseconds per
+/// (waiter, holder) pair, the pending pair of each CPU included where the read was not torn.
+/// Also returns the number of torn CPUs.
+pub fn combine_behind(
+    before: &[CpuState],
+    hash: &[(WaitPair, Vec<u64>)],
+    after: &[CpuState],
+) -> (HashMap<WaitPair, u64>, usize) {
+    let mut out: HashMap<WaitPair, u64> = HashMap::with_capacity(hash.len() + after.len());
+    for (pair, per_cpu) in hash {
+        *out.entry(*pair).or_default() += per_cpu.iter().sum::<u64>();
+    }
+    let mut torn = 0;
+    for (cpu, now) in after.iter().enumerate() {
+        let stable = before
+            .get(cpu)
+            .is_some_and(|b| b.flush_seq == now.flush_seq)
+            && now.flush_seq.is_multiple_of(2);
+        if !stable {
+            torn += 1;
+        } else if now.behind.waiter != 0 && now.pending_behind_ns != 0 {
+            *out.entry(now.behind).or_default() += now.pending_behind_ns;
+        }
+    }
+    (out, torn)
 }
 
-impl CgroupTotals {
+/// Per-cgroup nanoseconds (on-CPU, or run-queue wait) over the collector's life, including
+/// cgroups whose map entries were already deleted. Totals never go backwards.
+pub type CgroupTotals = Totals<u64>;
+
+/// Nanoseconds per map key (a cgroup id, or a (waiter, holder) pair of cgroups) over the
+/// collector's life, including keys whose map entries were already deleted. Totals never go
+/// backwards.
+#[derive(Debug)]
+pub struct Totals<K> {
+    /// Nanoseconds of entries already deleted from the map, by key.
+    retired: HashMap<K, u64>,
+    /// Last reported total by key (the monotonic floor).
+    last: HashMap<K, u64>,
+    /// Consecutive reads for which each mapped key was absent from cgroupfs.
+    absent_reads: HashMap<K, u32>,
+}
+
+impl<K> Default for Totals<K> {
+    fn default() -> Self {
+        Self {
+            retired: HashMap::new(),
+            last: HashMap::new(),
+            absent_reads: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Copy + Eq + Hash + Ord> Totals<K> {
     /// Folds a fresh `combine` result in and returns the current totals.
-    pub fn update(&mut self, observed: &HashMap<u64, u64>) -> &HashMap<u64, u64> {
+    pub fn update(&mut self, observed: &HashMap<K, u64>) -> &HashMap<K, u64> {
         for (cgroup, ns) in observed {
             let total = ns + self.retired.get(cgroup).copied().unwrap_or(0);
             let slot = self.last.entry(*cgroup).or_default();
@@ -94,8 +139,8 @@ impl CgroupTotals {
         &self.last
     }
 
-    /// Current totals by cgroup id.
-    pub fn totals(&self) -> &HashMap<u64, u64> {
+    /// Current totals by key.
+    pub fn totals(&self) -> &HashMap<K, u64> {
         &self.last
     }
 
@@ -103,10 +148,10 @@ impl CgroupTotals {
     /// `RETIRE_AFTER_READS` reads and not cached on any CPU (so no flush can recreate them).
     pub fn retirable(
         &mut self,
-        in_map: &HashMap<u64, u64>,
-        cached: &HashSet<u64>,
-        is_live: impl Fn(u64) -> bool,
-    ) -> Vec<u64> {
+        in_map: &HashMap<K, u64>,
+        cached: &HashSet<K>,
+        is_live: impl Fn(K) -> bool,
+    ) -> Vec<K> {
         let mut out = Vec::new();
         self.absent_reads
             .retain(|cgroup, _| in_map.contains_key(cgroup));
@@ -126,7 +171,7 @@ impl CgroupTotals {
     }
 
     /// Records that the map entry of `cgroup`, last read as `map_ns`, was deleted.
-    pub fn retired(&mut self, cgroup: u64, map_ns: u64) {
+    pub fn retired(&mut self, cgroup: K, map_ns: u64) {
         *self.retired.entry(cgroup).or_default() += map_ns;
         self.absent_reads.remove(&cgroup);
         let total = self.retired[&cgroup];
@@ -136,12 +181,15 @@ impl CgroupTotals {
 
     /// Drops what is kept about cgroups the caller has finished with (e.g. after a job's
     /// summary), so memory does not grow with the number of cgroups over time.
-    pub fn forget(&mut self, cgroups: &[u64]) {
-        for cgroup in cgroups {
-            self.retired.remove(cgroup);
-            self.last.remove(cgroup);
-            self.absent_reads.remove(cgroup);
-        }
+    pub fn forget(&mut self, cgroups: &[K]) {
+        self.forget_where(|k| cgroups.contains(k));
+    }
+
+    /// [`Totals::forget`] for every key `gone` says.
+    pub fn forget_where(&mut self, gone: impl Fn(&K) -> bool) {
+        self.retired.retain(|k, _| !gone(k));
+        self.last.retain(|k, _| !gone(k));
+        self.absent_reads.retain(|k, _| !gone(k));
     }
 }
 
@@ -238,6 +286,7 @@ mod tests {
             pending_ns: pending,
             pending_wait_ns: pending / 10,
             flush_seq: seq,
+            ..Default::default()
         }
     }
 
@@ -310,6 +359,43 @@ mod tests {
         assert_eq!(c.update(&HashMap::from([(5, 7)]))[&5], 137);
         c.forget(&[5]);
         assert!(c.totals().is_empty());
+    }
+
+    #[test]
+    fn behind_pairs_add_stable_pending_and_skip_torn_cpus() {
+        let pair = |waiter, holder| WaitPair { waiter, holder };
+        let hash = vec![(pair(7, 8), vec![10, 5]), (pair(7, 0), vec![1, 0])];
+        let mut cpu0 = st(7, 0, 4);
+        cpu0.behind = pair(7, 8);
+        cpu0.pending_behind_ns = 100;
+        let mut cpu1 = st(9, 0, 6);
+        cpu1.behind = pair(9, 7);
+        cpu1.pending_behind_ns = 50;
+        let mut cpu1_after = cpu1;
+        cpu1_after.flush_seq = 8;
+        let (out, torn) = combine_behind(&[cpu0, cpu1], &hash, &[cpu0, cpu1_after]);
+        assert_eq!(torn, 1, "CPU 1 flushed meanwhile");
+        assert_eq!(out[&pair(7, 8)], 115);
+        assert_eq!(out[&pair(7, 0)], 1);
+        assert!(!out.contains_key(&pair(9, 7)), "left for the next read");
+        let (out, torn) = combine_behind(&[cpu0, cpu1], &hash, &[cpu0, cpu1]);
+        assert_eq!((torn, out[&pair(9, 7)]), (0, 50));
+    }
+
+    #[test]
+    fn pair_totals_retire_and_forget_like_cgroups() {
+        let pair = WaitPair {
+            waiter: 3,
+            holder: 4,
+        };
+        let mut t: Totals<WaitPair> = Totals::default();
+        t.update(&HashMap::from([(pair, 10)]));
+        t.retired(pair, 12);
+        assert_eq!(t.totals()[&pair], 12);
+        t.update(&HashMap::new());
+        assert_eq!(t.totals()[&pair], 12, "never backwards");
+        t.forget_where(|p| p.waiter == 3);
+        assert!(t.totals().is_empty());
     }
 
     #[test]

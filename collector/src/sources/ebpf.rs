@@ -18,13 +18,13 @@ use aya::{
     programs::BtfTracePoint,
 };
 use collector_common::{
-    CGROUP_MAP_ENTRIES, CgroupTime, CpuState, ExitRecord, STAT_COUNT, Stat, globals,
+    CGROUP_MAP_ENTRIES, CgroupTime, CpuState, ExitRecord, STAT_COUNT, Stat, WaitPair, globals,
     names::{self, TRACEPOINT},
 };
 
 use crate::sources::{
     btf,
-    cpu_totals::{self, CgroupTotals, ExitedThread},
+    cpu_totals::{self, CgroupTotals, ExitedThread, Totals},
 };
 
 /// The object built by `cargo xtask build-ebpf`; empty when the collector was built without it.
@@ -115,6 +115,8 @@ pub struct EbpfStats {
     /// slice was lost.
     pub missed_switch_recovered: u64,
     pub missed_switch_lost: u64,
+    /// Wait nanoseconds not attributed to a holder because the attribution map was full.
+    pub behind_ns_dropped: u64,
     /// Entries currently in the cgroup map, and its capacity.
     pub cgroup_map_len: u64,
     pub cgroup_map_capacity: u64,
@@ -134,12 +136,15 @@ pub struct EbpfCpu {
     probe: Probe,
     cpu_state: PerCpuArray<MapData, CpuState>,
     cgroup_ns: PerCpuHashMap<MapData, u64, CgroupTime>,
+    wait_behind: PerCpuHashMap<MapData, WaitPair, u64>,
     exits: RingBuf<MapData>,
     stats: PerCpuArray<MapData, u64>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     totals: CgroupTotals,
     /// Run-queue wait, kept exactly like `totals`.
     wait_totals: CgroupTotals,
+    /// Run-queue wait by (waiter, holder) cgroup pair, kept the same way.
+    behind_totals: Totals<WaitPair>,
     /// Whether the kernel has `sched_info.run_delay` (`CONFIG_SCHED_INFO`).
     run_delay_available: bool,
     map_capacity: u32,
@@ -177,7 +182,8 @@ impl EbpfCpu {
         let mut loader = EbpfLoader::new();
         loader
             .btf(Some(&btf))
-            .map_max_entries(names::CGROUP_TIME, map_capacity);
+            .map_max_entries(names::CGROUP_TIME, map_capacity)
+            .map_max_entries(names::WAIT_BEHIND, map_capacity);
         for ((name, _, _), offset) in globals::ALL.iter().zip(&offsets) {
             loader.override_global(name, offset, true);
         }
@@ -203,6 +209,7 @@ impl EbpfCpu {
 
         let cpu_state = take_map(&mut ebpf, names::CPU_STATE)?;
         let cgroup_ns = take_map(&mut ebpf, names::CGROUP_TIME)?;
+        let wait_behind = take_map(&mut ebpf, names::WAIT_BEHIND)?;
         let exits = take_map(&mut ebpf, names::EXITS)?;
         let stats = take_map(&mut ebpf, names::STATS)?;
         if !run_delay_available {
@@ -219,11 +226,13 @@ impl EbpfCpu {
             probe: options.probe,
             cpu_state,
             cgroup_ns,
+            wait_behind,
             exits,
             stats,
             logger,
             totals: CgroupTotals::default(),
             wait_totals: CgroupTotals::default(),
+            behind_totals: Totals::default(),
             run_delay_available,
             map_capacity,
         })
@@ -250,6 +259,16 @@ impl EbpfCpu {
     pub fn cgroup_times(&mut self) -> io::Result<(&PerCgroupNs, &PerCgroupNs)> {
         self.read_and_update()?;
         Ok((self.totals.totals(), self.wait_totals.totals()))
+    }
+
+    /// Run-queue wait by (waiter, holder) pair of cgroup v2 ids since attaching: how long the
+    /// waiter's tasks waited while the holder's held their CPU (holder 0: nobody on that
+    /// CPU; see `collector_common::WaitPair`). One fresh read of the whole map, so call it at
+    /// the sampling interval, not the CPU tick. Monotonic; pairs of one waiter sum to its
+    /// wait (less what a full map dropped).
+    pub fn wait_behind(&mut self) -> io::Result<&HashMap<WaitPair, u64>> {
+        let (observed, _) = self.read_behind_consistent()?;
+        Ok(self.behind_totals.update(&observed))
     }
 
     /// Whether run-queue wait is measured: false on a kernel without `sched_info.run_delay`
@@ -288,7 +307,7 @@ impl EbpfCpu {
         let (observed, raw, cached) = self.read_consistent(None)?;
         self.totals.update(&observed.cpu_ns);
         self.wait_totals.update(&observed.wait_ns);
-        let candidates = self.totals.retirable(&raw, &cached, is_live);
+        let candidates = self.totals.retirable(&raw, &cached, &is_live);
         for cgroup in &candidates {
             // Read the entry's final value right before deleting it.
             let last = match self.cgroup_ns.get(cgroup, 0) {
@@ -300,13 +319,57 @@ impl EbpfCpu {
                 self.wait_totals.retired(*cgroup, last.wait_ns);
             }
         }
-        Ok(candidates.len())
+        // Pairs go once either side is gone (holder 0 is never gone).
+        let (observed, raw) = self.read_behind_consistent()?;
+        self.behind_totals.update(&observed);
+        let cached: HashSet<WaitPair> = self.read_cpu_states()?.iter().map(|s| s.behind).collect();
+        let pairs = self.behind_totals.retirable(&raw, &cached, |p| {
+            is_live(p.waiter) && (p.holder == 0 || is_live(p.holder))
+        });
+        for pair in &pairs {
+            let last: u64 = match self.wait_behind.get(pair, 0) {
+                Ok(values) => values.iter().sum(),
+                Err(_) => continue,
+            };
+            if self.wait_behind.remove(pair).is_ok() {
+                self.behind_totals.retired(*pair, last);
+            }
+        }
+        Ok(candidates.len() + pairs.len())
+    }
+
+    /// One consistent read of the attribution map: (pairs with pending, map contents).
+    fn read_behind_consistent(
+        &mut self,
+    ) -> io::Result<(HashMap<WaitPair, u64>, HashMap<WaitPair, u64>)> {
+        const ATTEMPTS: usize = 4;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let before = self.read_cpu_states()?;
+            let mut hash = Vec::new();
+            for entry in self.wait_behind.iter() {
+                match entry {
+                    Ok((pair, values)) => hash.push((pair, values.to_vec())),
+                    Err(aya::maps::MapError::KeyNotFound) => continue,
+                    Err(e) => return Err(io::Error::other(e)),
+                }
+            }
+            let after = self.read_cpu_states()?;
+            let (combined, torn) = cpu_totals::combine_behind(&before, &hash, &after);
+            if torn == 0 || attempt == ATTEMPTS {
+                let raw = hash.iter().map(|(p, v)| (*p, v.iter().sum())).collect();
+                return Ok((combined, raw));
+            }
+        }
     }
 
     /// Forgets totals of cgroups the caller no longer needs (bounded memory in node mode).
     pub fn forget(&mut self, cgroups: &[u64]) {
         self.totals.forget(cgroups);
         self.wait_totals.forget(cgroups);
+        self.behind_totals
+            .forget_where(|p| cgroups.contains(&p.waiter));
     }
 
     /// Threads that exited since the last call, with their total CPU time.
@@ -338,7 +401,7 @@ impl EbpfCpu {
                 .map(|v| v.iter().sum())
                 .unwrap_or(0)
         };
-        debug_assert!((Stat::MissedSwitchLost as u32) < STAT_COUNT);
+        debug_assert!((Stat::BehindNsDropped as u32) < STAT_COUNT);
         EbpfStats {
             cgroup_map_full: sum(Stat::CgroupMapFull),
             cgroup_ns_dropped: sum(Stat::CgroupNsDropped),
@@ -350,6 +413,7 @@ impl EbpfCpu {
             recursion_misses: self.recursion_misses().unwrap_or(0),
             missed_switch_recovered: sum(Stat::MissedSwitchRecovered),
             missed_switch_lost: sum(Stat::MissedSwitchLost),
+            behind_ns_dropped: sum(Stat::BehindNsDropped),
             cgroup_map_len: self.cgroup_ns.keys().filter(Result::is_ok).count() as u64,
             cgroup_map_capacity: u64::from(self.map_capacity),
         }

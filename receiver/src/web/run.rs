@@ -77,7 +77,7 @@ pub fn run(r: &StoredRun) -> String {
                     pct(t.throttled_period_share)
                 )
             ),
-            c.run_queue_wait.map_or_else(
+            c.run_queue_wait.as_ref().map_or_else(
                 || "–".to_owned(),
                 |w| format!("{:.1} s ({})", w.seconds, pct(w.share))
             ),

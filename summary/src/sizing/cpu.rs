@@ -37,6 +37,9 @@ pub struct CpuObservation {
     /// run-queue wait share (of runnable time; throttled time counts, as the tasks stay
     /// queued) and its throttled seconds over the run's wall time.
     pub held_share: Option<f64>,
+    /// Run-queue wait behind other jobs, the host and the hypervisor, seconds: more cores
+    /// would not have made it up.
+    pub contention_seconds: f64,
 }
 
 /// What a run's starvation figures say of how much it was held back (see
@@ -195,6 +198,21 @@ pub fn size(
         ));
         request = request.max(round_up(limit));
     }
+    // Contention: said whether or not it is CPU-bound, as no number of cores fixes it.
+    let mut contended: Vec<f64> = recent
+        .iter()
+        .map(|r| r.contention_seconds)
+        .filter(|s| *s >= crate::starvation::MIN_LOST_SECONDS)
+        .collect();
+    if !contended.is_empty() {
+        contended.sort_by(f64::total_cmp);
+        why.push(format!(
+            "cpu: in {} of {} runs it waited for CPUs that other jobs or the host held (median {:.1} s): more cores would not have made that up; isolation or a less loaded node would",
+            contended.len(),
+            recent.len(),
+            contended[contended.len() / 2]
+        ));
+    }
     let limit_cores = want_limit.then(|| {
         let l = round_up((s.peak * (1.0 + buffer)).max(request));
         why.push(format!(
@@ -263,6 +281,7 @@ mod tests {
             histogram: Some(h),
             limit_cores: limit,
             held_share: None,
+            contention_seconds: 0.0,
         }
     }
 
@@ -305,6 +324,7 @@ mod tests {
             .enumerate()
             .map(|(i, h)| CpuObservation {
                 held_share: Some(*h),
+                contention_seconds: 0.0,
                 ..run(i, &[1.98; 50], Some(2.0))
             })
             .collect();

@@ -131,15 +131,22 @@ fn size_container(
             limit_cores: c.limits.and_then(|l| l.cpu_cores).filter(|l| *l > 0.0),
             // Only time lost that the verdict would count (a second or more): a few
             // milliseconds of wait are not a reason to promise a shorter job.
+            // Only the wait more cores would have made up: not what others took.
             held_share: cpu::held_share(
                 c.run_queue_wait
-                    .filter(|w| w.seconds >= MIN_LOST_SECONDS)
-                    .map(|w| w.share),
+                    .as_ref()
+                    .map(|w| crate::behind::self_inflicted_wait(w, c.cpu_throttling.as_ref()))
+                    .filter(|w| *w >= MIN_LOST_SECONDS)
+                    .map(|w| w / (w + c.cpu_seconds.max(0.0))),
                 c.cpu_throttling
                     .filter(|t| t.quota_cores.is_some() && t.throttled_seconds >= MIN_LOST_SECONDS)
                     .map(|t| t.throttled_seconds),
                 run.summary.duration_seconds,
             ),
+            contention_seconds: c
+                .run_queue_wait
+                .as_ref()
+                .map_or(0.0, |w| crate::behind::split(&w.behind).1),
         })
         .collect();
     let (mem, mut flags, mut why) = memory::size(&mem_obs, params.buffer_percent);

@@ -3,8 +3,8 @@
 
 use super::{
     CORES, CPU_SECONDS, MAX_BYTES_PER_SEC, MAX_CORES, MAX_CPU_SECONDS, MAX_DURATION_SECONDS,
-    MAX_PROCESS_NAME_BYTES, MAX_SHORT_BYTES, MAX_TOP_PROCESSES, RATE, Result, bounded, invalid,
-    memory, stats, text,
+    MAX_NAME_BYTES, MAX_PROCESS_NAME_BYTES, MAX_SHORT_BYTES, MAX_TOP_PROCESSES, RATE, Result,
+    bounded, invalid, memory, stats, text,
 };
 use crate::ContainerSummary;
 use crate::starvation::{CommandSummary, Stall, Verdict};
@@ -91,6 +91,25 @@ pub(super) fn container(prefix: &str, c: &ContainerSummary) -> Result {
                 MAX_TASKS_WAITING,
                 "is more than 1,000,000 (tasks waiting on average)",
             )?;
+        }
+        if w.behind.len() > crate::behind::MAX_BEHIND {
+            return Err(invalid(
+                format!("{prefix}.run_queue_wait.behind"),
+                "has more than 5 entries",
+            ));
+        }
+        for (i, b) in w.behind.iter().enumerate() {
+            let p = format!("{prefix}.run_queue_wait.behind[{i}]");
+            text(
+                || format!("{p}.container"),
+                &b.container,
+                true,
+                MAX_NAME_BYTES,
+            )?;
+            if let Some(job) = &b.job {
+                text(|| format!("{p}.job"), job, true, MAX_NAME_BYTES)?;
+            }
+            seconds(|| format!("{p}.seconds"), b.seconds)?;
         }
     }
     if let Some(d) = &c.disk_io {

@@ -60,6 +60,7 @@ pub async fn run(settings: Settings, args: NodeArgs) -> anyhow::Result<ExitCode>
             identity: Default::default(),
             use_limits: false,
             exclude_own_netns: false,
+            jobs_per_container: true,
         },
     )
     .await?;

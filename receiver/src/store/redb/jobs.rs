@@ -322,6 +322,7 @@ mod tests {
                     starved,
                     by: if starved { vec!["cpu".into()] } else { vec![] },
                     text: String::new(),
+                    cause: None,
                 }),
                 ..ContainerSummary::default()
             }],
