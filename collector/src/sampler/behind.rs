@@ -19,7 +19,7 @@ pub(super) struct Attribution {
     /// wait's own total, which counts from the attach too), as of the last reading.
     ns: HashMap<u64, u64>,
     /// Each holder as last named: a holder that ends (and is forgotten) keeps its name.
-    names: HashMap<u64, (HolderKind, String, Option<String>)>,
+    names: HashMap<u64, Named>,
 }
 
 impl Attribution {
@@ -112,7 +112,7 @@ impl Sampler {
                 .or_default()
                 .push((pair.holder, *ns));
         }
-        let mut updates: Vec<(ContainerName, HashMap<u64, u64>, Vec<(u64, Named)>)> = Vec::new();
+        let mut updates: Vec<Update> = Vec::new();
         for (name, c) in &self.containers {
             if c.cgroup_ids.is_empty() || c.wait.source != Some(summary::Source::Ebpf) {
                 continue;
@@ -171,6 +171,8 @@ impl Sampler {
 }
 
 type Named = (HolderKind, String, Option<String>);
+/// A container's new totals by holder, and holders (re)named.
+type Update = (ContainerName, HashMap<u64, u64>, Vec<(u64, Named)>);
 
 /// The container's `behind` list as the summary shows it: steal out of nobody, the throttled
 /// part as its quota's, ranked to add up to `wait_seconds`.
