@@ -324,3 +324,120 @@ fn receiver_outage_is_survived_through_the_spool() {
     println!("after an outage: collector {cpu:.4} s, pod cgroup {truth:.4} s");
     assert!((cpu / truth - 1.0).abs() <= 0.01, "{cpu} vs {truth}");
 }
+
+/// `run_delay` of a task, nanoseconds (`/proc/PID/schedstat`, second field).
+fn run_delay_ns(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Two jobs, each one busy loop, pinned to the same CPU, under one node collector: each
+/// waited while the other ran, so each is CPU-starved by contention and its `behind` list
+/// names the other job (by its identity) for most of its wait, and the wait agrees with
+/// the tasks' own `run_delay`. A third job that only sleeps, beside them, is not starved.
+#[test]
+fn two_jobs_on_one_cpu_name_each_other_and_a_light_job_is_not_starved() {
+    let _turn = ONE_NODE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !testkit::require_root("creates cgroups") {
+        return;
+    }
+    println!("cgroup layout: {}", cgroup_layout());
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(dir.path());
+    let token = receiver.push_token(WILDCARD);
+    let spool = dir.path().join("spool");
+    let root = cgroup2_mount().join(format!("sim-pair-{}", std::process::id()));
+    let _cleanup = CgroupTree(root.clone());
+    let collector = node_collector(&spool, &receiver, &token);
+    if !collector.log().contains("eBPF")
+        && !testkit::require_ebpf("attributes run-queue wait with eBPF", || {
+            Err("the node collector did not load eBPF".to_owned())
+        })
+    {
+        return;
+    }
+
+    let cpu = std::thread::available_parallelism().map_or(0, |n| n.get() - 1);
+    let pods: Vec<Pod> = (11..=13).map(|n| Pod::new(&root, n)).collect();
+    // Each busy loop is the runner process itself (every shell execs the next), so its
+    // pid's schedstat is its wait. 4 s: each waits about 2 s, over the verdict's floor.
+    let busy = format!(
+        "exec taskset -c {cpu} bash -c \"end=\\$((SECONDS+4)); while ((SECONDS<end)); do :; done\""
+    );
+    let mut children: Vec<Child> = Vec::new();
+    children.extend(pods[0].start(&busy, 0.5));
+    children.extend(pods[1].start(&busy, 0.5));
+    children.extend(pods[2].start("sleep 2", 0.5));
+    let runners = [children[0].id(), children[2].id()];
+    // The last run_delay read before each loop ends (every 20 ms).
+    let mut delay = [0u64; 2];
+    let end = std::time::Instant::now() + DEADLINE;
+    while runners
+        .iter()
+        .any(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+    {
+        for (i, pid) in runners.iter().enumerate() {
+            if let Some(d) = run_delay_ns(*pid) {
+                delay[i] = delay[i].max(d);
+            }
+        }
+        for c in children.iter_mut() {
+            let _ = c.try_wait();
+        }
+        assert!(std::time::Instant::now() < end, "the busy loops did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_all(children);
+    pods.iter().for_each(Pod::remove);
+
+    for (i, pod) in pods[..2].iter().enumerate() {
+        let other = &pods[1 - i];
+        let run = pod.summary(&receiver);
+        run.payload.validate().unwrap();
+        let c = run
+            .payload
+            .containers
+            .iter()
+            .max_by(|a, b| a.cpu_seconds.total_cmp(&b.cpu_seconds))
+            .unwrap();
+        let w = c.run_queue_wait.clone().expect("run-queue wait");
+        let v = c.verdict.clone().unwrap();
+        let named: f64 = w
+            .behind
+            .iter()
+            .filter(|b| {
+                b.kind == summary::behind::HolderKind::OtherJob
+                    && b.job.as_deref().is_some_and(|j| j.contains(&other.job))
+            })
+            .map(|b| b.seconds)
+            .sum();
+        let truth = delay[i] as f64 / 1e9;
+        println!(
+            "{}: wait {:.3} s, schedstat run_delay {truth:.3} s ({:.3}); behind {} {named:.3} s ({:.3}); {:?}; verdict: {}",
+            pod.job,
+            w.seconds,
+            w.seconds / truth,
+            other.job,
+            named / w.seconds,
+            w.behind,
+            v.text
+        );
+        assert!(v.starved, "{v:?}");
+        assert_eq!(v.cause, Some(summary::behind::Cause::Contention), "{v:?}");
+        assert!(named >= 0.8 * w.seconds, "{:?}", w.behind);
+        assert!(
+            (w.seconds / truth - 1.0).abs() <= 0.10,
+            "wait {} vs run_delay {truth}",
+            w.seconds
+        );
+    }
+    let light = pods[2].summary(&receiver);
+    let v = light.payload.verdict.clone().unwrap();
+    println!("{} (sleep 2): verdict: {}", pods[2].job, v.text);
+    assert!(!v.starved, "{v:?}");
+    assert!(!collector.log().contains("panicked"), "{}", collector.log());
+}
