@@ -105,11 +105,15 @@ const SUITES: &[Suite] = &[
         more: &[],
     },
     // Node mode over plain cgroups as jobs, with a real receiver (CPU within 1 % of each
-    // pod's cgroup, which needs the missed-switch recovery), and across a restart.
+    // pod's cgroup, which needs the missed-switch recovery), and across a restart; two
+    // jobs on one CPU naming each other (the eBPF attribution against schedstat).
     Suite {
         target: "node",
         libtest: true,
-        tests: &["simulated_node"],
+        tests: &[
+            "simulated_node",
+            "two_jobs_on_one_cpu_name_each_other_and_a_light_job_is_not_starved",
+        ],
         more: &[],
     },
 ];
