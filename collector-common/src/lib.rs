@@ -16,6 +16,9 @@ pub mod names {
     /// The accounting program without run-queue wait (CPU time only, the per-switch work
     /// before wait was added): the benchmark's baseline. Shares the maps.
     pub const PROGRAM_CPU_ONLY: &str = "sched_switch_cpu_only";
+    /// The accounting program without wait attribution (CPU time and run-queue wait, the
+    /// per-switch work before `WAIT_BEHIND`): the benchmark's baseline for attribution.
+    pub const PROGRAM_UNATTRIBUTED: &str = "sched_switch_unattributed";
     /// Per-CPU [`CpuState`](super::CpuState) array.
     pub const CPU_STATE: &str = "CPU_STATE";
     /// Per-CPU hash: cgroup v2 id -> [`CgroupTime`](super::CgroupTime).

@@ -79,7 +79,7 @@ static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
 pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     // SAFETY: the pointers are the tracepoint's `prev` and `next` tasks; every read goes
     // through offsets the verifier checks against the kernel's BTF.
-    unsafe { try_sched_switch::<true>(&ctx) };
+    unsafe { try_sched_switch::<true, true>(&ctx) };
     0
 }
 
@@ -88,7 +88,16 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "sched_switch")]
 pub fn sched_switch_cpu_only(ctx: BtfTracePointContext) -> i32 {
     // SAFETY: as in `sched_switch`.
-    unsafe { try_sched_switch::<false>(&ctx) };
+    unsafe { try_sched_switch::<false, false>(&ctx) };
+    0
+}
+
+/// The accounting program as it was before wait attribution: CPU time and run-queue wait.
+/// The benchmark's baseline for what attribution costs; never attached by the collector.
+#[btf_tracepoint(function = "sched_switch")]
+pub fn sched_switch_unattributed(ctx: BtfTracePointContext) -> i32 {
+    // SAFETY: as in `sched_switch`.
+    unsafe { try_sched_switch::<true, false>(&ctx) };
     0
 }
 
@@ -105,9 +114,10 @@ unsafe fn field<T: Copy>(base: *const u8, offset: &'static u64) -> T {
     unsafe { *(base.add(core::ptr::read_volatile(offset) as usize) as *const T) }
 }
 
-/// `WAIT` adds run-queue wait to the CPU accounting (false only for the benchmark baseline).
+/// `WAIT` adds run-queue wait to the CPU accounting, `ATTRIBUTE` charges each wait to who held
+/// the CPU (both false only for the benchmark's baselines).
 #[inline(always)]
-unsafe fn try_sched_switch<const WAIT: bool>(ctx: &BtfTracePointContext) {
+unsafe fn try_sched_switch<const WAIT: bool, const ATTRIBUTE: bool>(ctx: &BtfTracePointContext) {
     let Some(state) = CPU_STATE.get_ptr_mut(0) else {
         return;
     };
@@ -153,7 +163,7 @@ unsafe fn try_sched_switch<const WAIT: bool>(ctx: &BtfTracePointContext) {
     }
 
     let prev_state: u32 = ctx.arg(3);
-    if WAIT && pid == 0 {
+    if ATTRIBUTE && pid == 0 {
         // Idle: a wait reaching back to it began while this CPU was idle.
         remember(state, prev as u64, 0, u64::MAX);
     }
@@ -179,7 +189,7 @@ unsafe fn try_sched_switch<const WAIT: bool>(ctx: &BtfTracePointContext) {
         state.pending_ns = slice;
         state.pending_wait_ns = wait;
     }
-    if WAIT {
+    if ATTRIBUTE {
         if wait != 0 {
             attribute_wait(ctx, state, prev as u64, cgroup, wait);
         }

@@ -388,7 +388,10 @@ fn two_jobs_on_one_cpu_name_each_other_and_a_light_job_is_not_starved() {
         for c in children.iter_mut() {
             let _ = c.try_wait();
         }
-        assert!(std::time::Instant::now() < end, "the busy loops did not end");
+        assert!(
+            std::time::Instant::now() < end,
+            "the busy loops did not end"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     wait_all(children);

@@ -67,6 +67,9 @@ pub enum Probe {
     /// The accounting program without run-queue wait (CPU time only, as before wait was
     /// added): the benchmark's baseline. Its wait totals stay zero.
     CpuOnlyBaseline,
+    /// The accounting program without wait attribution (as before `WAIT_BEHIND`): the
+    /// benchmark's baseline for what attribution costs.
+    UnattributedBaseline,
 }
 
 impl Probe {
@@ -75,6 +78,7 @@ impl Probe {
             Probe::Accounting => names::PROGRAM,
             Probe::EmptyFloor => names::PROGRAM_EMPTY,
             Probe::CpuOnlyBaseline => names::PROGRAM_CPU_ONLY,
+            Probe::UnattributedBaseline => names::PROGRAM_UNATTRIBUTED,
         }
     }
 }
@@ -275,7 +279,8 @@ impl EbpfCpu {
     /// (then every wait reads zero, which is not a measurement) and for
     /// [`Probe::CpuOnlyBaseline`].
     pub fn run_delay_available(&self) -> bool {
-        self.run_delay_available && self.probe == Probe::Accounting
+        self.run_delay_available
+            && matches!(self.probe, Probe::Accounting | Probe::UnattributedBaseline)
     }
 
     /// [`EbpfCpu::cgroup_times`] for some cgroups only: one map lookup each instead of a walk
