@@ -60,6 +60,12 @@ impl ContainerTimeline {
         self.cpu_millicores.len()
     }
 
+    /// The CPU seconds its buckets hold, each `bucket_seconds` wide.
+    pub fn cpu_seconds(&self, bucket_seconds: f64) -> f64 {
+        let millicores: f64 = self.cpu_millicores.iter().copied().map(f64::from).sum();
+        millicores / 1000.0 * bucket_seconds
+    }
+
     pub fn is_empty(&self) -> bool {
         self.cpu_millicores.is_empty()
     }

@@ -137,6 +137,17 @@ fn bad_readings_are_ignored() {
 }
 
 #[test]
+fn cpu_seconds_of_a_timeline() {
+    let c = ContainerTimeline {
+        cpu_millicores: vec![16, 0, 0, 1500, 7],
+        ..Default::default()
+    };
+    assert!((c.cpu_seconds(0.1) - 0.1523).abs() < 1e-12);
+    assert!((c.cpu_seconds(25.6) - 38.9888).abs() < 1e-9);
+    assert_eq!(ContainerTimeline::default().cpu_seconds(0.1), 0.0);
+}
+
+#[test]
 fn a_two_hour_job_of_five_containers_fits_the_budget() {
     let mut builders = Vec::new();
     for c in 0..5 {
