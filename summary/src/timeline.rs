@@ -6,10 +6,17 @@
 //! (merging neighbours) whenever a series would pass [`MAX_POINTS`], so a run of any length
 //! ends with between half and all of that many points, in bounded memory.
 //!
+//! Rates (CPU, network, disk, run-queue wait, CPU pressure) are read over a window and count
+//! in a bucket by the time the window covers in it: a bucket's mean is the rate's integral
+//! over the bucket divided by the bucket's width, so the buckets times their width add up to
+//! the totals (CPU buckets to `cpu_seconds`), and a rate read over 3 ms adds 3 ms' worth to
+//! its bucket, not a whole bucket's (issue 21). Memory, read at an instant, is the mean of
+//! the samples in a bucket.
+//!
 //! Wire format (the summary's additive `timeline` field): integers, so a two-hour job with
 //! five containers stays within 64 KiB of JSON. CPU in millicores, memory in MiB, network
-//! and disk in KiB/s. A bucket without a reading of a figure repeats the one before it (a
-//! slow-tick figure such as network is read every `--interval`).
+//! and disk in KiB/s. A bucket no rate reading covers shows 0 for that rate (nothing measured
+//! there, nothing counted); one without a memory sample repeats the one before it.
 
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +39,8 @@ pub struct ContainerTimeline {
     /// started later than the run).
     #[serde(default)]
     pub start_seconds: f64,
-    /// Mean and largest CPU sample of each bucket, millicores.
+    /// CPU of each bucket (its CPU seconds per second of bucket) and the largest reading in
+    /// it, millicores.
     pub cpu_millicores: Vec<u32>,
     pub cpu_millicores_max: Vec<u32>,
     /// Mean and largest memory sample of each bucket, MiB (rounded up: never 0 for a
@@ -60,7 +68,9 @@ impl ContainerTimeline {
         self.cpu_millicores.len()
     }
 
-    /// The CPU seconds its buckets hold, each `bucket_seconds` wide.
+    /// The CPU seconds its buckets hold, each `bucket_seconds` wide: what the collector read
+    /// of the container's `cpu_seconds` (not CPU used before the collector started), to
+    /// within half a millicore over one bucket (the wire's rounding).
     pub fn cpu_seconds(&self, bucket_seconds: f64) -> f64 {
         let millicores: f64 = self.cpu_millicores.iter().copied().map(f64::from).sum();
         millicores / 1000.0 * bucket_seconds
@@ -88,9 +98,17 @@ pub enum Series {
     CpuPressure = 5,
 }
 
+impl Series {
+    /// Read over a window (and weighted by the time it covers), not at an instant.
+    fn is_rate(self) -> bool {
+        !matches!(self, Series::Memory)
+    }
+}
+
 const SERIES: usize = 6;
 
-/// One bucket of one series.
+/// One bucket of one series: `sum` of the samples (memory) or of rate times the seconds it
+/// covers in the bucket (rates); `max` the largest reading.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Bucket {
     sum: f64,
@@ -99,10 +117,14 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn add(&mut self, v: f64) {
+    fn add(&mut self, v: f64, max: f64) {
         self.sum += v;
         self.count += 1;
-        self.max = if self.count == 1 { v } else { self.max.max(v) };
+        self.max = if self.count == 1 {
+            max
+        } else {
+            self.max.max(max)
+        };
     }
 
     fn merge(a: Bucket, b: Bucket) -> Bucket {
@@ -117,6 +139,7 @@ impl Bucket {
         }
     }
 
+    /// A point series' mean: of its samples.
     fn mean(&self) -> Option<f64> {
         (self.count > 0).then(|| self.sum / f64::from(self.count))
     }
@@ -126,18 +149,22 @@ impl Bucket {
 #[derive(Debug, Clone)]
 pub struct TimelineBuilder {
     width: f64,
+    /// The width it started with (the CPU interval), which a rate's window is compared with.
+    base: f64,
     series: [Vec<Bucket>; SERIES],
 }
 
 impl TimelineBuilder {
     /// Buckets `width` seconds wide to begin with (the CPU interval).
     pub fn new(width: f64) -> Self {
+        let width = if width.is_finite() && width > 0.0 {
+            width
+        } else {
+            1.0
+        };
         Self {
-            width: if width.is_finite() && width > 0.0 {
-                width
-            } else {
-                1.0
-            },
+            width,
+            base: width,
             series: Default::default(),
         }
     }
@@ -147,9 +174,18 @@ impl TimelineBuilder {
         self.width
     }
 
-    /// Records `value` of `series` at `t` seconds after the run's start.
+    /// Records `value` of a point series (memory) read at `t` seconds after the run's start.
+    /// A rate is read over a window ([`Self::record_span`]): given here it is ignored.
     pub fn record(&mut self, series: Series, t: f64, value: f64) {
-        if !t.is_finite() || t < 0.0 || !value.is_finite() {
+        debug_assert!(!series.is_rate(), "{series:?} is a rate: record_span");
+        if !series.is_rate() {
+            self.add_point(series, t, value, value);
+        }
+    }
+
+    /// Adds a sample of `mean` (the largest in its bucket `max`) at `t`.
+    fn add_point(&mut self, series: Series, t: f64, mean: f64, max: f64) {
+        if !(t.is_finite() && t >= 0.0 && mean.is_finite() && max.is_finite()) {
             return;
         }
         let mut index = (t / self.width) as usize;
@@ -161,30 +197,67 @@ impl TimelineBuilder {
         if s.len() <= index {
             s.resize(index + 1, Bucket::default());
         }
-        s[index].add(value);
+        s[index].add(mean, max.max(mean));
     }
 
-    /// Records `value` of `series` as holding over the whole span from `from` to `to` seconds
-    /// (a rate read every `--interval` describes the interval before it): once in every
-    /// bucket the span touches.
+    /// Records a rate of `series` (per second) read over the window from `from` to `to`
+    /// seconds: each bucket gets the rate times the part of the window it holds. The largest
+    /// reading of each is the rate, but a window shorter than a tenth of the starting width
+    /// (10 ms at the default CPU interval) counts as its amount spread over that tenth: a
+    /// rate over a few ms (a reading squeezed in by a scan, or the last one) is a burst no
+    /// interval-long reading shows, and would set a max far above the bucket's CPU.
     pub fn record_span(&mut self, series: Series, from: f64, to: f64, value: f64) {
-        if !(from.is_finite() && to.is_finite() && from >= 0.0 && to >= from) {
+        let (span, shortest) = (to - from, self.base / 10.0);
+        let max = if span < shortest {
+            value * span / shortest
+        } else {
+            value
+        };
+        self.add_span(series, from, to, value, max);
+    }
+
+    /// Adds `value` held from `from` to `to` to the buckets it covers, by the time it covers
+    /// in each, with `max` as its largest reading there.
+    fn add_span(&mut self, series: Series, from: f64, to: f64, value: f64, max: f64) {
+        let finite = [from, to, value, max].iter().all(|v| v.is_finite());
+        if !(finite && from >= 0.0 && to > from) {
             return;
         }
-        while (to / self.width) as usize >= MAX_POINTS {
+        // Edges within a billionth of a bucket of a boundary are on it: float noise must not
+        // touch the neighbour by a sliver.
+        let buckets = |w: f64| {
+            let first = (from / w + 1e-9).floor() as usize;
+            let last = ((to / w - 1e-9).ceil() as usize).saturating_sub(1);
+            (first, last.max(first))
+        };
+        let (mut first, mut last) = buckets(self.width);
+        while last >= MAX_POINTS {
             self.double();
+            (first, last) = buckets(self.width);
         }
-        let (first, last) = ((from / self.width) as usize, (to / self.width) as usize);
-        for k in first..=last {
-            self.record(series, (k as f64 + 0.5) * self.width, value);
+        let w = self.width;
+        let s = &mut self.series[series as usize];
+        if s.len() <= last {
+            s.resize(last + 1, Bucket::default());
+        }
+        for (k, b) in s.iter_mut().enumerate().take(last + 1).skip(first) {
+            let covered = to.min((k + 1) as f64 * w) - from.max(k as f64 * w);
+            if covered > 0.0 {
+                b.add(value * covered, max);
+            }
         }
     }
 
-    /// Records a whole bucket's mean and maximum (a point of an earlier timeline).
-    fn record_point(&mut self, series: Series, t: f64, mean: f64, max: f64) {
-        self.record(series, t, mean);
+    /// Raises the largest reading of the bucket holding `t`, where it has a reading.
+    fn raise_max(&mut self, series: Series, t: f64, max: f64) {
+        if !(t.is_finite() && t >= 0.0 && max.is_finite()) {
+            return;
+        }
         let index = (t / self.width) as usize;
-        if let Some(b) = self.series[series as usize].get_mut(index) {
+        if let Some(b) = self.series[series as usize]
+            .get_mut(index)
+            .filter(|b| b.count > 0)
+        {
             b.max = b.max.max(max);
         }
     }
@@ -210,6 +283,11 @@ impl TimelineBuilder {
     }
 
     /// The wire form, named `name`: series cut to the last bucket with a reading.
+    ///
+    /// A rate's mean is its integral over the bucket divided by the whole width, also in a
+    /// bucket the container lived only part of (its first or last): the buckets then add up
+    /// to the total, where dividing by the time covered would spread a short reading over the
+    /// whole bucket again. The largest reading is never below the mean shown.
     pub fn finish(&self, name: &str) -> ContainerTimeline {
         let len = self
             .series
@@ -221,42 +299,71 @@ impl TimelineBuilder {
             })
             .max()
             .unwrap_or(0);
-        let held = |series: Series, f: fn(&Bucket) -> Option<f64>, scale: f64| -> Vec<u32> {
-            let s = &self.series[series as usize];
+        let read =
+            |series: Series, i: usize| self.series[series as usize].get(i).filter(|b| b.count > 0);
+        let memory = |f: fn(&Bucket) -> f64| -> Vec<u32> {
             let mut last = 0.0;
             (0..len)
                 .map(|i| {
-                    if let Some(v) = s.get(i).and_then(f) {
-                        last = v;
+                    if let Some(b) = read(Series::Memory, i) {
+                        last = f(b);
                     }
-                    to_u32((last / scale).ceil())
+                    to_u32((last / 1048576.0).ceil())
                 })
                 .collect()
         };
-        let mean = |b: &Bucket| b.mean();
-        let max = |b: &Bucket| (b.count > 0).then_some(b.max);
-        let any = |series: Series| self.series[series as usize].iter().any(|b| b.count > 0);
-        let known = |series: Series, scale: f64| {
-            if any(series) {
-                held(series, mean, scale)
+        let rate = |series: Series, unit: f64| -> Vec<u32> {
+            let means: Vec<f64> = (0..len)
+                .map(|i| read(series, i).map_or(0.0, |b| b.sum / self.width / unit))
+                .collect();
+            round_keeping_total(&means)
+        };
+        let known = |series: Series, unit: f64| {
+            if self.series[series as usize].iter().any(|b| b.count > 0) {
+                rate(series, unit)
             } else {
                 Vec::new()
             }
         };
-        let kib = |series: Series| known(series, 1024.0);
+        let cpu_millicores = rate(Series::Cpu, 0.001);
+        let cpu_millicores_max = cpu_millicores
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                read(Series::Cpu, i).map_or(0, |b| to_u32((b.max / 0.001).ceil()).max(*m))
+            })
+            .collect();
         ContainerTimeline {
             name: name.to_owned(),
             start_seconds: 0.0,
-            cpu_millicores: held(Series::Cpu, mean, 0.001),
-            cpu_millicores_max: held(Series::Cpu, max, 0.001),
-            memory_mib: held(Series::Memory, mean, 1048576.0),
-            memory_mib_max: held(Series::Memory, max, 1048576.0),
-            network_kib_per_sec: kib(Series::Network),
-            disk_kib_per_sec: kib(Series::Disk),
+            cpu_millicores,
+            cpu_millicores_max,
+            memory_mib: memory(|b| b.mean().unwrap_or(0.0)),
+            memory_mib_max: memory(|b| b.max),
+            network_kib_per_sec: known(Series::Network, 1024.0),
+            disk_kib_per_sec: known(Series::Disk, 1024.0),
             run_queue_wait_millicores: known(Series::Wait, 0.001),
             cpu_pressure_percent: known(Series::CpuPressure, 0.01),
         }
     }
+}
+
+/// Whole numbers for `values` (non-negative) whose running sums are the values' running sums
+/// rounded: each is within one of its value, and all add up to within a half of theirs.
+/// Rounding each up instead adds up to one unit per bucket: a short job's buckets would hold
+/// far more CPU seconds than it used (0.1 ms per 100 ms bucket, on a job of 2 ms).
+fn round_keeping_total(values: &[f64]) -> Vec<u32> {
+    let (mut total, mut shown) = (0.0_f64, 0.0);
+    values
+        .iter()
+        .map(|v| {
+            total += v.max(0.0);
+            let upto = total.round();
+            let point = upto - shown;
+            shown = upto;
+            to_u32(point)
+        })
+        .collect()
 }
 
 fn to_u32(v: f64) -> u32 {
@@ -301,7 +408,8 @@ pub fn assemble<'a>(
 }
 
 /// Two pieces of one run (node mode across a restart): `later` starts `offset` seconds after
-/// `earlier`. Points are re-bucketed at the wider width (doubled further if needed).
+/// `earlier`. Points are re-bucketed at the wider width (doubled further if needed), the
+/// rates by the time each covers in the new buckets, so their totals are kept.
 pub fn merge(earlier: &Timeline, later: &Timeline, offset: f64) -> Timeline {
     let width = earlier.bucket_seconds.max(later.bucket_seconds);
     let mut builders: Vec<(String, TimelineBuilder)> = Vec::new();
@@ -315,28 +423,31 @@ pub fn merge(earlier: &Timeline, later: &Timeline, offset: f64) -> Timeline {
                 }
             };
             let b = &mut builders[at].1;
+            let w = piece.bucket_seconds;
             for i in 0..c.len() {
-                let t = shift + c.start_seconds + (i as f64 + 0.5) * piece.bucket_seconds;
+                // Each point holds its mean over its bucket, which now counts by the time it
+                // covers in the new ones; its largest reading goes to the one holding its middle.
+                let from = shift + c.start_seconds + i as f64 * w;
+                let (to, middle) = (from + w, from + w / 2.0);
                 let get = |v: &[u32]| v.get(i).copied().map(f64::from);
                 if let (Some(mean), Some(max)) =
                     (get(&c.cpu_millicores), get(&c.cpu_millicores_max))
                 {
-                    b.record_point(Series::Cpu, t, mean / 1000.0, max / 1000.0);
+                    b.add_span(Series::Cpu, from, to, mean / 1000.0, 0.0);
+                    b.raise_max(Series::Cpu, middle, max / 1000.0);
                 }
                 if let (Some(mean), Some(max)) = (get(&c.memory_mib), get(&c.memory_mib_max)) {
-                    b.record_point(Series::Memory, t, mean * 1048576.0, max * 1048576.0);
+                    b.add_point(Series::Memory, middle, mean * 1048576.0, max * 1048576.0);
                 }
-                if let Some(v) = get(&c.network_kib_per_sec) {
-                    b.record(Series::Network, t, v * 1024.0);
-                }
-                if let Some(v) = get(&c.disk_kib_per_sec) {
-                    b.record(Series::Disk, t, v * 1024.0);
-                }
-                if let Some(v) = get(&c.run_queue_wait_millicores) {
-                    b.record(Series::Wait, t, v / 1000.0);
-                }
-                if let Some(v) = get(&c.cpu_pressure_percent) {
-                    b.record(Series::CpuPressure, t, v / 100.0);
+                for (series, points, unit) in [
+                    (Series::Network, &c.network_kib_per_sec, 1024.0),
+                    (Series::Disk, &c.disk_kib_per_sec, 1024.0),
+                    (Series::Wait, &c.run_queue_wait_millicores, 0.001),
+                    (Series::CpuPressure, &c.cpu_pressure_percent, 0.01),
+                ] {
+                    if let Some(v) = get(points) {
+                        b.add_span(series, from, to, v * unit, v * unit);
+                    }
                 }
             }
         }

@@ -266,7 +266,7 @@ impl Container {
         }
         let delta = rates::counter_delta(prev, value);
         let (shown, _) = rates::cap_window(delta, window, cpus);
-        self.record_cores(now, rates::cores_from_ns(shown, window));
+        self.record_cores(then, now, rates::cores_from_ns(shown, window));
         Some(delta)
     }
 
@@ -289,8 +289,9 @@ impl Container {
         self.timeline.record_span(series, at(from), at(to), value);
     }
 
-    fn record_cores(&mut self, now: Instant, cores: f64) {
-        self.timeline_at(Series::Cpu, now, cores);
+    /// A cores sample, read over the window from `from` to `now`.
+    fn record_cores(&mut self, from: Instant, now: Instant, cores: f64) {
+        self.timeline_span(Series::Cpu, from, now, cores);
         self.cpu_cores.record(cores);
         self.last_cores = Some(cores);
         if let Some(limit) = self.limits.and_then(|l| l.cpu_cores).filter(|l| *l > 0.0) {
@@ -319,7 +320,7 @@ impl Container {
         let (shown, carry) = rates::cap_window(delta + self.carry_ns, window, cpus);
         self.carry_ns = carry;
         if sample {
-            self.record_cores(now, rates::cores_from_ns(shown, window));
+            self.record_cores(then, now, rates::cores_from_ns(shown, window));
         }
         self.last_cpu = Some((now, cumulative_ns));
         delta
