@@ -240,6 +240,10 @@ impl Container {
     /// from the run's start or the cgroup's creation). The first reading has no window, so it
     /// adds to the total without a cores sample.
     /// Returns the nanoseconds this reading added to the run's total.
+    ///
+    /// The first reading's CPU goes on the timeline over the time since the container was
+    /// first seen (at most every CPU busy for that time), so the timeline holds the whole
+    /// total: in run mode, the command's start when the first reading comes after it.
     pub(super) fn record_cpu(&mut self, now: Instant, cumulative_ns: u64, cpus: u32) -> u64 {
         let sample = self.last_smooth.is_none();
         self.record_cpu_total(now, cumulative_ns, cpus, sample)
@@ -309,6 +313,10 @@ impl Container {
         let Some((then, prev)) = self.last_cpu else {
             self.cpu_ns = cumulative_ns;
             self.last_cpu = Some((now, cumulative_ns));
+            let window = now.saturating_duration_since(self.first_seen);
+            let (shown, _) = rates::cap_window(cumulative_ns, window, cpus);
+            let cores = rates::cores_from_ns(shown, window);
+            self.timeline_span(Series::Cpu, self.first_seen, now, cores);
             return cumulative_ns;
         };
         let window = now.saturating_duration_since(then);
@@ -427,6 +435,80 @@ mod tests {
             });
         }
         c.cpu_lost_ns() / 1_000_000
+    }
+
+    /// When after the container was first seen, the exact cumulative counter and the smooth
+    /// one with its fingerprint (µs of CPU).
+    type Reading = (Duration, u64, Option<(u64, u64)>);
+
+    /// A container read at `readings`.
+    fn read(readings: &[Reading]) -> Container {
+        let mut c = Container::new(None);
+        let name = ContainerName::mapped("c", None);
+        let id = summary::Execution::default();
+        for (at, exact, smooth) in readings {
+            let now = c.first_seen + *at;
+            c.cpu_reading(CpuReading {
+                name: &name,
+                id: &id,
+                source: Source::Ebpf,
+                now,
+                cumulative_ns: exact * 1000,
+                smooth_ns: smooth.map(|(k, v)| (k, v * 1000)),
+                cpus: 2,
+                live: None,
+            });
+        }
+        c
+    }
+
+    /// Its timeline's CPU buckets add up to its CPU seconds, to within 2 % or half a
+    /// millicore over one bucket (the wire's resolution).
+    fn assert_buckets_add_up(c: &Container) {
+        let width = c.timeline.width();
+        let buckets = c.timeline.finish("c").cpu_seconds(width);
+        let total = (c.cpu_ns + c.cpu_lost_ns()) as f64 / 1e9;
+        let within = (0.02 * total).max(0.0005 * width);
+        assert!(
+            (buckets - total).abs() <= within,
+            "{buckets} s in buckets, {total} s read"
+        );
+    }
+
+    fn ms(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    /// Issue 21: `sh -c 'sleep 1'` used 2.3 ms of CPU, 1.6 ms of it read 3 ms after the first
+    /// reading (541 millicores over those 3 ms), the rest as it ends.
+    #[test]
+    fn a_sleeping_command_shows_only_the_cpu_it_used() {
+        let mut readings = vec![(ms(1), 0, None), (ms(4), 1_623, None)];
+        readings.extend((1..=10).map(|i| (ms(4 + 100 * i), 1_623, None)));
+        readings.push((ms(1_006), 2_323, None));
+        let c = read(&readings);
+        let t = c.timeline.finish("c");
+        assert_eq!(t.len(), 11);
+        // Its 1.6 ms over the first 100 ms, and no reading of 541 millicores.
+        assert_eq!(t.cpu_millicores[0], 16);
+        assert!(t.cpu_millicores_max[0] < 200, "{:?}", t.cpu_millicores_max);
+        assert_eq!(t.cpu_millicores[1..10], [0; 9]);
+        assert_buckets_add_up(&c);
+    }
+
+    #[test]
+    fn the_first_reading_s_cpu_is_on_the_timeline() {
+        // The command used 30 ms before the first reading, at 50 ms, then a core for a second.
+        let mut readings = vec![(ms(50), 30_000, None)];
+        readings.extend((1..=10).map(|i| (ms(50 + 100 * i), 30_000 + 100_000 * i, None)));
+        let c = read(&readings);
+        let t = c.timeline.finish("c");
+        assert_eq!(t.cpu_millicores[..3], [800, 1000, 1000]);
+        assert_eq!(t.cpu_millicores[10], 500);
+        assert_buckets_add_up(&c);
+        // CPU from before it was seen, beyond every CPU busy since, has no place in it.
+        let c = read(&[(ms(10), 50_000, None), (ms(110), 50_000, None)]);
+        assert_eq!(c.timeline.finish("c").cpu_millicores, [200, 0]);
     }
 
     #[test]
