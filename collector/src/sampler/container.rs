@@ -71,9 +71,12 @@ pub(super) struct Container {
     pub(super) proc_ticks: u64,
     /// A CPU reading was tried and neither eBPF nor a cgroup counter could give one.
     pub(super) cheap_unavailable: bool,
-    /// CPU ns read but not yet shown in a window: a read that could not be made consistent
-    /// defers a CPU's pending time to the next one, and no window may exceed all CPUs busy.
-    carry_ns: u64,
+    /// CPU ns of the total (`cpu_ns` with [`Container::cpu_lost_ns`]) the cores samples have
+    /// shown, the first reading's counting as shown. A sample of the exact counter shows what
+    /// is beyond it, at most every CPU busy for its window: a read that could not be made
+    /// consistent defers a CPU's pending time to the next one, and a slice a smooth sample
+    /// showed as it was used is not shown again when the exact counter gets it.
+    shown_ns: u64,
     /// Where this container's CPU comes from, fixed at its first reading so cumulative
     /// values never mix sources; `None` before that.
     pub(super) cpu_source: Option<Source>,
@@ -206,7 +209,7 @@ impl Container {
             cpu_before_start_ns: 0,
             proc_ticks: 0,
             cheap_unavailable: false,
-            carry_ns: 0,
+            shown_ns: 0,
             cpu_source: None,
             memory_source: Source::Proc,
             netns: BTreeSet::new(),
@@ -236,22 +239,10 @@ impl Container {
         }
     }
 
-    /// Records one CPU reading: cumulative ns used during the run (every source measures
-    /// from the run's start or the cgroup's creation). The first reading has no window, so it
-    /// adds to the total without a cores sample.
-    /// Returns the nanoseconds this reading added to the run's total.
-    ///
-    /// The first reading's CPU goes on the timeline over the time since the container was
-    /// first seen (at most every CPU busy for that time), so the timeline holds the whole
-    /// total: in run mode, the command's start when the first reading comes after it.
-    pub(super) fn record_cpu(&mut self, now: Instant, cumulative_ns: u64, cpus: u32) -> u64 {
-        let sample = self.last_smooth.is_none();
-        self.record_cpu_total(now, cumulative_ns, cpus, sample)
-    }
-
     /// The cores sample from the smooth counter, where there is one (the total still comes
-    /// from the exact, lumpy one). Without it, `record_cpu` recorded the sample. Returns the
-    /// smooth counter's growth over the window, when the same cgroups were read at both ends.
+    /// from the exact, lumpy one). Without it, [`Container::sample_exact`] gives the sample.
+    /// Returns the smooth counter's growth over the window when it gave the window's sample
+    /// (the same cgroups were read at both ends).
     fn sample_smooth(
         &mut self,
         now: Instant,
@@ -270,8 +261,21 @@ impl Container {
         }
         let delta = rates::counter_delta(prev, value);
         let (shown, _) = rates::cap_window(delta, window, cpus);
+        self.shown_ns += shown;
         self.record_cores(then, now, rates::cores_from_ns(shown, window));
         Some(delta)
+    }
+
+    /// The cores sample of the window from `then` to `now` where the smooth counter gave none
+    /// (there is none, it was just found or is gone, or its cgroups changed): what the total
+    /// has that no sample showed yet. Every window then has its sample, and the timeline all
+    /// of the total.
+    fn sample_exact(&mut self, then: Instant, now: Instant, cpus: u32) {
+        let window = now.saturating_duration_since(then);
+        let pending = (self.cpu_ns + self.cpu_lost_ns()).saturating_sub(self.shown_ns);
+        let (shown, _) = rates::cap_window(pending, window, cpus);
+        self.shown_ns += shown;
+        self.record_cores(then, now, rates::cores_from_ns(shown, window));
     }
 
     /// CPU the exact counter (eBPF) lost, by the cgroups' own counter: see
@@ -303,35 +307,38 @@ impl Container {
         }
     }
 
+    /// Records one CPU reading: cumulative ns used during the run (every source measures
+    /// from the run's start or the cgroup's creation). Returns the nanoseconds it added to
+    /// the run's total, and when the window it ends started: `None` for the first reading,
+    /// which has no window (it adds to the total without a cores sample).
+    ///
+    /// The first reading's CPU goes on the timeline over the time since the container was
+    /// first seen (at most every CPU busy for that time), so the timeline holds the whole
+    /// total: in run mode, the command's start when the first reading comes after it.
     fn record_cpu_total(
         &mut self,
         now: Instant,
         cumulative_ns: u64,
         cpus: u32,
-        sample: bool,
-    ) -> u64 {
+    ) -> (u64, Option<Instant>) {
         let Some((then, prev)) = self.last_cpu else {
             self.cpu_ns = cumulative_ns;
+            self.shown_ns = cumulative_ns;
             self.last_cpu = Some((now, cumulative_ns));
             let window = now.saturating_duration_since(self.first_seen);
             let (shown, _) = rates::cap_window(cumulative_ns, window, cpus);
             let cores = rates::cores_from_ns(shown, window);
             self.timeline_span(Series::Cpu, self.first_seen, now, cores);
-            return cumulative_ns;
+            return (cumulative_ns, None);
         };
         let window = now.saturating_duration_since(then);
         if window.is_zero() {
-            return 0;
+            return (0, None);
         }
         let delta = rates::counter_delta(prev, cumulative_ns);
         self.cpu_ns += delta;
-        let (shown, carry) = rates::cap_window(delta + self.carry_ns, window, cpus);
-        self.carry_ns = carry;
-        if sample {
-            self.record_cores(then, now, rates::cores_from_ns(shown, window));
-        }
         self.last_cpu = Some((now, cumulative_ns));
-        delta
+        (delta, Some(then))
     }
 
     /// The smooth counter (the cgroups' own usage) at the last CPU reading.
@@ -361,7 +368,8 @@ impl Container {
     pub(super) fn cpu_reading(&mut self, reading: CpuReading<'_>) {
         self.cpu_source = Some(reading.source);
         let first = self.last_cpu.is_none();
-        let added = self.record_cpu(reading.now, reading.cumulative_ns, reading.cpus);
+        let (added, window) =
+            self.record_cpu_total(reading.now, reading.cumulative_ns, reading.cpus);
         let smooth = self.sample_smooth(reading.now, reading.smooth_ns, reading.cpus);
         if let Some(exact) = &mut self.exact_growth_ns {
             *exact += added;
@@ -370,6 +378,9 @@ impl Container {
         }
         if let (Some(d), Some(_)) = (smooth, self.exact_growth_ns) {
             self.smooth_growth_ns += d;
+        }
+        if let (None, Some(then)) = (smooth, window) {
+            self.sample_exact(then, reading.now, reading.cpus);
         }
         if let Some(live) = reading.live.filter(|_| self.alive) {
             let l = self.live_labels(reading.name, reading.id, reading.source);
@@ -509,6 +520,40 @@ mod tests {
         // CPU from before it was seen, beyond every CPU busy since, has no place in it.
         let c = read(&[(ms(10), 50_000, None), (ms(110), 50_000, None)]);
         assert_eq!(c.timeline.finish("c").cpu_millicores, [200, 0]);
+    }
+
+    #[test]
+    fn every_window_has_a_sample_whichever_counter_gives_it() {
+        // eBPF in lumps, the cgroup's counter pacing the samples; a second cgroup joins at
+        // 300 ms (no smooth sample for that window), and the cgroups are gone at the last
+        // reading while eBPF gets its last slice.
+        let c = read(&[
+            (ms(0), 0, Some((1, 0))),
+            (ms(100), 100_000, Some((1, 100_000))),
+            (ms(200), 150_000, Some((1, 200_000))),
+            (ms(300), 300_000, Some((2, 5_300_000))),
+            (ms(400), 350_000, Some((2, 5_400_000))),
+            (ms(500), 500_000, None),
+        ]);
+        assert_eq!(c.cpu_cores.sample_count(), 5);
+        assert_eq!(c.timeline.finish("c").cpu_millicores, [1000; 5]);
+        assert_buckets_add_up(&c);
+        // A slice the cgroup's counter showed as it was used is not shown again when the
+        // exact counter gets it.
+        let c = read(&[
+            (ms(0), 0, Some((1, 0))),
+            (ms(100), 0, Some((1, 100_000))),
+            (ms(200), 100_000, None),
+        ]);
+        assert_eq!(c.timeline.finish("c").cpu_millicores, [1000, 0]);
+        assert_buckets_add_up(&c);
+        // The exact counter alone: a read of more than every CPU busy is a plateau.
+        let c = read(&[
+            (ms(0), 0, None),
+            (ms(100), 300_000, None),
+            (ms(200), 300_000, None),
+        ]);
+        assert_eq!(c.timeline.finish("c").cpu_millicores, [2000, 1000]);
     }
 
     #[test]
