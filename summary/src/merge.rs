@@ -319,16 +319,14 @@ mod tests {
             }),
             ..run(start, end, &[1.0], 1.0)
         };
-        // The collector was down from 8 s to 12 s: the later piece's points start at 12 s.
+        // The collector was down from 8 s to 12 s: the later piece's points start at 12 s,
+        // and no CPU was read in between.
         let a = piece("2026-01-01T00:00:00.000Z", "2026-01-01T00:00:08.000Z", 1000);
         let b = piece("2026-01-01T00:00:12.000Z", "2026-01-01T00:00:20.000Z", 3000);
         let m = merge_runs(&a, &b);
         let t = m.timeline.as_ref().expect("a merged timeline");
         assert_eq!(t.bucket_seconds, 4.0);
-        assert_eq!(
-            t.containers[0].cpu_millicores,
-            [1000, 1000, 1000, 3000, 3000]
-        );
+        assert_eq!(t.containers[0].cpu_millicores, [1000, 1000, 0, 3000, 3000]);
         m.validate_at(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000))
             .unwrap();
         // One piece without a timeline (an older collector before the restart) keeps the other's.

@@ -6,10 +6,17 @@
 //! (merging neighbours) whenever a series would pass [`MAX_POINTS`], so a run of any length
 //! ends with between half and all of that many points, in bounded memory.
 //!
+//! Rates (CPU, network, disk, run-queue wait, CPU pressure) are read over a window and count
+//! in a bucket by the time the window covers in it: a bucket's mean is the rate's integral
+//! over the bucket divided by the bucket's width, so the buckets times their width add up to
+//! the totals (CPU buckets to `cpu_seconds`), and a rate read over 3 ms adds 3 ms' worth to
+//! its bucket, not a whole bucket's (issue 21). Memory, read at an instant, is the mean of
+//! the samples in a bucket.
+//!
 //! Wire format (the summary's additive `timeline` field): integers, so a two-hour job with
 //! five containers stays within 64 KiB of JSON. CPU in millicores, memory in MiB, network
-//! and disk in KiB/s. A bucket without a reading of a figure repeats the one before it (a
-//! slow-tick figure such as network is read every `--interval`).
+//! and disk in KiB/s. A bucket no rate reading covers shows 0 for that rate (nothing measured
+//! there, nothing counted); one without a memory sample repeats the one before it.
 
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +39,8 @@ pub struct ContainerTimeline {
     /// started later than the run).
     #[serde(default)]
     pub start_seconds: f64,
-    /// Mean and largest CPU sample of each bucket, millicores.
+    /// CPU of each bucket (its CPU seconds per second of bucket) and the largest reading in
+    /// it, millicores.
     pub cpu_millicores: Vec<u32>,
     pub cpu_millicores_max: Vec<u32>,
     /// Mean and largest memory sample of each bucket, MiB (rounded up: never 0 for a
@@ -60,6 +68,14 @@ impl ContainerTimeline {
         self.cpu_millicores.len()
     }
 
+    /// The CPU seconds its buckets hold, each `bucket_seconds` wide: what the collector read
+    /// of the container's `cpu_seconds` (not CPU used before the collector started), to
+    /// within half a millicore over one bucket (the wire's rounding).
+    pub fn cpu_seconds(&self, bucket_seconds: f64) -> f64 {
+        let millicores: f64 = self.cpu_millicores.iter().copied().map(f64::from).sum();
+        millicores / 1000.0 * bucket_seconds
+    }
+
     pub fn is_empty(&self) -> bool {
         self.cpu_millicores.is_empty()
     }
@@ -82,9 +98,17 @@ pub enum Series {
     CpuPressure = 5,
 }
 
+impl Series {
+    /// Read over a window (and weighted by the time it covers), not at an instant.
+    fn is_rate(self) -> bool {
+        !matches!(self, Series::Memory)
+    }
+}
+
 const SERIES: usize = 6;
 
-/// One bucket of one series.
+/// One bucket of one series: `sum` of the samples (memory) or of rate times the seconds it
+/// covers in the bucket (rates); `max` the largest reading.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Bucket {
     sum: f64,
@@ -93,10 +117,14 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn add(&mut self, v: f64) {
+    fn add(&mut self, v: f64, max: f64) {
         self.sum += v;
         self.count += 1;
-        self.max = if self.count == 1 { v } else { self.max.max(v) };
+        self.max = if self.count == 1 {
+            max
+        } else {
+            self.max.max(max)
+        };
     }
 
     fn merge(a: Bucket, b: Bucket) -> Bucket {
@@ -111,6 +139,7 @@ impl Bucket {
         }
     }
 
+    /// A point series' mean: of its samples.
     fn mean(&self) -> Option<f64> {
         (self.count > 0).then(|| self.sum / f64::from(self.count))
     }
@@ -120,18 +149,22 @@ impl Bucket {
 #[derive(Debug, Clone)]
 pub struct TimelineBuilder {
     width: f64,
+    /// The width it started with (the CPU interval), which a rate's window is compared with.
+    base: f64,
     series: [Vec<Bucket>; SERIES],
 }
 
 impl TimelineBuilder {
     /// Buckets `width` seconds wide to begin with (the CPU interval).
     pub fn new(width: f64) -> Self {
+        let width = if width.is_finite() && width > 0.0 {
+            width
+        } else {
+            1.0
+        };
         Self {
-            width: if width.is_finite() && width > 0.0 {
-                width
-            } else {
-                1.0
-            },
+            width,
+            base: width,
             series: Default::default(),
         }
     }
@@ -141,9 +174,18 @@ impl TimelineBuilder {
         self.width
     }
 
-    /// Records `value` of `series` at `t` seconds after the run's start.
+    /// Records `value` of a point series (memory) read at `t` seconds after the run's start.
+    /// A rate is read over a window ([`Self::record_span`]): given here it is ignored.
     pub fn record(&mut self, series: Series, t: f64, value: f64) {
-        if !t.is_finite() || t < 0.0 || !value.is_finite() {
+        debug_assert!(!series.is_rate(), "{series:?} is a rate: record_span");
+        if !series.is_rate() {
+            self.add_point(series, t, value, value);
+        }
+    }
+
+    /// Adds a sample of `mean` (the largest in its bucket `max`) at `t`.
+    fn add_point(&mut self, series: Series, t: f64, mean: f64, max: f64) {
+        if !(t.is_finite() && t >= 0.0 && mean.is_finite() && max.is_finite()) {
             return;
         }
         let mut index = (t / self.width) as usize;
@@ -155,30 +197,67 @@ impl TimelineBuilder {
         if s.len() <= index {
             s.resize(index + 1, Bucket::default());
         }
-        s[index].add(value);
+        s[index].add(mean, max.max(mean));
     }
 
-    /// Records `value` of `series` as holding over the whole span from `from` to `to` seconds
-    /// (a rate read every `--interval` describes the interval before it): once in every
-    /// bucket the span touches.
+    /// Records a rate of `series` (per second) read over the window from `from` to `to`
+    /// seconds: each bucket gets the rate times the part of the window it holds. The largest
+    /// reading of each is the rate, but a window shorter than a tenth of the starting width
+    /// (10 ms at the default CPU interval) counts as its amount spread over that tenth: a
+    /// rate over a few ms (a reading squeezed in by a scan, or the last one) is a burst no
+    /// interval-long reading shows, and would set a max far above the bucket's CPU.
     pub fn record_span(&mut self, series: Series, from: f64, to: f64, value: f64) {
-        if !(from.is_finite() && to.is_finite() && from >= 0.0 && to >= from) {
+        let (span, shortest) = (to - from, self.base / 10.0);
+        let max = if span < shortest {
+            value * span / shortest
+        } else {
+            value
+        };
+        self.add_span(series, from, to, value, max);
+    }
+
+    /// Adds `value` held from `from` to `to` to the buckets it covers, by the time it covers
+    /// in each, with `max` as its largest reading there.
+    fn add_span(&mut self, series: Series, from: f64, to: f64, value: f64, max: f64) {
+        let finite = [from, to, value, max].iter().all(|v| v.is_finite());
+        if !(finite && from >= 0.0 && to > from) {
             return;
         }
-        while (to / self.width) as usize >= MAX_POINTS {
+        // Edges within a billionth of a bucket of a boundary are on it: float noise must not
+        // touch the neighbour by a sliver.
+        let buckets = |w: f64| {
+            let first = (from / w + 1e-9).floor() as usize;
+            let last = ((to / w - 1e-9).ceil() as usize).saturating_sub(1);
+            (first, last.max(first))
+        };
+        let (mut first, mut last) = buckets(self.width);
+        while last >= MAX_POINTS {
             self.double();
+            (first, last) = buckets(self.width);
         }
-        let (first, last) = ((from / self.width) as usize, (to / self.width) as usize);
-        for k in first..=last {
-            self.record(series, (k as f64 + 0.5) * self.width, value);
+        let w = self.width;
+        let s = &mut self.series[series as usize];
+        if s.len() <= last {
+            s.resize(last + 1, Bucket::default());
+        }
+        for (k, b) in s.iter_mut().enumerate().take(last + 1).skip(first) {
+            let covered = to.min((k + 1) as f64 * w) - from.max(k as f64 * w);
+            if covered > 0.0 {
+                b.add(value * covered, max);
+            }
         }
     }
 
-    /// Records a whole bucket's mean and maximum (a point of an earlier timeline).
-    fn record_point(&mut self, series: Series, t: f64, mean: f64, max: f64) {
-        self.record(series, t, mean);
+    /// Raises the largest reading of the bucket holding `t`, where it has a reading.
+    fn raise_max(&mut self, series: Series, t: f64, max: f64) {
+        if !(t.is_finite() && t >= 0.0 && max.is_finite()) {
+            return;
+        }
         let index = (t / self.width) as usize;
-        if let Some(b) = self.series[series as usize].get_mut(index) {
+        if let Some(b) = self.series[series as usize]
+            .get_mut(index)
+            .filter(|b| b.count > 0)
+        {
             b.max = b.max.max(max);
         }
     }
@@ -204,6 +283,11 @@ impl TimelineBuilder {
     }
 
     /// The wire form, named `name`: series cut to the last bucket with a reading.
+    ///
+    /// A rate's mean is its integral over the bucket divided by the whole width, also in a
+    /// bucket the container lived only part of (its first or last): the buckets then add up
+    /// to the total, where dividing by the time covered would spread a short reading over the
+    /// whole bucket again. The largest reading is never below the mean shown.
     pub fn finish(&self, name: &str) -> ContainerTimeline {
         let len = self
             .series
@@ -215,42 +299,71 @@ impl TimelineBuilder {
             })
             .max()
             .unwrap_or(0);
-        let held = |series: Series, f: fn(&Bucket) -> Option<f64>, scale: f64| -> Vec<u32> {
-            let s = &self.series[series as usize];
+        let read =
+            |series: Series, i: usize| self.series[series as usize].get(i).filter(|b| b.count > 0);
+        let memory = |f: fn(&Bucket) -> f64| -> Vec<u32> {
             let mut last = 0.0;
             (0..len)
                 .map(|i| {
-                    if let Some(v) = s.get(i).and_then(f) {
-                        last = v;
+                    if let Some(b) = read(Series::Memory, i) {
+                        last = f(b);
                     }
-                    to_u32((last / scale).ceil())
+                    to_u32((last / 1048576.0).ceil())
                 })
                 .collect()
         };
-        let mean = |b: &Bucket| b.mean();
-        let max = |b: &Bucket| (b.count > 0).then_some(b.max);
-        let any = |series: Series| self.series[series as usize].iter().any(|b| b.count > 0);
-        let known = |series: Series, scale: f64| {
-            if any(series) {
-                held(series, mean, scale)
+        let rate = |series: Series, unit: f64| -> Vec<u32> {
+            let means: Vec<f64> = (0..len)
+                .map(|i| read(series, i).map_or(0.0, |b| b.sum / self.width / unit))
+                .collect();
+            round_keeping_total(&means)
+        };
+        let known = |series: Series, unit: f64| {
+            if self.series[series as usize].iter().any(|b| b.count > 0) {
+                rate(series, unit)
             } else {
                 Vec::new()
             }
         };
-        let kib = |series: Series| known(series, 1024.0);
+        let cpu_millicores = rate(Series::Cpu, 0.001);
+        let cpu_millicores_max = cpu_millicores
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                read(Series::Cpu, i).map_or(0, |b| to_u32((b.max / 0.001).ceil()).max(*m))
+            })
+            .collect();
         ContainerTimeline {
             name: name.to_owned(),
             start_seconds: 0.0,
-            cpu_millicores: held(Series::Cpu, mean, 0.001),
-            cpu_millicores_max: held(Series::Cpu, max, 0.001),
-            memory_mib: held(Series::Memory, mean, 1048576.0),
-            memory_mib_max: held(Series::Memory, max, 1048576.0),
-            network_kib_per_sec: kib(Series::Network),
-            disk_kib_per_sec: kib(Series::Disk),
+            cpu_millicores,
+            cpu_millicores_max,
+            memory_mib: memory(|b| b.mean().unwrap_or(0.0)),
+            memory_mib_max: memory(|b| b.max),
+            network_kib_per_sec: known(Series::Network, 1024.0),
+            disk_kib_per_sec: known(Series::Disk, 1024.0),
             run_queue_wait_millicores: known(Series::Wait, 0.001),
             cpu_pressure_percent: known(Series::CpuPressure, 0.01),
         }
     }
+}
+
+/// Whole numbers for `values` (non-negative) whose running sums are the values' running sums
+/// rounded: each is within one of its value, and all add up to within a half of theirs.
+/// Rounding each up instead adds up to one unit per bucket: a short job's buckets would hold
+/// far more CPU seconds than it used (0.1 ms per 100 ms bucket, on a job of 2 ms).
+fn round_keeping_total(values: &[f64]) -> Vec<u32> {
+    let (mut total, mut shown) = (0.0_f64, 0.0);
+    values
+        .iter()
+        .map(|v| {
+            total += v.max(0.0);
+            let upto = total.round();
+            let point = upto - shown;
+            shown = upto;
+            to_u32(point)
+        })
+        .collect()
 }
 
 fn to_u32(v: f64) -> u32 {
@@ -295,7 +408,8 @@ pub fn assemble<'a>(
 }
 
 /// Two pieces of one run (node mode across a restart): `later` starts `offset` seconds after
-/// `earlier`. Points are re-bucketed at the wider width (doubled further if needed).
+/// `earlier`. Points are re-bucketed at the wider width (doubled further if needed), the
+/// rates by the time each covers in the new buckets, so their totals are kept.
 pub fn merge(earlier: &Timeline, later: &Timeline, offset: f64) -> Timeline {
     let width = earlier.bucket_seconds.max(later.bucket_seconds);
     let mut builders: Vec<(String, TimelineBuilder)> = Vec::new();
@@ -309,28 +423,31 @@ pub fn merge(earlier: &Timeline, later: &Timeline, offset: f64) -> Timeline {
                 }
             };
             let b = &mut builders[at].1;
+            let w = piece.bucket_seconds;
             for i in 0..c.len() {
-                let t = shift + c.start_seconds + (i as f64 + 0.5) * piece.bucket_seconds;
+                // Each point holds its mean over its bucket, which now counts by the time it
+                // covers in the new ones; its largest reading goes to the one holding its middle.
+                let from = shift + c.start_seconds + i as f64 * w;
+                let (to, middle) = (from + w, from + w / 2.0);
                 let get = |v: &[u32]| v.get(i).copied().map(f64::from);
                 if let (Some(mean), Some(max)) =
                     (get(&c.cpu_millicores), get(&c.cpu_millicores_max))
                 {
-                    b.record_point(Series::Cpu, t, mean / 1000.0, max / 1000.0);
+                    b.add_span(Series::Cpu, from, to, mean / 1000.0, 0.0);
+                    b.raise_max(Series::Cpu, middle, max / 1000.0);
                 }
                 if let (Some(mean), Some(max)) = (get(&c.memory_mib), get(&c.memory_mib_max)) {
-                    b.record_point(Series::Memory, t, mean * 1048576.0, max * 1048576.0);
+                    b.add_point(Series::Memory, middle, mean * 1048576.0, max * 1048576.0);
                 }
-                if let Some(v) = get(&c.network_kib_per_sec) {
-                    b.record(Series::Network, t, v * 1024.0);
-                }
-                if let Some(v) = get(&c.disk_kib_per_sec) {
-                    b.record(Series::Disk, t, v * 1024.0);
-                }
-                if let Some(v) = get(&c.run_queue_wait_millicores) {
-                    b.record(Series::Wait, t, v / 1000.0);
-                }
-                if let Some(v) = get(&c.cpu_pressure_percent) {
-                    b.record(Series::CpuPressure, t, v / 100.0);
+                for (series, points, unit) in [
+                    (Series::Network, &c.network_kib_per_sec, 1024.0),
+                    (Series::Disk, &c.disk_kib_per_sec, 1024.0),
+                    (Series::Wait, &c.run_queue_wait_millicores, 0.001),
+                    (Series::CpuPressure, &c.cpu_pressure_percent, 0.01),
+                ] {
+                    if let Some(v) = get(points) {
+                        b.add_span(series, from, to, v * unit, v * unit);
+                    }
                 }
             }
         }
@@ -342,169 +459,4 @@ pub fn merge(earlier: &Timeline, later: &Timeline, offset: f64) -> Timeline {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_short_run_keeps_every_interval() {
-        let mut b = TimelineBuilder::new(0.1);
-        for i in 0..50 {
-            b.record(
-                Series::Cpu,
-                i as f64 * 0.1 + 0.05,
-                if i < 25 { 0.0 } else { 2.0 },
-            );
-            b.record(
-                Series::Memory,
-                i as f64 * 0.1 + 0.05,
-                (i as f64) * 1048576.0,
-            );
-        }
-        let t = b.finish("c");
-        assert_eq!(b.width(), 0.1);
-        assert_eq!(t.len(), 50);
-        assert_eq!(t.cpu_millicores[..25], [0; 25]);
-        assert_eq!(t.cpu_millicores[25..], [2000; 25]);
-        assert_eq!(t.memory_mib_max[49], 49);
-        assert!(t.network_kib_per_sec.is_empty() && t.disk_kib_per_sec.is_empty());
-    }
-
-    #[test]
-    fn a_long_run_doubles_the_width_and_keeps_spikes() {
-        let mut b = TimelineBuilder::new(0.1);
-        // Two hours at 10 readings a second: idle but for one 100 ms spike to 8 cores.
-        for i in 0..72_000u32 {
-            let t = f64::from(i) * 0.1;
-            let cores = if i == 40_000 { 8.0 } else { 0.5 };
-            b.record(Series::Cpu, t, cores);
-        }
-        let t = b.finish("c");
-        assert!(
-            t.len() <= MAX_POINTS && t.len() > MAX_POINTS / 2,
-            "{}",
-            t.len()
-        );
-        assert_eq!(b.width(), 25.6);
-        assert_eq!(*t.cpu_millicores_max.iter().max().unwrap(), 8000);
-        // The spike moves its bucket's mean by a little, never to 8 cores.
-        assert!(
-            t.cpu_millicores.iter().all(|m| *m <= 530),
-            "{:?}",
-            t.cpu_millicores
-        );
-    }
-
-    #[test]
-    fn buckets_without_a_reading_repeat_the_last_one() {
-        let mut b = TimelineBuilder::new(1.0);
-        b.record(Series::Cpu, 0.5, 1.0);
-        b.record(Series::Network, 0.5, 2048.0);
-        b.record(Series::Cpu, 5.5, 3.0);
-        let t = b.finish("c");
-        assert_eq!(t.cpu_millicores, [1000, 1000, 1000, 1000, 1000, 3000]);
-        assert_eq!(t.network_kib_per_sec, [2; 6]);
-    }
-
-    #[test]
-    fn containers_share_the_widest_width() {
-        let mut short = TimelineBuilder::new(0.1);
-        short.record(Series::Cpu, 1.0, 1.0);
-        let mut long = TimelineBuilder::new(0.1);
-        for i in 0..1000 {
-            long.record(Series::Cpu, f64::from(i) * 0.1, 2.0);
-        }
-        let t = assemble([("s", &short, 0.0), ("l", &long, 0.0)]).unwrap();
-        assert_eq!(t.bucket_seconds, long.width());
-        assert_eq!(t.containers[0].len(), (1.0 / t.bucket_seconds) as usize + 1);
-        assert!(assemble([("e", &TimelineBuilder::new(0.1), 0.0)]).is_none());
-    }
-
-    #[test]
-    fn pieces_of_a_run_merge_in_time() {
-        let mut a = TimelineBuilder::new(1.0);
-        a.record(Series::Cpu, 0.5, 1.0);
-        a.record(Series::Cpu, 1.5, 4.0);
-        let mut b = TimelineBuilder::new(1.0);
-        b.record(Series::Cpu, 0.5, 2.0);
-        let (a, b) = (
-            assemble([("c", &a, 0.0)]).unwrap(),
-            assemble([("c", &b, 0.0), ("d", &b, 0.0)]).unwrap(),
-        );
-        // The later piece started 3 s after the earlier one.
-        let m = merge(&a, &b, 3.0);
-        assert_eq!(m.bucket_seconds, 1.0);
-        assert_eq!(m.containers[0].cpu_millicores, [1000, 4000, 4000, 2000]);
-        assert_eq!(m.containers[0].cpu_millicores_max, [1000, 4000, 4000, 2000]);
-        assert_eq!(m.containers[1].name, "d");
-        assert_eq!(m.containers[1].cpu_millicores, [0, 0, 0, 2000]);
-    }
-
-    #[test]
-    fn a_rate_read_every_interval_fills_the_interval() {
-        let mut b = TimelineBuilder::new(1.0);
-        b.record(Series::Cpu, 0.5, 1.0);
-        b.record(Series::Cpu, 5.5, 1.0);
-        // Read at 5 s over the 5 s before it.
-        b.record_span(Series::CpuPressure, 0.0, 4.99, 0.5);
-        b.record_span(Series::CpuPressure, 1.0, f64::NAN, 0.9);
-        b.record_span(Series::CpuPressure, 3.0, 2.0, 0.9);
-        assert_eq!(b.finish("c").cpu_pressure_percent, [50, 50, 50, 50, 50, 50]);
-        // A span past the last bucket widens the buckets first.
-        let mut b = TimelineBuilder::new(0.1);
-        b.record_span(Series::Network, 0.0, 100.0, 2048.0);
-        assert!(b.width() > 0.1 && b.finish("c").len() <= MAX_POINTS);
-    }
-
-    #[test]
-    fn starvation_series_where_known() {
-        let mut b = TimelineBuilder::new(1.0);
-        b.record(Series::Cpu, 0.5, 1.0);
-        b.record(Series::Wait, 0.5, 0.25);
-        b.record(Series::CpuPressure, 0.5, 0.4);
-        b.record(Series::Cpu, 1.5, 1.0);
-        let t = b.finish("c");
-        assert_eq!(t.run_queue_wait_millicores, [250, 250]);
-        assert_eq!(t.cpu_pressure_percent, [40, 40]);
-        let mut none = TimelineBuilder::new(1.0);
-        none.record(Series::Cpu, 0.5, 1.0);
-        let t = none.finish("c");
-        assert!(t.run_queue_wait_millicores.is_empty() && t.cpu_pressure_percent.is_empty());
-    }
-
-    #[test]
-    fn bad_readings_are_ignored() {
-        let mut b = TimelineBuilder::new(0.0);
-        assert_eq!(b.width(), 1.0);
-        b.record(Series::Cpu, f64::NAN, 1.0);
-        b.record(Series::Cpu, -1.0, 1.0);
-        b.record(Series::Cpu, 1.0, f64::INFINITY);
-        assert!(b.finish("c").is_empty());
-    }
-
-    #[test]
-    fn a_two_hour_job_of_five_containers_fits_the_budget() {
-        let mut builders = Vec::new();
-        for c in 0..5 {
-            let mut b = TimelineBuilder::new(0.1);
-            for i in 0..72_000u32 {
-                let t = f64::from(i) * 0.1;
-                b.record(Series::Cpu, t, 3.999 + f64::from(c));
-                b.record(Series::Memory, t, 60.0e9);
-                if i % 50 == 0 {
-                    b.record(Series::Network, t, 900.0e6);
-                    b.record(Series::Disk, t, 900.0e6);
-                }
-            }
-            builders.push((format!("container-{c}"), b));
-        }
-        let t = assemble(builders.iter().map(|(n, b)| (n.as_str(), b, 0.0))).unwrap();
-        let json = serde_json::to_string(&t).unwrap();
-        println!(
-            "two hours, five containers: {} points of {} s each, {} bytes of JSON",
-            t.containers[0].len(),
-            t.bucket_seconds,
-            json.len()
-        );
-        assert!(json.len() <= 64 << 10, "{} bytes", json.len());
-    }
-}
+mod tests;

@@ -71,9 +71,12 @@ pub(super) struct Container {
     pub(super) proc_ticks: u64,
     /// A CPU reading was tried and neither eBPF nor a cgroup counter could give one.
     pub(super) cheap_unavailable: bool,
-    /// CPU ns read but not yet shown in a window: a read that could not be made consistent
-    /// defers a CPU's pending time to the next one, and no window may exceed all CPUs busy.
-    carry_ns: u64,
+    /// CPU ns of the total (`cpu_ns` with [`Container::cpu_lost_ns`]) the cores samples have
+    /// shown, the first reading's counting as shown. A sample of the exact counter shows what
+    /// is beyond it, at most every CPU busy for its window: a read that could not be made
+    /// consistent defers a CPU's pending time to the next one, and a slice a smooth sample
+    /// showed as it was used is not shown again when the exact counter gets it.
+    shown_ns: u64,
     /// Where this container's CPU comes from, fixed at its first reading so cumulative
     /// values never mix sources; `None` before that.
     pub(super) cpu_source: Option<Source>,
@@ -208,7 +211,7 @@ impl Container {
             cpu_before_start_ns: 0,
             proc_ticks: 0,
             cheap_unavailable: false,
-            carry_ns: 0,
+            shown_ns: 0,
             cpu_source: None,
             memory_source: Source::Proc,
             netns: BTreeSet::new(),
@@ -239,18 +242,10 @@ impl Container {
         }
     }
 
-    /// Records one CPU reading: cumulative ns used during the run (every source measures
-    /// from the run's start or the cgroup's creation). The first reading has no window, so it
-    /// adds to the total without a cores sample.
-    /// Returns the nanoseconds this reading added to the run's total.
-    pub(super) fn record_cpu(&mut self, now: Instant, cumulative_ns: u64, cpus: u32) -> u64 {
-        let sample = self.last_smooth.is_none();
-        self.record_cpu_total(now, cumulative_ns, cpus, sample)
-    }
-
     /// The cores sample from the smooth counter, where there is one (the total still comes
-    /// from the exact, lumpy one). Without it, `record_cpu` recorded the sample. Returns the
-    /// smooth counter's growth over the window, when the same cgroups were read at both ends.
+    /// from the exact, lumpy one). Without it, [`Container::sample_exact`] gives the sample.
+    /// Returns the smooth counter's growth over the window when it gave the window's sample
+    /// (the same cgroups were read at both ends).
     fn sample_smooth(
         &mut self,
         now: Instant,
@@ -269,8 +264,21 @@ impl Container {
         }
         let delta = rates::counter_delta(prev, value);
         let (shown, _) = rates::cap_window(delta, window, cpus);
-        self.record_cores(now, rates::cores_from_ns(shown, window));
+        self.shown_ns += shown;
+        self.record_cores(then, now, rates::cores_from_ns(shown, window));
         Some(delta)
+    }
+
+    /// The cores sample of the window from `then` to `now` where the smooth counter gave none
+    /// (there is none, it was just found or is gone, or its cgroups changed): what the total
+    /// has that no sample showed yet. Every window then has its sample, and the timeline all
+    /// of the total.
+    fn sample_exact(&mut self, then: Instant, now: Instant, cpus: u32) {
+        let window = now.saturating_duration_since(then);
+        let pending = (self.cpu_ns + self.cpu_lost_ns()).saturating_sub(self.shown_ns);
+        let (shown, _) = rates::cap_window(pending, window, cpus);
+        self.shown_ns += shown;
+        self.record_cores(then, now, rates::cores_from_ns(shown, window));
     }
 
     /// CPU the exact counter (eBPF) lost, by the cgroups' own counter: see
@@ -292,8 +300,9 @@ impl Container {
         self.timeline.record_span(series, at(from), at(to), value);
     }
 
-    fn record_cores(&mut self, now: Instant, cores: f64) {
-        self.timeline_at(Series::Cpu, now, cores);
+    /// A cores sample, read over the window from `from` to `now`.
+    fn record_cores(&mut self, from: Instant, now: Instant, cores: f64) {
+        self.timeline_span(Series::Cpu, from, now, cores);
         self.cpu_cores.record(cores);
         self.last_cores = Some(cores);
         if let Some(limit) = self.limits.and_then(|l| l.cpu_cores).filter(|l| *l > 0.0) {
@@ -301,31 +310,38 @@ impl Container {
         }
     }
 
+    /// Records one CPU reading: cumulative ns used during the run (every source measures
+    /// from the run's start or the cgroup's creation). Returns the nanoseconds it added to
+    /// the run's total, and when the window it ends started: `None` for the first reading,
+    /// which has no window (it adds to the total without a cores sample).
+    ///
+    /// The first reading's CPU goes on the timeline over the time since the container was
+    /// first seen (at most every CPU busy for that time), so the timeline holds the whole
+    /// total: in run mode, the command's start when the first reading comes after it.
     fn record_cpu_total(
         &mut self,
         now: Instant,
         cumulative_ns: u64,
         cpus: u32,
-        sample: bool,
-    ) -> u64 {
+    ) -> (u64, Option<Instant>) {
         let Some((then, prev)) = self.last_cpu else {
             self.cpu_ns = cumulative_ns;
+            self.shown_ns = cumulative_ns;
             self.last_cpu = Some((now, cumulative_ns));
-            return cumulative_ns;
+            let window = now.saturating_duration_since(self.first_seen);
+            let (shown, _) = rates::cap_window(cumulative_ns, window, cpus);
+            let cores = rates::cores_from_ns(shown, window);
+            self.timeline_span(Series::Cpu, self.first_seen, now, cores);
+            return (cumulative_ns, None);
         };
         let window = now.saturating_duration_since(then);
         if window.is_zero() {
-            return 0;
+            return (0, None);
         }
         let delta = rates::counter_delta(prev, cumulative_ns);
         self.cpu_ns += delta;
-        let (shown, carry) = rates::cap_window(delta + self.carry_ns, window, cpus);
-        self.carry_ns = carry;
-        if sample {
-            self.record_cores(now, rates::cores_from_ns(shown, window));
-        }
         self.last_cpu = Some((now, cumulative_ns));
-        delta
+        (delta, Some(then))
     }
 
     /// The smooth counter (the cgroups' own usage) at the last CPU reading.
@@ -355,7 +371,8 @@ impl Container {
     pub(super) fn cpu_reading(&mut self, reading: CpuReading<'_>) {
         self.cpu_source = Some(reading.source);
         let first = self.last_cpu.is_none();
-        let added = self.record_cpu(reading.now, reading.cumulative_ns, reading.cpus);
+        let (added, window) =
+            self.record_cpu_total(reading.now, reading.cumulative_ns, reading.cpus);
         let smooth = self.sample_smooth(reading.now, reading.smooth_ns, reading.cpus);
         if let Some(exact) = &mut self.exact_growth_ns {
             *exact += added;
@@ -364,6 +381,9 @@ impl Container {
         }
         if let (Some(d), Some(_)) = (smooth, self.exact_growth_ns) {
             self.smooth_growth_ns += d;
+        }
+        if let (None, Some(then)) = (smooth, window) {
+            self.sample_exact(then, reading.now, reading.cpus);
         }
         if let Some(live) = reading.live.filter(|_| self.alive) {
             let l = self.live_labels(reading.name, reading.id, reading.source);
@@ -429,6 +449,114 @@ mod tests {
             });
         }
         c.cpu_lost_ns() / 1_000_000
+    }
+
+    /// When after the container was first seen, the exact cumulative counter and the smooth
+    /// one with its fingerprint (µs of CPU).
+    type Reading = (Duration, u64, Option<(u64, u64)>);
+
+    /// A container read at `readings`.
+    fn read(readings: &[Reading]) -> Container {
+        let mut c = Container::new(None);
+        let name = ContainerName::mapped("c", None);
+        let id = summary::Execution::default();
+        for (at, exact, smooth) in readings {
+            let now = c.first_seen + *at;
+            c.cpu_reading(CpuReading {
+                name: &name,
+                id: &id,
+                source: Source::Ebpf,
+                now,
+                cumulative_ns: exact * 1000,
+                smooth_ns: smooth.map(|(k, v)| (k, v * 1000)),
+                cpus: 2,
+                live: None,
+            });
+        }
+        c
+    }
+
+    /// Its timeline's CPU buckets add up to its CPU seconds, to within 2 % or half a
+    /// millicore over one bucket (the wire's resolution).
+    fn assert_buckets_add_up(c: &Container) {
+        let width = c.timeline.width();
+        let buckets = c.timeline.finish("c").cpu_seconds(width);
+        let total = (c.cpu_ns + c.cpu_lost_ns()) as f64 / 1e9;
+        let within = (0.02 * total).max(0.0005 * width);
+        assert!(
+            (buckets - total).abs() <= within,
+            "{buckets} s in buckets, {total} s read"
+        );
+    }
+
+    fn ms(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    /// Issue 21: `sh -c 'sleep 1'` used 2.3 ms of CPU, 1.6 ms of it read 3 ms after the first
+    /// reading (541 millicores over those 3 ms), the rest as it ends.
+    #[test]
+    fn a_sleeping_command_shows_only_the_cpu_it_used() {
+        let mut readings = vec![(ms(1), 0, None), (ms(4), 1_623, None)];
+        readings.extend((1..=10).map(|i| (ms(4 + 100 * i), 1_623, None)));
+        readings.push((ms(1_006), 2_323, None));
+        let c = read(&readings);
+        let t = c.timeline.finish("c");
+        assert_eq!(t.len(), 11);
+        // Its 1.6 ms over the first 100 ms, and no reading of 541 millicores.
+        assert_eq!(t.cpu_millicores[0], 16);
+        assert!(t.cpu_millicores_max[0] < 200, "{:?}", t.cpu_millicores_max);
+        assert_eq!(t.cpu_millicores[1..10], [0; 9]);
+        assert_buckets_add_up(&c);
+    }
+
+    #[test]
+    fn the_first_reading_s_cpu_is_on_the_timeline() {
+        // The command used 30 ms before the first reading, at 50 ms, then a core for a second.
+        let mut readings = vec![(ms(50), 30_000, None)];
+        readings.extend((1..=10).map(|i| (ms(50 + 100 * i), 30_000 + 100_000 * i, None)));
+        let c = read(&readings);
+        let t = c.timeline.finish("c");
+        assert_eq!(t.cpu_millicores[..3], [800, 1000, 1000]);
+        assert_eq!(t.cpu_millicores[10], 500);
+        assert_buckets_add_up(&c);
+        // CPU from before it was seen, beyond every CPU busy since, has no place in it.
+        let c = read(&[(ms(10), 50_000, None), (ms(110), 50_000, None)]);
+        assert_eq!(c.timeline.finish("c").cpu_millicores, [200, 0]);
+    }
+
+    #[test]
+    fn every_window_has_a_sample_whichever_counter_gives_it() {
+        // eBPF in lumps, the cgroup's counter pacing the samples; a second cgroup joins at
+        // 300 ms (no smooth sample for that window), and the cgroups are gone at the last
+        // reading while eBPF gets its last slice.
+        let c = read(&[
+            (ms(0), 0, Some((1, 0))),
+            (ms(100), 100_000, Some((1, 100_000))),
+            (ms(200), 150_000, Some((1, 200_000))),
+            (ms(300), 300_000, Some((2, 5_300_000))),
+            (ms(400), 350_000, Some((2, 5_400_000))),
+            (ms(500), 500_000, None),
+        ]);
+        assert_eq!(c.cpu_cores.sample_count(), 5);
+        assert_eq!(c.timeline.finish("c").cpu_millicores, [1000; 5]);
+        assert_buckets_add_up(&c);
+        // A slice the cgroup's counter showed as it was used is not shown again when the
+        // exact counter gets it.
+        let c = read(&[
+            (ms(0), 0, Some((1, 0))),
+            (ms(100), 0, Some((1, 100_000))),
+            (ms(200), 100_000, None),
+        ]);
+        assert_eq!(c.timeline.finish("c").cpu_millicores, [1000, 0]);
+        assert_buckets_add_up(&c);
+        // The exact counter alone: a read of more than every CPU busy is a plateau.
+        let c = read(&[
+            (ms(0), 0, None),
+            (ms(100), 300_000, None),
+            (ms(200), 300_000, None),
+        ]);
+        assert_eq!(c.timeline.finish("c").cpu_millicores, [2000, 1000]);
     }
 
     #[test]
