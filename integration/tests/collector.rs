@@ -62,8 +62,10 @@ fn run_agrees_with_getrusage_for_many_short_children() {
         let out = run_collector(&args, &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{stderr}");
-        let summary: RunSummary = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        let summary: RunSummary = common::checked(
+            serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout))),
+        );
         let truth = rusage_from_times(&stderr);
         let measured = summary.containers[0].cpu_seconds;
         println!(
@@ -337,8 +339,10 @@ fn run_reports_true_memory_peaks_within_5_percent() {
         let out = run_collector(&["run", "--json", "--", TOUCH_MEMORY, &mib_arg, "1"], &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{stderr}");
-        let summary: RunSummary = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        let summary: RunSummary = common::checked(
+            serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout))),
+        );
         summary.validate().unwrap();
         check_peak("run", mib, &summary.containers[0]);
     }
@@ -512,7 +516,7 @@ fn run_counts_a_command_shorter_than_the_first_scan() {
         );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{stderr}");
-        let summary: RunSummary = serde_json::from_slice(&out.stdout).unwrap();
+        let summary: RunSummary = common::checked(serde_json::from_slice(&out.stdout).unwrap());
         let c = &summary.containers[0];
         println!("run {i}: {:.4} s from {:?}", c.cpu_seconds, c.cpu_source);
         assert_ne!(c.cpu_source, Source::Proc, "{stderr}");
@@ -553,7 +557,7 @@ fn a_steady_burner_samples_one_core_with_every_cpu_source() {
             &[],
         );
         assert!(out.status.success() || out.status.code() == Some(124));
-        let summary: RunSummary = serde_json::from_slice(&out.stdout).unwrap();
+        let summary: RunSummary = common::checked(serde_json::from_slice(&out.stdout).unwrap());
         let c = &summary.containers[0];
         // What the burner actually got: one core on an idle machine, less when the other
         // tests' processes share the two cores. Samples of a steady burner sit between
@@ -588,7 +592,7 @@ fn the_timeline_shows_the_phases_of_a_run() {
     let out = run_collector(&["run", "--json", "--", "sh", "-c", &script], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let summary: RunSummary = serde_json::from_slice(&out.stdout).unwrap();
+    let summary: RunSummary = common::checked(serde_json::from_slice(&out.stdout).unwrap());
     summary.validate().unwrap();
     let t = summary.timeline.as_ref().expect("a timeline");
     let c = &t.containers[0];
@@ -643,4 +647,34 @@ fn the_timeline_shows_the_phases_of_a_run() {
         peak >= 190 && peak_at >= 2.5 - w,
         "{peak} MiB at {peak_at} s"
     );
+}
+
+/// A command that sleeps has no CPU spike at the start of its timeline: a reading over a
+/// few milliseconds weighs as a few milliseconds of its bucket (it used to fill the bucket,
+/// 541 millicores for 2.3 ms of CPU in one run of three), and the buckets add up to its
+/// `cpu_seconds` (`common::checked`). Three runs, as the spike came in one of three.
+#[test]
+fn a_sleeping_command_has_no_cpu_spike_in_its_first_bucket() {
+    if !testkit::require_root("creates the command's cgroup") {
+        return;
+    }
+    for _ in 0..3 {
+        let out = run_collector(&["run", "--json", "--", "sh", "-c", "sleep 1"], &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary: RunSummary = common::checked(serde_json::from_slice(&out.stdout).unwrap());
+        let c = &summary.containers[0];
+        let t = summary.timeline.as_ref().expect("a timeline");
+        let first = t.containers[0].cpu_millicores.first().copied().unwrap_or(0);
+        // All of its CPU in that one bucket, at most: a few milliseconds of 100.
+        let most = (c.cpu_seconds / t.bucket_seconds * 1000.0).ceil() as u32 + 1;
+        println!(
+            "sleep 1: {:.4} s of CPU; first bucket ({} s) {first} millicores (at most {most}); {:?}",
+            c.cpu_seconds, t.bucket_seconds, t.containers[0].cpu_millicores
+        );
+        assert!(first <= most && first < 100, "{first} millicores");
+    }
 }

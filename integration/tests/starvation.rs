@@ -420,8 +420,7 @@ fn run_queue_wait_of_two_burners_on_one_cpu() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{stderr}");
-        let summary: RunSummary = serde_json::from_slice(&out.stdout).unwrap();
-        summary.validate().unwrap();
+        let summary: RunSummary = common::checked(serde_json::from_slice(&out.stdout).unwrap());
         let c = &summary.containers[0];
         let wait = c
             .run_queue_wait
@@ -522,9 +521,7 @@ fn run_json(args: &[&str]) -> RunSummary {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let summary: RunSummary = serde_json::from_slice(&out.stdout).unwrap();
-    summary.validate().unwrap();
-    summary
+    common::checked(serde_json::from_slice(&out.stdout).unwrap())
 }
 
 /// What used to be called starved: a command that sleeps, beside a busy build, waited a few

@@ -60,10 +60,12 @@ pub(super) fn classify(
             (HolderKind::Host, name.to_string(), None)
         }
         Some((name, job)) if job == waiter.1 => (HolderKind::OwnJob, name.to_string(), None),
+        // The host's wait behind the job's containers: their job has no name when nothing
+        // identified it.
         Some((name, job)) => (
             HolderKind::OtherJob,
             name.to_string(),
-            job.map(str::to_owned),
+            job.filter(|j| !j.is_empty()).map(str::to_owned),
         ),
     }
 }

@@ -122,6 +122,9 @@ pub(super) struct Container {
     pub(super) behind: super::behind::Attribution,
     /// Its figures over time, from when it was first seen.
     pub(super) timeline: TimelineBuilder,
+    /// The span of the last CPU reading (from the one before, or from when it was first
+    /// seen): where [`Container::timeline_final`] puts CPU no sample has shown.
+    last_cpu_span: Option<(Instant, Instant)>,
     pub(super) first_seen: Instant,
     pub(super) first_seen_wall: std::time::SystemTime,
 }
@@ -212,6 +215,7 @@ impl Container {
             proc_ticks: 0,
             cheap_unavailable: false,
             shown_ns: 0,
+            last_cpu_span: None,
             cpu_source: None,
             memory_source: Source::Proc,
             netns: BTreeSet::new(),
@@ -281,6 +285,23 @@ impl Container {
         self.record_cores(then, now, rates::cores_from_ns(shown, window));
     }
 
+    /// The timeline for the summary: CPU in the total that no sample showed (the smooth
+    /// counter lagging the exact one at the last reading, a first reading capped at every
+    /// CPU busy) goes into the last reading's span, so the buckets add up to `cpu_seconds`
+    /// (less CPU used before the collector started, which has no time on it).
+    pub(super) fn timeline_final(&self) -> TimelineBuilder {
+        let mut t = self.timeline.clone();
+        let rest = (self.cpu_ns + self.cpu_lost_ns()).saturating_sub(self.shown_ns);
+        if let (true, Some((from, to))) = (rest > 0, self.last_cpu_span) {
+            let at = |i: Instant| i.saturating_duration_since(self.first_seen).as_secs_f64();
+            // A span too short to see: a millisecond, so the rate stays finite.
+            let to = to.max(from + std::time::Duration::from_millis(1));
+            let rate = rest as f64 / 1e9 / to.saturating_duration_since(from).as_secs_f64();
+            t.record_span(Series::Cpu, at(from), at(to), rate);
+        }
+        t
+    }
+
     /// CPU the exact counter (eBPF) lost, by the cgroups' own counter: see
     /// `smooth_growth_ns`. 0 without a smooth counter.
     pub(super) fn cpu_lost_ns(&self) -> u64 {
@@ -326,10 +347,11 @@ impl Container {
     ) -> (u64, Option<Instant>) {
         let Some((then, prev)) = self.last_cpu else {
             self.cpu_ns = cumulative_ns;
-            self.shown_ns = cumulative_ns;
             self.last_cpu = Some((now, cumulative_ns));
+            self.last_cpu_span = Some((self.first_seen, now));
             let window = now.saturating_duration_since(self.first_seen);
             let (shown, _) = rates::cap_window(cumulative_ns, window, cpus);
+            self.shown_ns = shown;
             let cores = rates::cores_from_ns(shown, window);
             self.timeline_span(Series::Cpu, self.first_seen, now, cores);
             return (cumulative_ns, None);
@@ -341,6 +363,7 @@ impl Container {
         let delta = rates::counter_delta(prev, cumulative_ns);
         self.cpu_ns += delta;
         self.last_cpu = Some((now, cumulative_ns));
+        self.last_cpu_span = Some((then, now));
         (delta, Some(then))
     }
 
@@ -479,8 +502,9 @@ mod tests {
     /// Its timeline's CPU buckets add up to its CPU seconds, to within 2 % or half a
     /// millicore over one bucket (the wire's resolution).
     fn assert_buckets_add_up(c: &Container) {
-        let width = c.timeline.width();
-        let buckets = c.timeline.finish("c").cpu_seconds(width);
+        let t = c.timeline_final();
+        let buckets = t.finish("c").cpu_seconds(t.width());
+        let width = t.width();
         let total = (c.cpu_ns + c.cpu_lost_ns()) as f64 / 1e9;
         let within = (0.02 * total).max(0.0005 * width);
         assert!(
@@ -520,9 +544,23 @@ mod tests {
         assert_eq!(t.cpu_millicores[..3], [800, 1000, 1000]);
         assert_eq!(t.cpu_millicores[10], 500);
         assert_buckets_add_up(&c);
-        // CPU from before it was seen, beyond every CPU busy since, has no place in it.
+        // CPU from before it was seen, beyond every CPU busy since, is shown in the next
+        // window rather than dropped: the buckets still add up.
         let c = read(&[(ms(10), 50_000, None), (ms(110), 50_000, None)]);
-        assert_eq!(c.timeline.finish("c").cpu_millicores, [200, 0]);
+        assert_eq!(c.timeline.finish("c").cpu_millicores, [470, 30]);
+        assert_buckets_add_up(&c);
+    }
+
+    /// The cgroup's own counter paces the samples and lags eBPF's total at the last reading
+    /// (a short command): the summary's timeline still holds all of the total.
+    #[test]
+    fn a_smooth_counter_lagging_the_total_at_the_end_is_made_up() {
+        let c = read(&[
+            (ms(0), 0, Some((1, 0))),
+            (ms(100), 20_000, Some((1, 16_000))),
+        ]);
+        assert!(c.timeline.finish("c").cpu_seconds(c.timeline.width()) < 0.019);
+        assert_buckets_add_up(&c);
     }
 
     #[test]

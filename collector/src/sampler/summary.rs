@@ -66,6 +66,19 @@ impl Sampler {
             .unwrap_or_default()
             .as_secs_f64();
         let steal_share = self.steal_share();
+        let timelines: Vec<(&ContainerName, summary::timeline::TimelineBuilder, f64)> = self
+            .containers
+            .iter()
+            .filter(|(name, _)| wanted(name.as_str()))
+            .map(|(name, c)| {
+                let start = c
+                    .first_seen_wall
+                    .duration_since(system.start)
+                    .unwrap_or_default()
+                    .as_secs_f64();
+                (name, c.timeline_final(), start)
+            })
+            .collect();
         // Sorted by name: the map is ordered by name already.
         let containers: Vec<ContainerSummary> = self
             .containers
@@ -135,17 +148,9 @@ impl Sampler {
             top_commands: self.top_commands(&wanted),
             verdict,
             timeline: summary::timeline::assemble(
-                self.containers
+                timelines
                     .iter()
-                    .filter(|(name, _)| wanted(name.as_str()))
-                    .map(|(name, c)| {
-                        let start = c
-                            .first_seen_wall
-                            .duration_since(system.start)
-                            .unwrap_or_default()
-                            .as_secs_f64();
-                        (name.as_str(), &c.timeline, start)
-                    }),
+                    .map(|(name, t, start)| (name.as_str(), t, *start)),
             ),
         }
     }

@@ -241,8 +241,7 @@ pub fn stop_sidecar(sidecar: &mut Proc, file: &Path) -> summary::RunSummary {
     assert!(status.success(), "{stderr}");
     let summary: summary::RunSummary = serde_json::from_slice(&std::fs::read(file).unwrap())
         .unwrap_or_else(|e| panic!("the summary in {}: {e}", file.display()));
-    summary.validate().unwrap();
-    summary
+    checked(summary)
 }
 
 /// The summary's container whose name contains `name`.
@@ -290,4 +289,30 @@ pub fn release(fifo: &Path) -> bool {
         Err(e) if e.raw_os_error() == Some(libc::ENXIO) => false,
         Err(e) => panic!("opening {}: {e}", fifo.display()),
     }
+}
+
+/// Checks every run a test reads: valid, and each container's timeline CPU buckets add up
+/// to its `cpu_seconds` within 2 % (or half a millicore per bucket, the wire form's
+/// resolution, for a job of a few milliseconds). Returns it.
+#[track_caller]
+pub fn checked(summary: summary::RunSummary) -> summary::RunSummary {
+    summary.validate().unwrap();
+    if let Some(t) = &summary.timeline {
+        for ct in &t.containers {
+            let Some(c) = summary.containers.iter().find(|c| c.name == ct.name) else {
+                continue;
+            };
+            let buckets = ct.cpu_seconds(t.bucket_seconds);
+            let slack = (0.02 * c.cpu_seconds).max(0.0005 * t.bucket_seconds);
+            assert!(
+                (buckets - c.cpu_seconds).abs() <= slack,
+                "{}: timeline buckets {buckets} s vs cpu_seconds {} s ({} buckets of {} s)",
+                c.name,
+                c.cpu_seconds,
+                ct.cpu_millicores.len(),
+                t.bucket_seconds
+            );
+        }
+    }
+    summary
 }
