@@ -114,8 +114,14 @@ fn burner(secs: f32) -> String {
 
 /// A node collector; returns once it measures (its first scan is under way).
 fn node_collector(spool: &Path, receiver: &Receiver, token: &str) -> Proc {
+    node_collector_with(spool, receiver, token, &[])
+}
+
+/// [`node_collector`] with more arguments.
+fn node_collector_with(spool: &Path, receiver: &Receiver, token: &str, more: &[&str]) -> Proc {
     let p = Proc::spawn(
         collector()
+            .args(more)
             .args([
                 "node",
                 "--interval=300ms",
@@ -352,7 +358,8 @@ fn two_jobs_on_one_cpu_name_each_other_and_a_light_job_is_not_starved() {
     let spool = dir.path().join("spool");
     let root = cgroup2_mount().join(format!("sim-pair-{}", std::process::id()));
     let _cleanup = CgroupTree(root.clone());
-    let collector = node_collector(&spool, &receiver, &token);
+    let collector = node_collector_with(&spool, &receiver, &token, &["--metrics-addr=127.0.0.1:0"]);
+    let port = listening_port(collector.child.id(), DEADLINE);
     if !collector.log().contains("eBPF")
         && !testkit::require_ebpf("attributes run-queue wait with eBPF", || {
             Err("the node collector did not load eBPF".to_owned())
@@ -373,6 +380,30 @@ fn two_jobs_on_one_cpu_name_each_other_and_a_light_job_is_not_starved() {
     children.extend(pods[1].start(&busy, 0.5));
     children.extend(pods[2].start("sleep 2", 0.5));
     let runners = [children[0].id(), children[2].id()];
+    // Live: each job's series of wait behind the other job's container, at most
+    // MAX_LIVE_BEHIND + 1 series per container.
+    let behind_series = |metrics: &str, job: &str, other_pod: u32| {
+        metrics.lines().any(|l| {
+            l.starts_with("ci_collector_container_run_queue_wait_behind_seconds_total{")
+                && l.contains(&format!(r#"ci_job="{job}""#))
+                && l.contains(&format!(r#"behind="k8s:pod-{other_pod:04x}"#))
+        })
+    };
+    let metrics = wait_for(DEADLINE, "live wait-behind series of both jobs", || {
+        http_get(port, "/metrics")
+            .filter(|m| behind_series(m, "build-11", 12) && behind_series(m, "build-12", 11))
+    });
+    let mut per_container: std::collections::HashMap<String, usize> = Default::default();
+    for l in metrics
+        .lines()
+        .filter(|l| l.starts_with("ci_collector_container_run_queue_wait_behind_seconds_total{"))
+    {
+        let labels = l.split_once(',').map_or("", |(_, rest)| rest);
+        let container = labels.split('}').next().unwrap_or_default().to_owned();
+        *per_container.entry(container).or_default() += 1;
+    }
+    println!("live wait-behind series per container: {per_container:?}");
+    assert!(per_container.values().all(|n| *n <= 4), "{metrics}");
     // The last run_delay read before each loop ends (every 20 ms).
     let mut delay = [0u64; 2];
     let end = std::time::Instant::now() + DEADLINE;

@@ -33,6 +33,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "ci_collector_container_memory_pressure_seconds_total",
     "ci_collector_container_io_pressure_seconds_total",
     "ci_collector_container_run_queue_wait_seconds_total",
+    "ci_collector_container_run_queue_wait_behind_seconds_total",
     "ci_collector_container_disk_read_bytes_total",
     "ci_collector_container_disk_write_bytes_total",
     "ci_collector_samples_total",
@@ -58,6 +59,23 @@ pub struct ContainerLabels {
     pub run_id: String,
     /// Where the figure came from: `ebpf`, `cgroup` or `proc`.
     pub source: String,
+}
+
+/// Most holders one container's wait is split over in the live series, besides `other`:
+/// a container has at most `MAX_LIVE_BEHIND + 1` `..._behind_seconds_total` series.
+pub const MAX_LIVE_BEHIND: usize = 3;
+/// The `behind` label of the holders beyond the first [`MAX_LIVE_BEHIND`].
+pub const BEHIND_OTHER: &str = "other";
+
+/// A container's labels and who held the CPU while it waited.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BehindLabels {
+    /// The holder: another container's name, `itself`, `host`, `nobody`, or `other` (the
+    /// holders beyond the first few this container waited behind).
+    pub behind: String,
+    // Last: the derive moves the encoder into a flattened field.
+    #[prometheus(flatten)]
+    pub container: ContainerLabels,
 }
 
 type FloatCounter = Counter<f64, AtomicU64>;
@@ -90,6 +108,10 @@ pub struct LiveMetrics {
     memory_pressure: Family<ContainerLabels, FloatCounter>,
     io_pressure: Family<ContainerLabels, FloatCounter>,
     run_queue_wait: Family<ContainerLabels, FloatCounter>,
+    run_queue_wait_behind: Family<BehindLabels, FloatCounter>,
+    /// The `behind` labels each container's series use, in the order they were given (the
+    /// first [`MAX_LIVE_BEHIND`] holders, then `other`).
+    behind_slots: std::sync::Mutex<std::collections::HashMap<ContainerLabels, Vec<String>>>,
     disk_read: Family<ContainerLabels, Counter>,
     disk_write: Family<ContainerLabels, Counter>,
     pub samples: Counter,
@@ -121,6 +143,8 @@ impl Default for LiveMetrics {
             memory_pressure: Family::default(),
             io_pressure: Family::default(),
             run_queue_wait: Family::default(),
+            run_queue_wait_behind: Family::default(),
+            behind_slots: Default::default(),
             disk_read: Family::default(),
             disk_write: Family::default(),
             samples: Counter::default(),
@@ -192,6 +216,12 @@ impl Default for LiveMetrics {
             "container_run_queue_wait_seconds",
             "Time the container's runnable tasks waited for a CPU, summed over tasks",
             m.run_queue_wait.clone(),
+        );
+        registry.register(
+            "container_run_queue_wait_behind_seconds",
+            "Run-queue wait of the container by who held the CPU meanwhile (eBPF): the first \
+             few holders it waited behind, then `other`",
+            m.run_queue_wait_behind.clone(),
         );
         registry.register(
             "container_disk_read_bytes",
@@ -337,9 +367,47 @@ impl LiveMetrics {
             .inc_by(seconds.max(0.0));
     }
 
+    /// Adds wait behind `holder`: its own series among the container's first
+    /// [`MAX_LIVE_BEHIND`] holders, else `other`. A series once given stays the holder's,
+    /// so every counter only grows.
+    pub fn add_run_queue_wait_behind(&self, l: &ContainerLabels, holder: &str, seconds: f64) {
+        if seconds <= 0.0 {
+            return;
+        }
+        let behind = {
+            let mut slots = self.behind_slots.lock().unwrap_or_else(|e| e.into_inner());
+            let slots = slots.entry(l.clone()).or_default();
+            let named = slots.iter().filter(|s| *s != BEHIND_OTHER).count();
+            if slots.iter().any(|s| s == holder) {
+                holder.to_owned()
+            } else if named < MAX_LIVE_BEHIND && holder != BEHIND_OTHER {
+                slots.push(holder.to_owned());
+                holder.to_owned()
+            } else {
+                if !slots.iter().any(|s| s == BEHIND_OTHER) {
+                    slots.push(BEHIND_OTHER.to_owned());
+                }
+                BEHIND_OTHER.to_owned()
+            }
+        };
+        self.run_queue_wait_behind
+            .get_or_create(&BehindLabels {
+                container: l.clone(),
+                behind,
+            })
+            .inc_by(seconds);
+    }
+
     /// Deletes every series of a container that ended (all its label sets).
     pub fn remove_container(&self, sets: &[ContainerLabels]) {
+        let mut slots = self.behind_slots.lock().unwrap_or_else(|e| e.into_inner());
         for l in sets {
+            for behind in slots.remove(l).unwrap_or_default() {
+                self.run_queue_wait_behind.remove(&BehindLabels {
+                    container: l.clone(),
+                    behind,
+                });
+            }
             self.cpu_seconds.remove(l);
             self.memory.remove(l);
             self.memory_anon.remove(l);
@@ -460,6 +528,7 @@ mod tests {
         );
         live.add_network(&l, 10, 20);
         live.add_oom_kills(&l, 1);
+        live.add_run_queue_wait_behind(&l, "itself", 0.5);
         live.samples.inc();
         let text = live.encode();
         assert!(text.contains(r#"ci_collector_container_cpu_seconds_total{container="runner",repository="o/r",workflow="w",ci_job="j",run_id="1",source="ebpf"} 1.5"#), "{text}");
@@ -483,5 +552,51 @@ mod tests {
         );
         live.remove_container(&[l]);
         assert!(!live.encode().contains("runner"));
+    }
+
+    /// At most `MAX_LIVE_BEHIND + 1` series per container, whatever the number of holders;
+    /// a holder keeps its series; nothing is lost to the bound.
+    #[test]
+    fn wait_behind_series_are_bounded_per_container() {
+        let live = LiveMetrics::default();
+        let l = labels("build", &Execution::default(), Source::Ebpf);
+        let other = labels("lint", &Execution::default(), Source::Ebpf);
+        for round in 0..3 {
+            for holder in 0..20 {
+                live.add_run_queue_wait_behind(&l, &format!("job-{holder}"), 1.0);
+            }
+            live.add_run_queue_wait_behind(&other, "itself", 0.25);
+            let text = live.encode();
+            let series: Vec<&str> = text
+                .lines()
+                .filter(|t| {
+                    t.starts_with("ci_collector_container_run_queue_wait_behind_seconds_total{")
+                        && t.contains(r#"container="build""#)
+                })
+                .collect();
+            assert_eq!(series.len(), MAX_LIVE_BEHIND + 1, "{text}");
+            let rounds = f64::from(round + 1);
+            for (holder, value) in [
+                ("job-0", rounds),
+                ("job-2", rounds),
+                ("other", 17.0 * rounds),
+            ] {
+                assert!(
+                    series.iter().any(|s| {
+                        s.contains(&format!(r#"behind="{holder}","#))
+                            && s.ends_with(&format!(" {value:.1}"))
+                    }),
+                    "{holder} {value}: {series:?}"
+                );
+            }
+        }
+        live.remove_container(&[l]);
+        let text = live.encode();
+        assert!(!text.contains(r#"container="build""#), "{text}");
+        assert!(
+            text.lines()
+                .any(|t| t.contains(r#"behind="itself","#) && t.ends_with(" 0.75")),
+            "{text}"
+        );
     }
 }

@@ -20,6 +20,8 @@ pub(super) struct Attribution {
     ns: HashMap<u64, u64>,
     /// Each holder as last named: a holder that ends (and is forgotten) keeps its name.
     names: HashMap<u64, Named>,
+    /// `ns` as last fed to the live series.
+    live_ns: HashMap<u64, u64>,
 }
 
 impl Attribution {
@@ -147,11 +149,36 @@ impl Sampler {
                 .collect();
             updates.push((name.clone(), ns, named));
         }
+        let live = self.cfg.live.clone();
         for (name, ns, named) in updates {
-            if let Some(c) = self.containers.get_mut(&name) {
-                c.behind.ns = ns;
-                c.behind.names.extend(named);
+            let id = self.identities.get(&name).unwrap_or(&self.cfg.identity);
+            let Some(c) = self.containers.get_mut(&name) else {
+                continue;
+            };
+            c.behind.ns = ns;
+            c.behind.names.extend(named);
+            if let Some(live) = live.as_deref().filter(|_| c.alive) {
+                let mut added: Vec<(String, u64)> = c
+                    .behind
+                    .ns
+                    .iter()
+                    .map(|(h, v)| {
+                        let before = c.behind.live_ns.get(h).copied().unwrap_or(0);
+                        (
+                            live_label(c.behind.names.get(h), *h),
+                            v.saturating_sub(before),
+                        )
+                    })
+                    .filter(|(_, d)| *d > 0)
+                    .collect();
+                // The largest first: the first few holders get their own series.
+                added.sort_by_key(|(_, d)| std::cmp::Reverse(*d));
+                let l = c.live_labels(&name, id, summary::Source::Ebpf);
+                for (holder, d) in added {
+                    live.add_run_queue_wait_behind(&l, &holder, d as f64 / 1e9);
+                }
             }
+            c.behind.live_ns.clone_from(&c.behind.ns);
         }
     }
 
@@ -173,6 +200,16 @@ impl Sampler {
 }
 
 type Named = (HolderKind, String, Option<String>);
+
+/// The live series' `behind` label of a holder.
+fn live_label(named: Option<&Named>, holder: u64) -> String {
+    match named {
+        _ if holder == 0 => "nobody".to_owned(),
+        Some((HolderKind::Itself, _, _)) => "itself".to_owned(),
+        Some((_, name, _)) => name.clone(),
+        None => ContainerName::HOST.to_owned(),
+    }
+}
 /// A container's new totals by holder, and holders (re)named.
 type Update = (ContainerName, HashMap<u64, u64>, Vec<(u64, Named)>);
 
