@@ -44,11 +44,20 @@ fn push(r: &Run, n: u32, days_ago: f64) -> Value {
     let start = now - (days_ago * 86_400_000.0) as i64;
     let duration = 300.0 + 20.0 * f64::from(n);
     let end = start + (duration * 1000.0) as i64;
-    let verdict = json!({
+    let mut verdict = json!({
         "starved": r.starved,
         "by": if r.starved { vec!["cpu"] } else { vec![] },
         "text": if r.starved { "CPU-starved for 40 % of the run: throttled 40 % of periods (quota 1 core)" } else { "not starved" },
     });
+    let wait = r.throttled / 4.0;
+    let mut run_queue_wait = json!({"seconds": wait, "share": 0.05, "source": "ebpf"});
+    if r.starved {
+        verdict["cause"] = json!("contention");
+        run_queue_wait["behind"] = json!([
+            {"container": "lint-7", "job": "acme/web ci.yml lint #3", "seconds": wait * 0.7, "kind": "other_job"},
+            {"container": "its CPU quota (throttled)", "job": null, "seconds": wait * 0.3, "kind": "quota"},
+        ]);
+    }
     let container = json!({
         "name": "build", "cpu_cores": stats(r.cpu), "memory_bytes": stats(r.mem / 1.4),
         "cpu_seconds": r.cpu * 0.5 * duration, "memory_peak_bytes": r.mem as u64,
@@ -56,7 +65,7 @@ fn push(r: &Run, n: u32, days_ago: f64) -> Value {
         "limits": {"cpu_cores": r.cpu_limit, "memory_bytes": r.mem_limit as u64},
         "cpu_throttling": {"quota_cores": r.cpu_limit, "periods": 3000, "throttled_periods": (r.throttled * 10.0) as u64,
                            "throttled_seconds": r.throttled, "throttled_period_share": r.throttled / 300.0},
-        "run_queue_wait": {"seconds": r.throttled / 4.0, "share": 0.05, "source": "ebpf"},
+        "run_queue_wait": run_queue_wait,
         "verdict": verdict,
     });
     let mut summary = json!({
@@ -346,6 +355,11 @@ fn the_page_in_a_real_browser() {
     sort_by("name", &[XSS, "build", "lint"]);
     sort_by("name", &["lint", "build", XSS]);
     sort_by("starvation", &["build"]);
+    let held = b.text(&b.find(".held-back").unwrap()).unwrap();
+    assert!(
+        held.contains("contention: lint-7"),
+        "the fleet page names who: {held}"
+    );
     let cards = b
         .text(&b.find("section[aria-label='Fleet totals']").unwrap())
         .unwrap();
@@ -357,6 +371,12 @@ fn the_page_in_a_real_browser() {
         .click_to_navigate(&b.find("#job-table a.job").unwrap())
         .unwrap();
     assert!(at.contains("/job/acme/web/ci.yml/build"), "{at}");
+    let runs = b.text(&b.find("#run-table").unwrap()).unwrap();
+    assert!(
+        runs.contains("Held back by")
+            && runs.contains("contention: lint-7 (acme/web ci.yml lint #3)"),
+        "{runs}"
+    );
     for (chart, per_run) in [("cpu", 2), ("memory", 1), ("duration", 1)] {
         let points = b
             .find_all(&format!("#chart-{chart} circle.pt"))
@@ -389,6 +409,13 @@ fn the_page_in_a_real_browser() {
         .unwrap();
     assert!(at.contains("/run/"), "{at}");
     assert_eq!(b.find_all("#container-table tbody tr").unwrap().len(), 1);
+    // Who held the CPU while it waited: another job most of the time, then its quota.
+    assert_eq!(b.find_all("#behind-table tbody tr").unwrap().len(), 2);
+    let behind = b.text(&b.find("#behind-table").unwrap()).unwrap();
+    assert!(
+        behind.contains("lint-7") && behind.contains("another job") && behind.contains("70 %"),
+        "{behind}"
+    );
     assert!(
         b.text(&b.find("#verdict").unwrap())
             .unwrap()

@@ -234,6 +234,41 @@ pub fn cause(behind: &[Behind]) -> Option<Cause> {
     }
 }
 
+/// For a job's row: the cause of its CPU-starved containers' shortage and who held the CPU
+/// most while they waited (`contention: lint-7 (o/r ci lint #3) 21.0 s`); `None` when no
+/// CPU-starved container has a cause.
+pub fn held_back_by(containers: &[crate::ContainerSummary]) -> Option<String> {
+    let starved: Vec<&crate::ContainerSummary> = containers
+        .iter()
+        .filter(|c| {
+            c.verdict
+                .as_ref()
+                .is_some_and(|v| v.starved && v.cause.is_some())
+        })
+        .collect();
+    let (c, cause) = starved
+        .iter()
+        .map(|c| (*c, c.verdict.as_ref().and_then(|v| v.cause)))
+        .max_by(|a, b| {
+            let wait =
+                |c: &crate::ContainerSummary| c.run_queue_wait.as_ref().map_or(0.0, |w| w.seconds);
+            wait(a.0).total_cmp(&wait(b.0))
+        })?;
+    let cause = match cause? {
+        Cause::SelfInflicted => "self-inflicted",
+        Cause::Contention => "contention",
+    };
+    let top = c
+        .run_queue_wait
+        .as_ref()
+        .map(|w| describe(&w.behind, &c.name, 1))
+        .filter(|t| !t.is_empty());
+    Some(match top {
+        Some(top) => format!("{cause}: {top}"),
+        None => cause.to_owned(),
+    })
+}
+
 /// `web-1 (org/repo ci build #7) 12.3 s, itself 2.0 s`: the first `n` holders for a person.
 pub fn describe(behind: &[Behind], own: &str, n: usize) -> String {
     behind

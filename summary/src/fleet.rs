@@ -55,6 +55,10 @@ pub struct RunRow {
     pub starved: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub starved_by: Vec<String>,
+    /// For a CPU-starved run: whether more cores or isolation helps, and who held the CPU
+    /// most (`contention: lint-7 (acme/web ci lint #3) 21.0 s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_back_by: Option<String>,
 }
 
 fn all_some<T: Copy>(it: impl Iterator<Item = Option<T>>) -> Option<Vec<T>> {
@@ -113,6 +117,10 @@ impl RunRow {
                 .iter()
                 .filter_map(|c| c.run_queue_wait.as_ref().map(|w| w.seconds))
                 .sum(),
+            held_back_by: verdict
+                .as_ref()
+                .filter(|v| v.starved)
+                .and_then(|_| crate::behind::held_back_by(c)),
             starved: verdict.as_ref().is_some_and(|v| v.starved),
             starved_by: verdict.map(|v| v.by).unwrap_or_default(),
         }
@@ -388,6 +396,9 @@ pub struct JobEntry {
     pub last_starved: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub last_starved_by: Vec<String>,
+    /// What held the newest run back, where it was CPU-starved (see `RunRow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_held_back_by: Option<String>,
     pub waste: Waste,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sizing: Option<SizingShort>,
@@ -452,6 +463,7 @@ impl JobEntry {
             },
             last_starved: newest.is_some_and(|r| r.starved),
             last_starved_by: newest.map(|r| r.starved_by.clone()).unwrap_or_default(),
+            last_held_back_by: newest.and_then(|r| r.held_back_by.clone()),
             waste: waste(&w),
             sizing: a.sizing.clone(),
         }

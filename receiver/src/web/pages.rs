@@ -250,8 +250,14 @@ pub fn fleet(list: &JobList, totals: &FleetTotals, p: &ListParams) -> String {
     for e in &list.jobs {
         let href = job_href(&e.organization, &e.repository, &e.workflow, &e.job);
         let starved = if e.starved_runs > 0 {
+            let by = e.last_held_back_by.as_deref().map_or(String::new(), |h| {
+                format!(
+                    r#"<br><span class="muted held-back">last: {}</span>"#,
+                    esc(h)
+                )
+            });
             format!(
-                r#"<span class="badge bad">{} of {}</span>"#,
+                r#"<span class="badge bad">{} of {}</span>{by}"#,
                 e.starved_runs, e.runs_in_window
             )
         } else {
@@ -453,7 +459,7 @@ pub fn job(a: &JobAggregate, rows_newest_first: &[RunRow], sizing: Option<&Sizin
     b.push_str("</section>");
     recommendation(&mut b, sizing);
     // The runs.
-    b.push_str(r#"<h2>Runs</h2><div class="scroll"><table id="run-table"><thead><tr><th>Started (UTC)</th><th>Run</th><th class="num">Duration</th><th class="num">CPU p95 / peak</th><th class="num">Memory peak</th><th class="num">OOM kills</th><th class="num">Throttled</th><th class="num">Waiting</th><th>Starved</th></tr></thead><tbody>"#);
+    b.push_str(r#"<h2>Runs</h2><div class="scroll"><table id="run-table"><thead><tr><th>Started (UTC)</th><th>Run</th><th class="num">Duration</th><th class="num">CPU p95 / peak</th><th class="num">Memory peak</th><th class="num">OOM kills</th><th class="num">Throttled</th><th class="num">Waiting</th><th>Starved</th><th>Held back by</th></tr></thead><tbody>"#);
     for r in rows_newest_first {
         let run = if r.run_attempt.is_empty() {
             r.run_id.clone()
@@ -467,7 +473,7 @@ pub fn job(a: &JobAggregate, rows_newest_first: &[RunRow], sizing: Option<&Sizin
         };
         let _ = write!(
             b,
-            r#"<tr><td>{}</td><td><a href="{}/run/{}">{}</a></td><td class="num">{}</td><td class="num">{} / {}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{:.1} s</td><td class="num">{:.1} s</td><td>{}</td></tr>"#,
+            r#"<tr><td>{}</td><td><a href="{}/run/{}">{}</a></td><td class="num">{}</td><td class="num">{} / {}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{:.1} s</td><td class="num">{:.1} s</td><td>{}</td><td class="wide">{}</td></tr>"#,
             esc(&short_time(&r.time)),
             esc(&href),
             r.id,
@@ -486,7 +492,8 @@ pub fn job(a: &JobAggregate, rows_newest_first: &[RunRow], sizing: Option<&Sizin
                 )
             } else {
                 "no".to_owned()
-            }
+            },
+            esc(r.held_back_by.as_deref().unwrap_or("–"))
         );
     }
     b.push_str("</tbody></table></div>");

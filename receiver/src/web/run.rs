@@ -92,6 +92,7 @@ pub fn run(r: &StoredRun) -> String {
         );
     }
     b.push_str("</tbody></table></div>");
+    held_back_by(&mut b, s);
     // Top commands, else top processes.
     if !s.top_commands.is_empty() {
         b.push_str(r#"<h2>Top commands</h2><div class="scroll"><table id="command-table"><thead><tr><th>Command</th><th class="num">Processes</th><th class="num">CPU time</th><th class="num">Largest peak RSS</th><th class="num">Longest lived</th></tr></thead><tbody>"#);
@@ -187,4 +188,33 @@ pub fn run(r: &StoredRun) -> String {
         esc(&short_time(&r.received_at))
     );
     page(&format!("Run {run_name} of {}", r.job), true, &b)
+}
+
+/// Who held the CPU while each container waited a second or more (eBPF attribution).
+fn held_back_by(b: &mut String, s: &summary::RunSummary) {
+    let waits: Vec<_> = s
+        .containers
+        .iter()
+        .filter_map(|c| Some((c, c.run_queue_wait.as_ref()?)))
+        .filter(|(_, w)| summary::behind::worth_showing(w))
+        .collect();
+    if waits.is_empty() {
+        return;
+    }
+    b.push_str(r#"<h2>Held back by</h2><div class="scroll"><table id="behind-table"><thead><tr><th>Waited for a CPU</th><th>Held back by</th><th>Which is</th><th>Job</th><th class="num">Wait</th><th class="num">Of its wait</th></tr></thead><tbody>"#);
+    for (c, w) in waits {
+        for h in &w.behind {
+            let _ = write!(
+                b,
+                r#"<tr><td class="name">{}</td><td class="name">{}</td><td>{}</td><td>{}</td><td class="num">{:.1} s</td><td class="num">{}</td></tr>"#,
+                esc(&c.name),
+                esc(&h.container),
+                h.kind.label(),
+                esc(h.job.as_deref().unwrap_or("–")),
+                h.seconds,
+                pct(h.seconds / w.seconds)
+            );
+        }
+    }
+    b.push_str("</tbody></table></div>");
 }
