@@ -246,6 +246,25 @@ fn throttling_pressure_io_and_verdicts_match_the_kernel() {
         v.text.contains("throttled") && v.text.contains("quota 0.5 cores"),
         "{v:?}"
     );
+    // Its own quota held it back: self-inflicted, and the sizing says more cores help.
+    assert_eq!(v.cause, Some(Cause::SelfInflicted), "{v:?}");
+    if let Some(w) = c.run_queue_wait.as_ref().filter(|w| !w.behind.is_empty()) {
+        println!("behind: {:?}", w.behind);
+        assert_eq!(w.behind[0].kind, HolderKind::Quota, "{:?}", w.behind);
+    }
+    let sized = collector().arg("size").arg(&file).output().unwrap();
+    let sizing = String::from_utf8_lossy(&sized.stdout);
+    assert!(
+        sized.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sized.stderr)
+    );
+    let line = sizing
+        .lines()
+        .find(|l| l.contains("CPU-bound"))
+        .unwrap_or_else(|| panic!("no CPU-bound line in the sizing:\n{sizing}"));
+    println!("sizing: {}", line.trim());
+    assert!(line.contains("more cores would shorten it"), "{sizing}");
 
     let c = find(&idle);
     let v = c.verdict.as_ref().unwrap();

@@ -128,7 +128,12 @@ fn size_container(
                 .and_then(|h| h.get(hist::CPU_CORES))
                 .and_then(|e| Accumulator::decode(e).ok()),
             stats: c.cpu_cores,
-            limit_cores: c.limits.and_then(|l| l.cpu_cores).filter(|l| *l > 0.0),
+            // The quota the kernel enforced is a limit too, where none was given.
+            limit_cores: c
+                .limits
+                .and_then(|l| l.cpu_cores)
+                .or(c.cpu_throttling.and_then(|t| t.quota_cores))
+                .filter(|l| *l > 0.0),
             // Only time lost that the verdict would count (a second or more): a few
             // milliseconds of wait are not a reason to promise a shorter job.
             // Only the wait more cores would have made up: not what others took.
