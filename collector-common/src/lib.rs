@@ -32,7 +32,7 @@ pub mod names {
 }
 
 /// Slices remembered per CPU to attribute a wait to whoever held the CPU (a power of two).
-pub const RECENT_SLICES: usize = 4;
+pub const RECENT_SLICES: usize = 8;
 
 /// A slice that ran on a CPU: who held it, for how long (growth of its runtime). The idle
 /// task's stretch is `cgroup` 0 and `ns` `u64::MAX`: a wait that reaches back to it began

@@ -214,9 +214,12 @@ fn remember(state: &mut CpuState, task: u64, cgroup: u64, ns: u64) {
 
 /// Charges `wait`, the run-queue wait of `task` (of `cgroup`) on this CPU that ended when its
 /// slice began, to the slices that ran here before that slice, newest first, each up to its
-/// length: the time they held the CPU while it waited. What is left (the CPU was idle: a
-/// wake-up's latency; interrupts or the hypervisor took the time; older slices) goes to
-/// holder 0. The walk stops at the task's own earlier slice: it was not waiting then.
+/// length: the time they held the CPU while it waited. The walk stops at the task's own
+/// earlier slice (it was not waiting before that), at the idle task (the wait began on an
+/// idle CPU: a wake-up's latency) or after [`RECENT_SLICES`]. What the slices leave over
+/// is time on the CPU in no task's runtime (interrupts, the switches themselves): when the
+/// walk reached the task's own slice, every holder of the wait is known and it goes to the
+/// one that held the CPU longest; otherwise to holder 0, nobody.
 #[inline(always)]
 fn attribute_wait(
     ctx: &BtfTracePointContext,
@@ -227,18 +230,26 @@ fn attribute_wait(
 ) {
     let mut left = wait;
     let mut at = state.recent_head as usize;
+    let (mut own, mut top, mut top_part) = (false, 0u64, 0u64);
     for _ in 0..RECENT_SLICES {
         let held = state.recent[at & (RECENT_SLICES - 1)];
-        if left == 0 || held.ns == 0 || held.task == task {
+        if held.task == task {
+            own = true;
+            break;
+        }
+        if left == 0 || held.ns == 0 {
             break;
         }
         let part = if held.ns < left { held.ns } else { left };
+        if held.cgroup != 0 && part > top_part {
+            (top, top_part) = (held.cgroup, part);
+        }
         charge_behind(ctx, state, cgroup, held.cgroup, part);
         left -= part;
         at = at.wrapping_sub(1);
     }
     if left != 0 {
-        charge_behind(ctx, state, cgroup, 0, left);
+        charge_behind(ctx, state, cgroup, if own { top } else { 0 }, left);
     }
 }
 
