@@ -156,6 +156,14 @@ fn receiver_metric_names() -> BTreeSet<String> {
 
 /// The label names the collector puts on its per-container series, from a real exposition.
 fn collector_labels() -> BTreeSet<String> {
+    collector_labels_by_metric()
+        .into_values()
+        .flatten()
+        .collect()
+}
+
+/// The labels of each collector series, by metric name (as exported), with the scrape's.
+fn collector_labels_by_metric() -> std::collections::BTreeMap<String, BTreeSet<String>> {
     let live = collector::output::live::LiveMetrics::default();
     let id = summary::Execution {
         repository: "o/r".into(),
@@ -166,18 +174,27 @@ fn collector_labels() -> BTreeSet<String> {
     };
     let l = collector::output::live::labels("c", &id, summary::Source::Cgroup);
     live.add_cpu_seconds(&l, 1.0);
+    live.add_run_queue_wait_behind(&l, "itself", 1.0);
     let text = live.encode();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("ci_collector_container_cpu_seconds_total{"))
-        .unwrap_or_else(|| panic!("no CPU series in\n{text}"));
-    let inside = &line[line.find('{').unwrap() + 1..line.rfind('}').unwrap()];
-    let mut labels: BTreeSet<String> = inside
-        .split("\",")
-        .map(|kv| kv.split('=').next().unwrap().trim().to_owned())
-        .collect();
-    labels.extend(TARGET_LABELS.iter().map(|s| s.to_string()));
-    labels
+    assert!(
+        text.contains("ci_collector_container_cpu_seconds_total{"),
+        "no CPU series in\n{text}"
+    );
+    let mut out: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(open) = line.find('{') else {
+            continue;
+        };
+        let inside = &line[open + 1..line.rfind('}').unwrap()];
+        let labels = out.entry(line[..open].to_owned()).or_default();
+        labels.extend(
+            inside
+                .split("\",")
+                .map(|kv| kv.split('=').next().unwrap().trim().to_owned()),
+        );
+        labels.extend(TARGET_LABELS.iter().map(|s| s.to_string()));
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -458,6 +475,9 @@ fn receiver_names_read_from_source_match_what_it_exports() {
 fn labels_and_variables_in_the_dashboard_exist() {
     let dash = dashboard();
     let labels = collector_labels();
+    let by_metric = collector_labels_by_metric();
+    // A metric's own labels where the exposition shows it, else those of any series.
+    let labels_of = |m: &str| by_metric.get(m).unwrap_or(&labels);
     for l in [
         "container",
         "repository",
@@ -497,7 +517,7 @@ fn labels_and_variables_in_the_dashboard_exist() {
             };
             for l in &sel.labels {
                 let ok = if is_collector(m) {
-                    labels.contains(l)
+                    labels_of(m).contains(l)
                 } else if m.starts_with("receiver_") {
                     receiver_labels.contains(l.as_str())
                 } else {
@@ -512,7 +532,7 @@ fn labels_and_variables_in_the_dashboard_exist() {
         let metrics = s.metrics();
         if !metrics.is_empty() && metrics.iter().all(|m| is_collector(m)) {
             for l in s.grouping.iter().chain(&s.label_values) {
-                if !labels.contains(l) {
+                if !metrics.iter().any(|m| labels_of(m).contains(l)) {
                     problems.push(format!("{loc}: collector series have no label `{l}`"));
                 }
             }
