@@ -292,11 +292,20 @@ pub fn release(fifo: &Path) -> bool {
 }
 
 /// Checks every run a test reads: valid, and each container's timeline CPU buckets add up
-/// to its `cpu_seconds` within 2 % (or half a millicore per bucket, the wire form's
-/// resolution, for a job of a few milliseconds). Returns it.
+/// to its `cpu_seconds` (see [`timeline_problems`]). Returns it.
 #[track_caller]
 pub fn checked(summary: summary::RunSummary) -> summary::RunSummary {
     summary.validate().unwrap();
+    let problems = timeline_problems(&summary);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    summary
+}
+
+/// Containers whose timeline CPU buckets do not add up to their `cpu_seconds` within 2 %
+/// (or half a millicore per bucket, the wire form's resolution, for a job of a few
+/// milliseconds).
+pub fn timeline_problems(summary: &summary::RunSummary) -> Vec<String> {
+    let mut out = Vec::new();
     if let Some(t) = &summary.timeline {
         for ct in &t.containers {
             let Some(c) = summary.containers.iter().find(|c| c.name == ct.name) else {
@@ -304,17 +313,18 @@ pub fn checked(summary: summary::RunSummary) -> summary::RunSummary {
             };
             let buckets = ct.cpu_seconds(t.bucket_seconds);
             let slack = (0.02 * c.cpu_seconds).max(0.0005 * t.bucket_seconds);
-            assert!(
-                (buckets - c.cpu_seconds).abs() <= slack,
-                "{}: timeline buckets {buckets} s vs cpu_seconds {} s ({} buckets of {} s)",
-                c.name,
-                c.cpu_seconds,
-                ct.cpu_millicores.len(),
-                t.bucket_seconds
-            );
+            if (buckets - c.cpu_seconds).abs() > slack {
+                out.push(format!(
+                    "{}: timeline buckets {buckets} s vs cpu_seconds {} s ({} buckets of {} s)",
+                    c.name,
+                    c.cpu_seconds,
+                    ct.cpu_millicores.len(),
+                    t.bucket_seconds
+                ));
+            }
         }
     }
-    summary
+    out
 }
 
 /// `GET path` on 127.0.0.1:`port` (HTTP/1.0, no keep-alive): the body, or `None` when the
