@@ -615,10 +615,11 @@ fn a_sleeper_waking_beside_two_burners_on_its_cpu_is_not_starved() {
 }
 
 /// A container whose processes all end before the collector does: its cgroup's counters
-/// after the last reading in its life (up to an interval of them) are read once more when
-/// the scan finds it ended, so throttling and pressure agree with the cgroup's own counters
-/// (1.448 s of 1.943 s throttled at `--interval 1s` before; at 5 s, nothing after the
-/// first reading).
+/// after the last reading in its life (up to an interval of them) are read once more as its
+/// last process's exit record arrives, so throttling and pressure agree with the cgroup's
+/// own counters (1.448 s of 1.943 s throttled at `--interval 1s` before; at 5 s, nothing
+/// after the first reading). Also when its cgroups are removed right after, as a container
+/// runtime does, long before the next scan.
 #[test]
 fn a_container_that_ends_before_the_collector_is_read_to_its_end() {
     if !testkit::require_root("creates cgroups with CPU quotas") {
@@ -626,9 +627,10 @@ fn a_container_that_ends_before_the_collector_is_read_to_its_end() {
     }
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     println!("cgroup layout: {}", common::cgroup_layout());
-    for interval in ["1s", "5s"] {
-        let name = format!("ends-{}-{interval}", std::process::id());
-        let (procs, _trees) = cgroup(&name, &["cpu", "cpuacct"]);
+    for (interval, removed) in [("1s", false), ("5s", false), ("5s", true)] {
+        let name = format!("ends-{}-{interval}-{removed}", std::process::id());
+        let (procs, trees) = cgroup(&name, &["cpu", "cpuacct"]);
+        let mut trees = Some(trees);
         set_quota(&name, 0.5);
         let dir = tempfile::tempdir_in("/var/tmp").unwrap();
         let go = dir.path().join("go");
@@ -660,13 +662,33 @@ fn a_container_that_ends_before_the_collector_is_read_to_its_end() {
         let _ = job.wait(DEADLINE);
         let throttled = (throttled_us(&name) - throttled_before) as f64 / 1e6;
         let some = (cpu_some_us(&name) - some_before) as f64 / 1e6;
+        if removed {
+            testkit::wait_until(
+                DEADLINE,
+                "the collector to read the ended container",
+                || {
+                    sidecar
+                        .log()
+                        .lines()
+                        .any(|l| l.contains("have all exited") && l.contains(&name))
+                },
+            );
+            // Gone, as a runtime removes a container's cgroup: the next scan finds nothing.
+            trees.take();
+            assert!(!cgroup2_mount().join(&name).exists());
+        }
         // Within the interval after the end: at 5 s, before the next scan.
         let summary = common::stop_sidecar(&mut sidecar, &file);
         let c = common::container_named(&summary, &name);
         let t = c.cpu_throttling.expect("throttling figures");
         let stall = c.pressure.and_then(|p| p.cpu).expect("CPU pressure");
         println!(
-            "--interval {interval}: throttled {:.4} s against the cgroup's {throttled:.4} s ({:.4}), {} of {} periods; CPU pressure some {:.4} s against {some:.4} s ({:.4})",
+            "--interval {interval}{}: throttled {:.4} s against the cgroup's {throttled:.4} s ({:.4}), {} of {} periods; CPU pressure some {:.4} s against {some:.4} s ({:.4})",
+            if removed {
+                ", cgroups removed at once"
+            } else {
+                ""
+            },
             t.throttled_seconds,
             t.throttled_seconds / throttled,
             t.throttled_periods,
@@ -674,6 +696,7 @@ fn a_container_that_ends_before_the_collector_is_read_to_its_end() {
             stall.some_seconds,
             stall.some_seconds / some
         );
+        drop(trees);
         assert!(
             throttled > 0.5,
             "the job was hardly throttled: {throttled} s"

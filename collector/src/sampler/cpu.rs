@@ -23,6 +23,7 @@ impl Sampler {
         let now = Instant::now();
         let mut totals = None;
         let mut waits = None;
+        let mut ended = Vec::new();
         if let CpuSource::Ebpf(ebpf) = &mut self.cpu {
             let with_wait = ebpf.run_delay_available();
             // Only the containers' own cgroups: the whole map is walked at the slow tick.
@@ -50,7 +51,7 @@ impl Sampler {
             let exits = ebpf.drain_exits();
             ebpf.flush_logs();
             let exits = aggregate_exits(&exits);
-            self.record_exits(exits);
+            ended = self.record_exits(exits);
         }
         let cgroup_allowed = !matches!(self.cpu, CpuSource::Proc { .. });
         let live = self.cfg.live.as_deref();
@@ -121,6 +122,13 @@ impl Sampler {
         }
         if let Some(waits) = waits {
             self.wait_tick(&waits);
+        }
+        // The exit records say at once when a container's processes have all ended: its
+        // throttling, pressure and I/O are read now, while its cgroups are surely there
+        // (a container runtime removes them soon after), not at the next scan.
+        for name in ended {
+            tracing::debug!(container = %name, "its processes have all exited: reading its counters now");
+            self.read_held_of(now, &name);
         }
     }
 

@@ -39,86 +39,92 @@ impl Sampler {
             }
         }
         for name in live {
-            let twins: Vec<CgroupPath> = self
-                .processes
-                .values()
-                .filter(|p| p.container == name)
-                .flat_map(|p| [p.cpu_v1.clone(), p.blkio_v1.clone()])
-                .flatten()
-                .map(CgroupPath::V1)
-                .collect();
-            let Some(c) = self.containers.get_mut(&name) else {
+            self.read_held_of(now, &name);
+        }
+    }
+
+    /// Reads one container's throttling, pressure and I/O counters and folds them in.
+    pub(super) fn read_held_of(&mut self, now: Instant, name: &ContainerName) {
+        let name = name.clone();
+        let twins: Vec<CgroupPath> = self
+            .processes
+            .values()
+            .filter(|p| p.container == name)
+            .flat_map(|p| [p.cpu_v1.clone(), p.blkio_v1.clone()])
+            .flatten()
+            .map(CgroupPath::V1)
+            .collect();
+        let Some(c) = self.containers.get_mut(&name) else {
+            return;
+        };
+        c.held_v1.extend(twins);
+        let mut cgroups = distinct_roots(&c.cgroups);
+        cgroups.extend(distinct_roots(&c.held_v1));
+        let mut quota = None;
+        for cg in cgroups {
+            let reading = held::read_held(&self.mounts, &cg);
+            if reading == HeldCounters::default() {
                 continue;
-            };
-            c.held_v1.extend(twins);
-            let mut cgroups = distinct_roots(&c.cgroups);
-            cgroups.extend(distinct_roots(&c.held_v1));
-            let mut quota = None;
-            for cg in cgroups {
-                let reading = held::read_held(&self.mounts, &cg);
-                if reading == HeldCounters::default() {
-                    continue;
-                }
-                // Counters of a cgroup found at the first scan started before the run, but
-                // for run mode's own cgroups (pinned), which the run made: they start at 0.
-                let first = self.slow_ticks <= 1 && !c.memory_pinned.contains(&cg);
-                c.held_base.entry(cg.clone()).or_insert(if first {
-                    reading
-                } else {
-                    HeldCounters::default()
-                });
-                c.held_last.insert(cg.clone(), reading);
-                if quota.is_none() {
-                    quota = held::read_quota(&self.mounts, &cg);
-                }
             }
-            if quota.is_some() {
-                c.quota = quota;
+            // Counters of a cgroup found at the first scan started before the run, but
+            // for run mode's own cgroups (pinned), which the run made: they start at 0.
+            let first = self.slow_ticks <= 1 && !c.memory_pinned.contains(&cg);
+            c.held_base.entry(cg.clone()).or_insert(if first {
+                reading
+            } else {
+                HeldCounters::default()
+            });
+            c.held_last.insert(cg.clone(), reading);
+            if quota.is_none() {
+                quota = held::read_quota(&self.mounts, &cg);
             }
-            let total = held_total(c);
-            // The share of the time since the previous reading some task stalled on CPU.
-            if let (Some((then, before)), Some(some)) = (c.held_seen, total.cpu_some_us) {
+        }
+        if quota.is_some() {
+            c.quota = quota;
+        }
+        let total = held_total(c);
+        // The share of the time since the previous reading some task stalled on CPU.
+        if let (Some((then, before)), Some(some)) = (c.held_seen, total.cpu_some_us) {
+            let dt = now.saturating_duration_since(then).as_secs_f64();
+            if dt > 0.0 {
+                let stalled = some.saturating_sub(before) as f64 / 1e6;
+                c.timeline_span(Series::CpuPressure, then, now, (stalled / dt).min(1.0));
+            }
+        }
+        c.held_seen = total.cpu_some_us.map(|some| (now, some));
+        if let Some(live) = &self.cfg.live {
+            let delta = total.growth_since(&c.held_published);
+            let secs = |us: Option<u64>| us.map(|v| v as f64 / 1e6);
+            let id = self.identities.get(&name).unwrap_or(&self.cfg.identity);
+            // The kernel's cgroup counters, whatever the CPU and memory sources are.
+            let l = c.live_labels(&name, id, summary::Source::Cgroup);
+            live.add_held(
+                &l,
+                &HeldDelta {
+                    throttled_seconds: secs(delta.throttled_us),
+                    cpu_some_seconds: secs(delta.cpu_some_us),
+                    memory_some_seconds: secs(delta.memory_some_us),
+                    io_some_seconds: secs(delta.io_some_us),
+                    read_bytes: delta.read_bytes,
+                    write_bytes: delta.write_bytes,
+                },
+            );
+            c.held_published = total;
+        }
+        if let (Some(r), Some(w)) = (total.read_bytes, total.write_bytes) {
+            if let Some((then, pr, pw)) = c.last_io {
                 let dt = now.saturating_duration_since(then).as_secs_f64();
                 if dt > 0.0 {
-                    let stalled = some.saturating_sub(before) as f64 / 1e6;
-                    c.timeline_span(Series::CpuPressure, then, now, (stalled / dt).min(1.0));
+                    let (read, written) = (
+                        r.saturating_sub(pr) as f64 / dt,
+                        w.saturating_sub(pw) as f64 / dt,
+                    );
+                    c.read_rate.record(read);
+                    c.write_rate.record(written);
+                    c.timeline_span(Series::Disk, then, now, read + written);
                 }
             }
-            c.held_seen = total.cpu_some_us.map(|some| (now, some));
-            if let Some(live) = &self.cfg.live {
-                let delta = total.growth_since(&c.held_published);
-                let secs = |us: Option<u64>| us.map(|v| v as f64 / 1e6);
-                let id = self.identities.get(&name).unwrap_or(&self.cfg.identity);
-                // The kernel's cgroup counters, whatever the CPU and memory sources are.
-                let l = c.live_labels(&name, id, summary::Source::Cgroup);
-                live.add_held(
-                    &l,
-                    &HeldDelta {
-                        throttled_seconds: secs(delta.throttled_us),
-                        cpu_some_seconds: secs(delta.cpu_some_us),
-                        memory_some_seconds: secs(delta.memory_some_us),
-                        io_some_seconds: secs(delta.io_some_us),
-                        read_bytes: delta.read_bytes,
-                        write_bytes: delta.write_bytes,
-                    },
-                );
-                c.held_published = total;
-            }
-            if let (Some(r), Some(w)) = (total.read_bytes, total.write_bytes) {
-                if let Some((then, pr, pw)) = c.last_io {
-                    let dt = now.saturating_duration_since(then).as_secs_f64();
-                    if dt > 0.0 {
-                        let (read, written) = (
-                            r.saturating_sub(pr) as f64 / dt,
-                            w.saturating_sub(pw) as f64 / dt,
-                        );
-                        c.read_rate.record(read);
-                        c.write_rate.record(written);
-                        c.timeline_span(Series::Disk, then, now, read + written);
-                    }
-                }
-                c.last_io = Some((now, r, w));
-            }
+            c.last_io = Some((now, r, w));
         }
     }
 }

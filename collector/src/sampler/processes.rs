@@ -345,7 +345,10 @@ impl Sampler {
     }
 
     /// Exact per-process CPU of processes that exited (eBPF), short-lived ones included.
-    pub(super) fn record_exits(&mut self, exits: Vec<ExitedProcess>) {
+    /// Returns the containers whose every process known to the last scan has now exited:
+    /// their counters are read at once, before a container runtime removes their cgroups.
+    pub(super) fn record_exits(&mut self, exits: Vec<ExitedProcess>) -> Vec<ContainerName> {
+        let mut touched: Vec<ContainerName> = Vec::new();
         for mut e in exits {
             // A thread exiting is not its process exiting: hold its CPU until the leader goes.
             if !e.leader_exited {
@@ -360,6 +363,9 @@ impl Sampler {
             let Some(container) = self.container_of_cgroup.get(&e.cgroup_id).cloned() else {
                 continue; // not one of ours (out of scope)
             };
+            if !touched.contains(&container) {
+                touched.push(container.clone());
+            }
             let cpu_seconds = e.runtime_ns as f64 / 1e9;
             let avg_percent = if e.lifetime_ns > 0 {
                 e.runtime_ns as f64 / e.lifetime_ns as f64 * 100.0
@@ -413,6 +419,14 @@ impl Sampler {
                 exited: true,
             });
         }
+        // Those with a process exit whose processes from the last scan have all exited.
+        touched.retain(|name| {
+            self.processes
+                .values()
+                .filter(|p| &p.container == name)
+                .all(|p| p.exact_exit.is_some())
+        });
+        touched
     }
 
     fn push_exited(&mut self, p: ProcessSummary) {

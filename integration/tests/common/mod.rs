@@ -216,7 +216,8 @@ pub fn sidecar_sampling(args: &[&str], names: &[&str], file: &Path) -> Proc {
     let sidecar = Proc::spawn(
         collector()
             .args(args)
-            .env("RUST_LOG", "info")
+            // With the line that says a container's counters were read at its end.
+            .env("RUST_LOG", "info,collector::sampler::cpu=debug")
             .stdout(std::fs::File::create(file).unwrap()),
     );
     testkit::wait_until(
