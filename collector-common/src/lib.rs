@@ -254,8 +254,11 @@ pub mod globals {
 mod user {
     // SAFETY: all are `#[repr(C)]`, contain only integers and byte arrays, and have no padding.
     unsafe impl aya::Pod for super::CpuState {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::CgroupTime {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::ExitRecord {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::WaitPair {}
 }
 

@@ -111,6 +111,7 @@ pub fn sched_switch_empty(_ctx: BtfTracePointContext) -> i32 {
 /// Reads a field of a kernel object at a loader-provided offset.
 #[inline(always)]
 unsafe fn field<T: Copy>(base: *const u8, offset: &'static u64) -> T {
+    // SAFETY: callers pass a kernel object and a BTF member offset of its type (verifier-checked).
     unsafe { *(base.add(core::ptr::read_volatile(offset) as usize) as *const T) }
 }
 
@@ -126,9 +127,12 @@ unsafe fn try_sched_switch<const WAIT: bool, const ATTRIBUTE: bool>(ctx: &BtfTra
     let state = unsafe { &mut *state };
     let prev: *const u8 = ctx.arg(1);
     let next: *const u8 = ctx.arg(2);
+    // SAFETY: the tracepoint's task and a BTF member offset (the verifier checks the load).
     let prev_runtime: u64 = unsafe { field(prev, &OFF_TASK_RUNTIME) };
+    // SAFETY: the tracepoint's task and a BTF member offset (the verifier checks the load).
     let pid: i32 = unsafe { field(prev, &OFF_TASK_PID) };
     let prev_delay: u64 = if WAIT {
+        // SAFETY: the tracepoint's task and a BTF member offset (the verifier checks the load).
         unsafe { field(prev, &OFF_TASK_RUN_DELAY) }
     } else {
         0
@@ -150,15 +154,20 @@ unsafe fn try_sched_switch<const WAIT: bool, const ATTRIBUTE: bool>(ctx: &BtfTra
         // A switch on this CPU did not reach the program (the kernel counted more context
         // switches than program runs): the task it switched out (`in_task`) lost its slice,
         // and the task it switched in (`prev`) has no start. Both are recovered where exact.
+        // SAFETY: this CPU's slot; the task it names is read only with bpf_probe_read_kernel.
         unsafe { recover_missed_switch_out::<WAIT>(ctx, state) };
         // The switch-in was not seen, so there is no run_delay to subtract from: no wait is
         // counted for this slice (the kernel's total would charge all of prev's past waits).
+        // SAFETY: the tracepoint's task and a BTF member offset (the verifier checks the load).
         (unsafe { unseen_switch_in(prev, prev_runtime) }, 0)
     };
     state.in_task = next as u64;
+    // SAFETY: the tracepoint's task and a BTF member offset (the verifier checks the load).
     state.in_runtime_ns = unsafe { field(next, &OFF_TASK_RUNTIME) };
     if WAIT {
+        // SAFETY: the tracepoint's task and a BTF member offset (the verifier checks the load).
         state.in_run_delay_ns = unsafe { field(next, &OFF_TASK_RUN_DELAY) };
+        // SAFETY: the tracepoint's task and a BTF member offset (the verifier checks the load).
         state.in_pcount = unsafe { field(next, &OFF_TASK_PCOUNT) };
     }
 
@@ -172,6 +181,7 @@ unsafe fn try_sched_switch<const WAIT: bool, const ATTRIBUTE: bool>(ctx: &BtfTra
     if pid == 0 || (!charged && prev_state & TASK_DEAD == 0) {
         return;
     }
+    // SAFETY: the tracepoint's task, then BTF-typed members (css_set, cgroup, kernfs_node).
     let cgroup: u64 = unsafe {
         let css_set: *const u8 = field(prev, &OFF_TASK_CGROUPS);
         let cgrp: *const u8 = field(css_set, &OFF_CSS_SET_DFL_CGRP);
@@ -302,8 +312,10 @@ fn charge_behind(
 unsafe fn unseen_switch_in(prev: *const u8, prev_runtime: u64) -> u64 {
     bump(Stat::UnseenSwitchIn, 1);
     // SCHED_NORMAL, SCHED_BATCH and SCHED_IDLE are the fair class.
+    // SAFETY: the tracepoint's task and a BTF member offset (the verifier checks the load).
     let policy: u32 = unsafe { field(prev, &OFF_TASK_POLICY) };
     if matches!(policy, 0 | 3 | 5) {
+        // SAFETY: the tracepoint's task and a BTF member offset (the verifier checks the load).
         let picked_at: u64 = unsafe { field(prev, &OFF_TASK_PICK_RUNTIME) };
         prev_runtime.saturating_sub(picked_at)
     } else {
@@ -329,7 +341,9 @@ unsafe fn recover_missed_switch_out<const WAIT: bool>(
 ) {
     let task = state.in_task as *const u8;
     let read = |base: *const u8, offset: &'static u64| -> Option<u64> {
+        // SAFETY: arithmetic only; the load is bpf_probe_read_kernel's, which fails cleanly.
         let at = unsafe { base.add(core::ptr::read_volatile(offset) as usize) } as *const u64;
+        // SAFETY: bpf_probe_read_kernel fails cleanly on a bad address.
         unsafe { bpf_probe_read_kernel(at) }.ok()
     };
     let picked_at = read(task, &OFF_TASK_PICK_RUNTIME);
@@ -383,6 +397,7 @@ unsafe fn recover_missed_switch_out<const WAIT: bool>(
 /// Adds `pending` to a `CGROUP_TIME` value.
 #[inline(always)]
 unsafe fn add(total: *mut CgroupTime, pending: &CgroupTime) {
+    // SAFETY: this CPU's value, touched only by programs on this CPU (never re-entered).
     unsafe {
         (*total).cpu_ns += pending.cpu_ns;
         (*total).wait_ns += pending.wait_ns;
@@ -417,10 +432,12 @@ fn add_to_hash(
 ) {
     state.flush_seq += 1;
     if let Some(total) = CGROUP_TIME.get_ptr_mut(cgroup) {
+        // SAFETY: this CPU's value in the per-CPU hash, touched only by programs here.
         unsafe { add(total, pending) };
     } else if CGROUP_TIME.insert(cgroup, *pending, BPF_NOEXIST).is_err() {
         // Another CPU may have inserted the key just now; otherwise the map is full.
         if let Some(total) = CGROUP_TIME.get_ptr_mut(cgroup) {
+            // SAFETY: this CPU's value in the per-CPU hash, touched only by programs here.
             unsafe { add(total, pending) };
         } else {
             let hits = bump(Stat::CgroupMapFull, 1);
@@ -450,6 +467,7 @@ fn record_exit(prev: *const u8, pid: i32, cgroup: u64, runtime_ns: u64) {
         bump(Stat::ExitRingFull, 1);
         return;
     };
+    // SAFETY: the tracepoint's task and a BTF member offset (the verifier checks the load).
     let tgid: i32 = unsafe { field(prev, &OFF_TASK_TGID) };
     // `prev` is still `current` at this tracepoint, so this is its name.
     let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
@@ -458,8 +476,11 @@ fn record_exit(prev: *const u8, pid: i32, cgroup: u64, runtime_ns: u64) {
         pid: pid as u32,
         cgroup_id: cgroup,
         runtime_ns,
+        // SAFETY: a helper without preconditions.
         exit_ns: unsafe { bpf_ktime_get_ns() },
+        // SAFETY: the tracepoint's task and a BTF member offset (the verifier checks the load).
         start_ns: unsafe { field(prev, &OFF_TASK_START_TIME) },
+        // SAFETY: the tracepoint's task and a BTF member offset (the verifier checks the load).
         max_rss_pages: unsafe {
             let signal: *const u8 = field(prev, &OFF_TASK_SIGNAL);
             field(signal, &OFF_SIGNAL_MAXRSS)
@@ -474,6 +495,7 @@ fn record_exit(prev: *const u8, pid: i32, cgroup: u64, runtime_ns: u64) {
 #[inline(always)]
 fn bump(stat: Stat, by: u64) -> u64 {
     match STATS.get_ptr_mut(stat as u32) {
+        // SAFETY: this CPU's counter, touched only by programs on this CPU.
         Some(slot) => unsafe {
             *slot += by;
             *slot

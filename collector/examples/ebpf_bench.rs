@@ -184,11 +184,14 @@ impl Drop for StatsEnabled {
 
 fn pipe() -> (OwnedFd, OwnedFd) {
     let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+    // SAFETY: pipe(2) succeeded: both descriptors are open and owned by nobody else.
     unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
 }
 
 fn pin(cpu: usize) {
+    // SAFETY: syscalls on owned, initialised arguments (cpu_set_t, our pipe, a byte).
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
@@ -209,6 +212,7 @@ fn ping_pong_on(cpu: usize, peer_cpu: usize, round_trips: u64) -> Duration {
         pin(peer_cpu);
         let mut byte = [0u8; 1];
         for _ in 0..round_trips {
+            // SAFETY: syscalls on owned, initialised arguments (cpu_set_t, our pipe, a byte).
             unsafe {
                 libc::read(a_read.as_raw_fd(), byte.as_mut_ptr().cast(), 1);
                 libc::write(b_write.as_raw_fd(), byte.as_ptr().cast(), 1);
@@ -219,6 +223,7 @@ fn ping_pong_on(cpu: usize, peer_cpu: usize, round_trips: u64) -> Duration {
     let mut byte = [1u8; 1];
     let started = Instant::now();
     for _ in 0..round_trips {
+        // SAFETY: syscalls on owned, initialised arguments (cpu_set_t, our pipe, a byte).
         unsafe {
             libc::write(a_write.as_raw_fd(), byte.as_ptr().cast(), 1);
             libc::read(b_read.as_raw_fd(), byte.as_mut_ptr().cast(), 1);
@@ -227,6 +232,7 @@ fn ping_pong_on(cpu: usize, peer_cpu: usize, round_trips: u64) -> Duration {
     let elapsed = started.elapsed();
     peer.join().unwrap();
     // Let this thread run anywhere again.
+    // SAFETY: syscalls on owned, initialised arguments (cpu_set_t, our pipe, a byte).
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         for c in 0..=cpu {

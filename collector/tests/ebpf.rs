@@ -226,8 +226,10 @@ impl Drop for TestCgroup {
 /// Waits for one child and returns its CPU time (user + system) from wait4's rusage.
 fn wait_rusage(child: std::process::Child) -> u64 {
     let mut status = 0;
+    // SAFETY: rusage is plain integers: all zeroes is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = child.id() as libc::pid_t;
+    // SAFETY: `pid` is our child and both out-pointers are to owned, initialised locals.
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(rc, pid, "wait4: {}", std::io::Error::last_os_error());
     assert!(
@@ -241,6 +243,7 @@ fn wait_rusage(child: std::process::Child) -> u64 {
 /// Waits for one child and returns its peak resident bytes from wait4's rusage.
 fn wait_maxrss(child: std::process::Child) -> u64 {
     let mut status = 0;
+    // SAFETY: rusage is plain integers: all zeroes is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = child.id() as libc::pid_t;
     // SAFETY: plain syscall with valid out-pointers.
@@ -256,6 +259,7 @@ fn burn_cpu(target: Duration) {
             tv_sec: 0,
             tv_nsec: 0,
         };
+        // SAFETY: `ts` is an owned, initialised timespec.
         unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
         Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
     };
@@ -408,6 +412,7 @@ fn short_processes_report_their_peak_rss(env: &Env) {
         let pid = child.id();
         expected.push((pid, mb, wait_maxrss(child)));
     }
+    // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut exits = Vec::new();
