@@ -120,8 +120,22 @@ pub async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> 
     if let Some(bytes) = children_max_rss() {
         runner.sampler.raise_memory_peak(bytes);
     }
-    // Let the last switches of the command land, then take the final readings.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The final readings once the command's last switches have landed: its exit record has
+    // come (eBPF) and its CPU total reads the same twice.
+    let settling = tokio::time::Instant::now();
+    let deadline = settling + Duration::from_millis(250);
+    let mut last = None;
+    loop {
+        runner.sampler.cpu_tick();
+        let now = Some(runner.sampler.cpu_ns_total());
+        if (runner.sampler.exit_seen(pid) && now == last) || tokio::time::Instant::now() >= deadline
+        {
+            break;
+        }
+        last = now;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tracing::debug!(waited = ?settling.elapsed(), "the command's last switches landed");
     runner.finish();
     drop(cgroup);
     drop(memory_v1);

@@ -136,6 +136,9 @@ pub struct Sampler {
     /// Processes a scan retired lately, with the slow tick and the CPU seconds counted for
     /// them: their eBPF exit record, if it comes later, corrects their command's CPU.
     retired_recently: HashMap<(i32, String), (u64, f64)>,
+    /// Processes whose exit record came since the last scan (run mode waits for its
+    /// command's).
+    exits_since_scan: HashSet<i32>,
 }
 
 /// The latest figures, printed once per interval.
@@ -190,6 +193,7 @@ impl Sampler {
             last_mem_used: None,
             skipped_lines_reported: 0,
             retired_recently: HashMap::new(),
+            exits_since_scan: HashSet::new(),
         }
     }
 
@@ -253,6 +257,7 @@ impl Sampler {
         let window = self.last_slow.map(|t| now.saturating_duration_since(t));
         self.last_slow = Some(now);
         self.slow_ticks += 1;
+        self.exits_since_scan.clear();
         self.counters.new_interval();
         self.sample_system(now);
         self.scan_processes(window);

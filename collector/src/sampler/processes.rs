@@ -357,6 +357,7 @@ impl Sampler {
                 slot.1 = self.slow_ticks;
                 continue;
             }
+            self.exits_since_scan.insert(e.tgid as i32);
             if let Some((ns, _)) = self.pending_threads.remove(&e.tgid) {
                 e.runtime_ns += ns;
             }
@@ -427,6 +428,20 @@ impl Sampler {
                 .all(|p| p.exact_exit.is_some())
         });
         touched
+    }
+
+    /// Whether the process's exit has been seen: its exit record (eBPF), or without eBPF,
+    /// its absence from /proc (a reaped child).
+    pub fn exit_seen(&self, pid: i32) -> bool {
+        if !matches!(self.cpu, crate::sources::cpu_source::CpuSource::Ebpf(_)) {
+            return !self.cfg.proc_root.join(pid.to_string()).exists();
+        }
+        self.exits_since_scan.contains(&pid)
+    }
+
+    /// CPU nanoseconds of every container so far.
+    pub fn cpu_ns_total(&self) -> u64 {
+        self.containers.values().map(|c| c.cpu_ns).sum()
     }
 
     fn push_exited(&mut self, p: ProcessSummary) {
