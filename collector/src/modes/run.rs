@@ -187,10 +187,11 @@ fn exit_code(status: std::process::ExitStatus) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
+/// The command as a shell would need it typed (`sh -c 'perl -e ...'`).
 fn display_command(command: &[OsString]) -> String {
     command
         .iter()
-        .map(|a| a.to_string_lossy())
+        .map(|a| report::shell_quote(&a.to_string_lossy()))
         .collect::<Vec<_>>()
         .join(" ")
 }

@@ -18,14 +18,14 @@ const COMMANDS: usize = 5;
 /// The report of one run under a `###` heading.
 pub fn report(headline: &str, s: &RunSummary) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "### {}\n", escape(headline));
+    let _ = writeln!(out, "### {}\n", escape_outside_code(headline));
     if let Some(v) = &s.verdict {
-        let mark = if v.starved {
-            "**Starved**"
+        // One sentence: the text says "not starved" itself.
+        if v.starved {
+            let _ = writeln!(out, "**Starved**: {}\n", escape(&v.text));
         } else {
-            "Not starved"
-        };
-        let _ = writeln!(out, "{mark}: {}\n", escape(&v.text));
+            let _ = writeln!(out, "{}\n", escape(&capitalized(&v.text)));
+        }
     }
     let _ = writeln!(
         out,
@@ -187,6 +187,47 @@ fn number(v: f64) -> String {
 }
 
 /// Text safe in a table cell: no pipes, no line breaks, no HTML.
+/// `text` with its first letter upper-case.
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
+}
+
+/// [`escape`] outside code spans; inside them only line breaks go (a code span shows an
+/// entity literally).
+fn escape_outside_code(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('`') {
+        out.push_str(&escape(&rest[..open]));
+        let fence_len = rest[open..].chars().take_while(|c| *c == '`').count();
+        let fence = &rest[open..open + fence_len];
+        let after = &rest[open + fence_len..];
+        // The span closes at the next run of exactly as many backticks.
+        let close = (0..after.len()).find(|&i| {
+            after[i..].starts_with(fence)
+                && !after[i + fence_len..].starts_with('`')
+                && (i == 0 || !after[..i].ends_with('`'))
+        });
+        match close {
+            Some(i) => {
+                out.push_str(fence);
+                out.push_str(&after[..i].replace(['\n', '\r'], " "));
+                out.push_str(fence);
+                rest = &after[i + fence_len..];
+            }
+            None => {
+                out.push_str(&escape(&rest[open..]));
+                rest = "";
+            }
+        }
+    }
+    out.push_str(&escape(rest));
+    out
+}
+
 fn escape(text: &str) -> String {
     text.replace('|', "\\|")
         .replace(['\n', '\r'], " ")
@@ -321,6 +362,44 @@ mod tests {
         let md = report("run", &s);
         assert!(md.contains("| db |") && md.contains("| cc1 |"), "{md}");
         assert!(!md.contains("mermaid"));
+    }
+
+    /// A command with quotes, `<` and backticks stays as typed inside its code span.
+    #[test]
+    fn the_headline_shows_the_command_as_typed() {
+        use crate::output::report::{code_span, shell_quote};
+        let cmd = ["sh", "-c", "perl -e \"$x=q(x)x(80<<20)\"; echo `date`"]
+            .map(shell_quote)
+            .join(" ");
+        assert_eq!(cmd, "sh -c 'perl -e \"$x=q(x)x(80<<20)\"; echo `date`'");
+        let md = report(
+            &format!("{} exited", code_span(&cmd)),
+            &RunSummary::default(),
+        );
+        assert!(
+            md.starts_with("### ``sh -c 'perl -e \"$x=q(x)x(80<<20)\"; echo `date`'`` exited\n"),
+            "{md}"
+        );
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("a/b.c-d"), "a/b.c-d");
+        assert_eq!(code_span("`x`"), "`` `x` ``");
+        assert_eq!(escape_outside_code("a<b `c<d` e|f"), "a&lt;b `c<d` e\\|f");
+    }
+
+    #[test]
+    fn an_unstarved_run_says_so_once() {
+        let mut s = fixed();
+        s.verdict = Some(Verdict {
+            text: "not starved: no CPU quota".into(),
+            ..Default::default()
+        });
+        let md = report("x", &s);
+        assert!(md.contains("\nNot starved: no CPU quota\n"), "{md}");
+        assert!(
+            !md.to_lowercase().contains("not starved: not starved"),
+            "{md}"
+        );
     }
 
     #[test]

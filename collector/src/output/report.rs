@@ -31,10 +31,33 @@ pub fn run_headline(command: &str, status: std::process::ExitStatus, s: &RunSumm
         _ => "ended".to_owned(),
     };
     format!(
-        "`{command}` {how} after {:.2} s (CPU source: {})",
+        "{} {how} after {:.2} s (CPU source: {})",
+        code_span(command),
         s.duration_seconds,
         s.cpu_source.as_str()
     )
+}
+
+/// `arg` quoted for a POSIX shell where it needs it: `'perl -e "$x"'`, `'it'\''s'`.
+pub fn shell_quote(arg: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) {
+        return arg.to_owned();
+    }
+    format!("'{}'", arg.replace('\'', r"'\''"))
+}
+
+/// `text` as a Markdown code span (also plain enough for a terminal): fenced by one more
+/// backtick than its longest run of them, padded where it starts or ends with one.
+pub fn code_span(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    let pad = if text.starts_with('`') || text.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{text}{pad}{fence}")
 }
 
 /// Everything a summary says, as text (for `collector run` and `collector show`).
