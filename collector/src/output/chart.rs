@@ -44,7 +44,7 @@ pub fn timeline_chart(t: Option<&Timeline>) -> String {
     let per = points.div_ceil(WIDTH).max(1);
     let _ = writeln!(
         out,
-        "\nOver time (one column per {}; the highest block is the container's peak):",
+        "\nOver time (one column per {}; the highest block is the container's largest sample):",
         seconds(t.bucket_seconds * per as f64)
     );
     let name_width = t
@@ -62,13 +62,13 @@ pub fn timeline_chart(t: Option<&Timeline>) -> String {
         let mem_top = c.memory_mib_max.iter().copied().max().unwrap_or(0);
         let _ = writeln!(
             out,
-            "  {name:<name_width$}  cpu {}  peak {:.2} cores",
+            "  {name:<name_width$}  cpu {}  sampled peak {:.2} cores",
             pad(sparkline(&c.cpu_millicores_max, WIDTH - lead, cpu_top)),
             f64::from(cpu_top) / 1000.0
         );
         let _ = writeln!(
             out,
-            "  {:<name_width$}  mem {}  peak {}",
+            "  {:<name_width$}  mem {}  sampled peak {}",
             "",
             pad(sparkline(&c.memory_mib_max, WIDTH - lead, mem_top)),
             bytes(f64::from(mem_top) * 1048576.0)
@@ -128,9 +128,9 @@ mod tests {
             ],
         };
         let chart = timeline_chart(Some(&t));
-        let expected = "\nOver time (one column per 500 ms; the highest block is the container's peak):\n  \
-                        build  cpu ▁▁██▆▁  peak 2.00 cores\n         mem ▂▂▃▆█▂  peak 320.0 MiB\n  \
-                        db     cpu   ██  peak 0.10 cores\n         mem   ██  peak 64.0 MiB\n";
+        let expected = "\nOver time (one column per 500 ms; the highest block is the container's largest sample):\n  \
+                        build  cpu ▁▁██▆▁  sampled peak 2.00 cores\n         mem ▂▂▃▆█▂  sampled peak 320.0 MiB\n  \
+                        db     cpu   ██  sampled peak 0.10 cores\n         mem   ██  sampled peak 64.0 MiB\n";
         assert_eq!(chart, expected, "{chart}");
         assert_eq!(timeline_chart(None), "");
     }

@@ -155,13 +155,19 @@ pub fn table(headline: &str, s: &RunSummary) -> String {
             );
         }
         if let Some(v) = &c.verdict {
-            let mark = if v.starved { "STARVED" } else { "verdict" };
-            let _ = writeln!(out, "{:<20} {mark}: {}", "", v.text);
+            // One sentence: an unstarved verdict says "not starved" itself.
+            let text = if v.starved {
+                format!("STARVED: {}", v.text)
+            } else {
+                format!("verdict: {}", v.text)
+            };
+            let _ = writeln!(out, "{:<20} {text}", "");
         }
     }
     let _ = writeln!(
         out,
-        "  (avg, p95, peak: cores used; CPU sampled every --cpu-interval)"
+        "  (avg, p95, peak: cores used; CPU sampled every --cpu-interval; mem peak: the kernel's \
+         high-water mark where it has one, else the largest sample)"
     );
     if shared {
         let _ = writeln!(
