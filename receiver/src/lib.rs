@@ -39,10 +39,14 @@
 //! clients use the workspace's `http-client` keep-alive connections.
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod config;
+pub mod fleet;
 pub mod metrics;
+pub mod router;
 pub mod server;
+pub mod session;
 pub mod sizer;
 pub mod store;
 pub mod web;

@@ -35,7 +35,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
-use crate::api::{self, AppState};
+use crate::app::AppState;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreOptions};
@@ -363,7 +363,7 @@ async fn serve_connection(
 ) {
     let service = service_fn(move |req| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(api::handle(&state, req).await) }
+        async move { Ok::<_, Infallible>(crate::router::handle(&state, req).await) }
     });
     let mut builder = http1::Builder::new();
     builder

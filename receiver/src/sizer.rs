@@ -1,4 +1,5 @@
-//! The background sizer: keeps each job's sizing answer in short in its aggregate
+//! The sizing of a job from its stored runs ([`compute`], which the sizing endpoint and the
+//! web page call too), and the background sizer: keeps each job's sizing answer in short in its aggregate
 //! ([`summary::fleet::SizingShort`]), so the job list can show a recommendation for every
 //! job without sizing a thousand jobs on each request.
 //!
@@ -9,14 +10,15 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use summary::StoredRun;
 use summary::fleet::SizingShort;
-use summary::sizing::SizingParams;
+use summary::sizing::{self, Sizing, SizingParams, SizingRun};
 use tokio::sync::{Notify, watch};
 
-use crate::api::sizing::{DEFAULT_WINDOW, compute};
-use crate::store::Store;
+use crate::fleet::DEFAULT_WINDOW;
+use crate::store::{Store, StoreError};
 
 /// How long the sizer gathers marks before it works through them.
 const GATHER: Duration = Duration::from_millis(250);
@@ -103,4 +105,57 @@ impl Sizer {
             }
         }
     }
+}
+
+/// The sizing of the job `key` from its most recent `params.runs` runs that started within
+/// `window` before `now`, and the newest stored run's id (0 without runs). Blocking.
+pub(crate) async fn compute(
+    store: &Store,
+    key: &[u8],
+    params: &SizingParams,
+    window: Duration,
+    now: SystemTime,
+) -> Result<(Sizing, u64), StoreError> {
+    let since = now.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH);
+    let page = store
+        .query(key.to_vec(), params.runs, None, usize::MAX)
+        .await?;
+    let params = params.clone();
+    // Merging histograms is CPU work (milliseconds): off the request threads.
+    tokio::task::spawn_blocking(move || {
+        let mut newest = 0;
+        let mut stored: Vec<StoredRun> = page
+            .runs
+            .iter()
+            .filter_map(|raw| match serde_json::from_slice::<StoredRun>(raw) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping a stored run that does not parse");
+                    None
+                }
+            })
+            .inspect(|r| newest = newest.max(r.id))
+            .filter(|r| started(r).is_some_and(|t| t >= since))
+            .collect();
+        stored.reverse();
+        let runs: Vec<SizingRun<'_>> = stored
+            .iter()
+            .map(|r| SizingRun {
+                time_ms: started(r)
+                    .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_millis() as i64),
+                run_id: &r.run_id,
+                summary: &r.payload,
+            })
+            .collect();
+        (sizing::recommend(&runs, &params), newest)
+    })
+    .await
+    .map_err(|e| StoreError::Thread(format!("sizing task: {e}")))
+}
+
+/// When a run started: its summary's start, else when it was received.
+fn started(r: &StoredRun) -> Option<SystemTime> {
+    summary::time::parse_rfc3339(&r.payload.start_time)
+        .or_else(|| summary::time::parse_rfc3339(&r.received_at))
 }

@@ -202,7 +202,7 @@ fn legacy_pushes_in_flight_are_bounded() {
     // receiver must read the body to judge it. 16 such pushes hold their bodies open.
     let junk = "ab".repeat(32);
     let mut held = Vec::new();
-    for _ in 0..receiver::api::LEGACY_PUSHES_IN_FLIGHT {
+    for _ in 0..receiver::app::LEGACY_PUSHES_IN_FLIGHT {
         let mut s = send_head(&server, &push_head(&junk, "\r\nExpect: 100-continue"));
         // "100 Continue": the receiver has taken a slot and waits for the body.
         let r = read_one(&mut s);

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use summary::timeline::Timeline;
 
-use super::report::bytes;
+use super::units::bytes;
 
 /// Most columns of a sparkline.
 pub const WIDTH: usize = 60;

@@ -12,3 +12,4 @@ pub mod live;
 pub mod markdown;
 pub mod push;
 pub mod report;
+pub mod units;

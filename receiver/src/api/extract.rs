@@ -1,19 +1,17 @@
 //! What handlers take from a request: credentials, the body, the query path and its
 //! parameters. Each step fails with the answer the client gets.
 
-use std::borrow::Cow;
-use std::sync::Arc;
-
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use hyper::body::{Body, Bytes};
 use hyper::header;
 use hyper::{Request, StatusCode};
-use percent_encoding::percent_decode_str;
 use serde::Deserialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 
-use super::error::ApiError;
-use super::{AppState, DEFAULT_LIMIT, MAX_LIMIT, QUERY_PREFIX};
+use super::QUERY_PREFIX;
+use crate::app::ApiError;
+use crate::app::{AppState, percent_decode};
+use crate::fleet::{DEFAULT_LIMIT, MAX_LIMIT};
 
 /// The bearer token of a request; 401 if there is none, 400 if there are several
 /// `Authorization` headers (which one counts would be up to each proxy on the way).
@@ -87,35 +85,7 @@ impl std::ops::Deref for ReadBody {
     }
 }
 
-/// How much request-body memory the receiver holds at once.
-#[derive(Debug)]
-pub struct BodyLimits {
-    /// Bytes of bodies being read or parsed, all requests together: each body reserves
-    /// its `Content-Length` (or `--max-body-bytes` when it has none) before it is read.
-    pub bytes: Arc<Semaphore>,
-    /// Pushes with a legacy token (whose scope is known only from the body) being read
-    /// or parsed at once.
-    pub legacy_pushes: Arc<Semaphore>,
-}
-
-/// Default of [`BodyLimits::bytes`]: 64 MiB (raised to `--max-body-bytes` if that is
-/// larger, so one body always fits).
-pub const BODY_BYTES_IN_FLIGHT: usize = 64 << 20;
-/// Default of [`BodyLimits::legacy_pushes`].
-pub const LEGACY_PUSHES_IN_FLIGHT: usize = 16;
-
-impl BodyLimits {
-    /// `bytes` bytes of bodies and `legacy_pushes` legacy-token pushes at once; `bytes`
-    /// is raised to `max_body_bytes` if smaller.
-    pub fn new(bytes: usize, legacy_pushes: usize, max_body_bytes: usize) -> Self {
-        let bytes = bytes.max(max_body_bytes).min(Semaphore::MAX_PERMITS);
-        Self {
-            bytes: Arc::new(Semaphore::new(bytes)),
-            legacy_pushes: Arc::new(Semaphore::new(legacy_pushes)),
-        }
-    }
-}
-
+/// A slot among the legacy-token pushes in flight; 503 if all are taken.
 /// 503 with `Retry-After: 1`: the receiver is full for now, a retry will do.
 fn busy(what: &str) -> ApiError {
     ApiError::new(
@@ -125,7 +95,6 @@ fn busy(what: &str) -> ApiError {
     .retry_after(1)
 }
 
-/// A slot among the legacy-token pushes in flight; 503 if all are taken.
 pub(crate) fn legacy_push_slot(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
     state
         .body_limits
@@ -190,26 +159,6 @@ where
 pub(crate) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")))
-}
-
-/// Decodes the `%XX` escapes of one path segment; `None` if an escape is malformed (`%`
-/// not followed by two hex digits) or the result is not UTF-8.
-pub fn percent_decode(segment: &str) -> Option<String> {
-    // percent-encoding passes malformed escapes through as text; here they are errors.
-    let bytes = segment.as_bytes();
-    let well_formed = bytes.iter().enumerate().all(|(i, &b)| {
-        b != b'%'
-            || bytes
-                .get(i + 1..i + 3)
-                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
-    });
-    if !well_formed {
-        return None;
-    }
-    percent_decode_str(segment)
-        .decode_utf8()
-        .ok()
-        .map(Cow::into_owned)
 }
 
 /// `/api/v1/metrics/repo/{org}/{repo}/{workflow}/{job}`, decoded: 404 if the shape is

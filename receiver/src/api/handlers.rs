@@ -7,12 +7,12 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use summary::MetricsPush;
 
-use super::error::{ApiError, json_response};
 use super::extract::{
     bearer, encode_cursor, legacy_push_slot, page_params, parse_json, query_path, read_body,
     require_json, require_read_token,
 };
-use super::{AppState, Resp};
+use crate::app::{ApiError, json_response};
+use crate::app::{AppState, Resp};
 use crate::auth::{PushToken, Scope, TokenError};
 use crate::store::{NewRun, job_key};
 
@@ -129,7 +129,7 @@ fn token_refused(err: TokenError) -> ApiError {
 /// one is refused (401) before a byte of the body is read, and the body's identity must
 /// then lie within its scope (403 naming the first component that does not). A legacy
 /// token (the seed's format) names no scope, so its body must be read first: at most
-/// [`super::LEGACY_PUSHES_IN_FLIGHT`] such pushes at once (503 beyond). Every body also
+/// [`crate::app::LEGACY_PUSHES_IN_FLIGHT`] such pushes at once (503 beyond). Every body also
 /// reserves its size in the budget of body bytes in flight (503 when full).
 ///
 /// Pushing the same run again (a retry after a lost answer) stores nothing new and is

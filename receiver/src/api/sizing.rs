@@ -6,22 +6,20 @@
 //! `p95`, `p75`, `p50`, `avg`; default `p95`), `window` (how far back, a duration such as
 //! `14d` or `12h`; default 30 days) and `cpu_limit` (`true` to also recommend a CPU limit).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use hyper::{Request, StatusCode};
 use serde::Serialize;
-use summary::StoredRun;
-use summary::sizing::{self, Percentile, Sizing, SizingParams, SizingRun};
+use summary::sizing::{Percentile, Sizing, SizingParams};
 
-use super::error::{ApiError, json_response};
 use super::extract::{job_path, require_read_token};
-use super::{AppState, Resp};
-use crate::store::{Store, StoreError, job_key};
+use crate::app::{ApiError, AppState, Resp, json_response};
+use crate::fleet::DEFAULT_WINDOW;
+use crate::sizer::compute;
+use crate::store::job_key;
 
 pub(crate) const SIZING_PREFIX: &str = "/api/v1/sizing/repo/";
 
-/// Default `window`: 30 days.
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(30 * 86_400);
 /// Largest `buffer`, percent.
 const MAX_BUFFER: f64 = 200.0;
 
@@ -56,14 +54,14 @@ pub(crate) fn params(query: Option<&str>) -> Result<Params, ApiError> {
     };
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v =
-            super::percent_decode(v).ok_or_else(|| bad("malformed percent-encoding in query"))?;
+        let v = crate::app::percent_decode(v)
+            .ok_or_else(|| bad("malformed percent-encoding in query"))?;
         match k {
             "runs" => {
                 p.sizing.runs = v
                     .parse::<usize>()
                     .ok()
-                    .filter(|n| (1..=sizing::MAX_RUNS).contains(n))
+                    .filter(|n| (1..=summary::sizing::MAX_RUNS).contains(n))
                     .ok_or_else(|| bad("runs must be an integer from 1 to 100"))?;
             }
             "buffer" => {
@@ -122,59 +120,6 @@ pub(crate) async fn sizing<B>(state: &AppState, req: &Request<B>) -> Result<Resp
         )
     })?;
     Ok(json_response(StatusCode::OK, body))
-}
-
-/// The sizing of the job `key` from its most recent `params.runs` runs that started within
-/// `window` before `now`, and the newest stored run's id (0 without runs). Blocking.
-pub(crate) async fn compute(
-    store: &Store,
-    key: &[u8],
-    params: &SizingParams,
-    window: Duration,
-    now: SystemTime,
-) -> Result<(Sizing, u64), StoreError> {
-    let since = now.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH);
-    let page = store
-        .query(key.to_vec(), params.runs, None, usize::MAX)
-        .await?;
-    let params = params.clone();
-    // Merging histograms is CPU work (milliseconds): off the request threads.
-    tokio::task::spawn_blocking(move || {
-        let mut newest = 0;
-        let mut stored: Vec<StoredRun> = page
-            .runs
-            .iter()
-            .filter_map(|raw| match serde_json::from_slice::<StoredRun>(raw) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::warn!(error = %e, "skipping a stored run that does not parse");
-                    None
-                }
-            })
-            .inspect(|r| newest = newest.max(r.id))
-            .filter(|r| started(r).is_some_and(|t| t >= since))
-            .collect();
-        stored.reverse();
-        let runs: Vec<SizingRun<'_>> = stored
-            .iter()
-            .map(|r| SizingRun {
-                time_ms: started(r)
-                    .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_millis() as i64),
-                run_id: &r.run_id,
-                summary: &r.payload,
-            })
-            .collect();
-        (sizing::recommend(&runs, &params), newest)
-    })
-    .await
-    .map_err(|e| StoreError::Thread(format!("sizing task: {e}")))
-}
-
-/// When a run started: its summary's start, else when it was received.
-fn started(r: &StoredRun) -> Option<SystemTime> {
-    summary::time::parse_rfc3339(&r.payload.start_time)
-        .or_else(|| summary::time::parse_rfc3339(&r.received_at))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! | method | path | answer |
 //! |---|---|---|
 //! | GET | `/login` | the sign-in form |
-//! | POST | `/login` | form field `token` = the read token: 303 to `/` with a session cookie ([`session`]); 401 and the form again if it is not the read token |
+//! | POST | `/login` | form field `token` = the read token: 303 to `/` with a session cookie ([`crate::session`]); 401 and the form again if it is not the read token |
 //! | POST | `/logout` | 303 to `/login`, the cookie cleared |
 //! | GET | `/` | the fleet: totals and the sortable, filterable job table (the job list's parameters) |
 //! | GET | `/job/{org}/{repo}/{workflow}/{job}` | a job: charts of its runs, the recommendation, its runs |
@@ -16,7 +16,6 @@
 pub(crate) mod html;
 pub(crate) mod pages;
 pub(crate) mod run;
-pub mod session;
 pub(crate) mod svg;
 
 use http_body_util::{BodyExt as _, Full, Limited};
@@ -25,8 +24,8 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use summary::StoredRun;
 
-use crate::api::fleet::{fleet_totals, job_list, list_params, load_history, load_jobs};
-use crate::api::{ApiError, AppState, Resp};
+use crate::app::{ApiError, AppState, Resp};
+use crate::fleet::{fleet_totals, job_list, list_params};
 use crate::store::job_key;
 
 /// Runs drawn in a job's charts (the newest).
@@ -97,7 +96,7 @@ fn signed_in<B>(state: &AppState, req: &Request<B>) -> bool {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .filter_map(session::from_cookie_header)
+        .filter_map(crate::session::from_cookie_header)
         .any(|v| state.session.verify(v, now))
 }
 
@@ -120,7 +119,7 @@ where
         (&Method::POST, "/login") => ("page-login", login(state, req).await),
         (&Method::POST, "/logout") => (
             "page-logout",
-            redirect("/login", Some(session::clear_cookie())),
+            redirect("/login", Some(crate::session::clear_cookie())),
         ),
         (_, "/login" | "/logout") => (
             "page-login",
@@ -145,7 +144,7 @@ fn form_token(body: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(body).ok()?;
     text.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
-        (k == "token").then(|| crate::api::percent_decode(&v.replace('+', " ")))?
+        (k == "token").then(|| crate::app::percent_decode(&v.replace('+', " ")))?
     })
 }
 
@@ -166,9 +165,11 @@ where
     };
     match form_token(&body) {
         Some(token) if state.keys.is_read_token(token.trim()) => {
-            let cookie = state.session.issue(state.keys.now(), session::nonce());
+            let cookie = state
+                .session
+                .issue(state.keys.now(), crate::session::nonce());
             tracing::info!("web session started");
-            redirect("/", Some(session::set_cookie(&cookie)))
+            redirect("/", Some(crate::session::set_cookie(&cookie)))
         }
         _ => {
             tracing::info!("web sign-in refused: not the read token");
@@ -183,11 +184,11 @@ where
 async fn fleet_page<B>(state: &AppState, req: &Request<B>) -> Resp {
     let p = match list_params(req.uri().query()) {
         Ok(p) => p,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.message()),
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
     };
-    let jobs = match load_jobs(state).await {
+    let jobs = match state.store.jobs().await {
         Ok(j) => j,
-        Err(e) => return error_page(e.status(), &e.message()),
+        Err(e) => return store_error(e),
     };
     let now = state.keys.clock_now();
     let list = job_list(&jobs, &p, now);
@@ -209,7 +210,7 @@ fn job_segments(path: &str) -> Option<([String; 4], Option<u64>)> {
     }
     let mut out: [String; 4] = Default::default();
     for (o, s) in out.iter_mut().zip(job) {
-        *o = crate::api::percent_decode(s)?;
+        *o = crate::app::percent_decode(s)?;
     }
     Some((out, run))
 }
@@ -237,17 +238,17 @@ async fn job_or_run(state: &AppState, path: &str) -> Resp {
         Ok(None) => return error_page(StatusCode::NOT_FOUND, "no runs stored for this job"),
         Err(e) => return store_error(e),
     };
-    let rows = match load_history(state, key.clone(), CHART_RUNS, None).await {
+    let rows = match state.store.history(key.clone(), CHART_RUNS, None).await {
         Ok((rows, _)) => rows,
-        Err(e) => return error_page(e.status(), &e.message()),
+        Err(e) => return store_error(e),
     };
     let params = summary::sizing::SizingParams {
         classes: state.runner_classes.clone(),
         ..Default::default()
     };
-    let window = crate::api::sizing::DEFAULT_WINDOW;
+    let window = crate::fleet::DEFAULT_WINDOW;
     let now = state.keys.clock_now();
-    let sizing = crate::api::sizing::compute(&state.store, &key, &params, window, now)
+    let sizing = crate::sizer::compute(&state.store, &key, &params, window, now)
         .await
         .ok()
         .map(|(s, _)| s);

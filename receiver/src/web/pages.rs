@@ -9,7 +9,7 @@ use super::html::{
     axis_time, bytes, cores, duration, esc, job_href, page, pct, short_time, url_part,
 };
 use super::svg::{Chart, Series, line_chart};
-use crate::api::fleet::{JobList, ListParams};
+use crate::fleet::{JobList, ListParams};
 
 /// The sign-in form; `error` says why the last attempt failed.
 pub fn login(error: Option<&str>) -> String {

@@ -8,17 +8,12 @@
 //! - [`migrate_from_v2`]: a version-2 file gets its rows and aggregates at open;
 //! - reads: [`aggregates`], [`aggregate`], [`history`].
 
-use std::ops::Bound;
-
-use redb::{Database, Durability, ReadTransaction, ReadableTable, ReadableTableMetadata, Table};
-use summary::StoredRun;
+use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, Table};
 use summary::fleet::{JobAggregate, RunRow};
 
 use super::StoreError;
-use super::schema::{
-    JOBS, META, META_SCHEMA, RUN_ROWS, RUNS, SCHEMA_VERSION, id_of_run_key, run_key,
-};
-use crate::store::{decode_aggregate, job_key};
+use super::schema::{JOBS, RUN_ROWS, run_key};
+use crate::store::decode_aggregate;
 
 /// The [`JOBS`] table, open in a write transaction.
 pub(super) type JobsTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
@@ -145,144 +140,6 @@ pub(super) fn history(
 
 fn rows_last_id(rows: &[RunRow]) -> Option<u64> {
     rows.last().map(|r| r.id)
-}
-
-/// Runs read per transaction by [`migrate_from_v2`].
-const MIGRATION_CHUNK: usize = 5_000;
-
-/// Builds [`RUN_ROWS`] and [`JOBS`] for the runs of a version-2 file, in transactions of
-/// [`MIGRATION_CHUNK`] runs; the last sets the schema version. A crash in between leaves
-/// version 2 and the next open starts again from empty tables. Returns the runs counted.
-pub(super) fn migrate_from_v2(db: &Database) -> Result<u64, StoreError> {
-    // A migration that crashed half-way left partial tables: start them again.
-    {
-        let mut txn = db.begin_write()?;
-        txn.set_durability(Durability::Immediate);
-        txn.delete_table(JOBS)?;
-        txn.delete_table(RUN_ROWS)?;
-        txn.open_table(JOBS)?;
-        txn.open_table(RUN_ROWS)?;
-        txn.commit()?;
-    }
-    let mut after: Option<Vec<u8>> = None;
-    let mut counted = 0u64;
-    loop {
-        let mut txn = db.begin_write()?;
-        txn.set_durability(Durability::Immediate);
-        let done = {
-            let runs = txn.open_table(RUNS)?;
-            let mut jobs = txn.open_table(JOBS)?;
-            let mut rows = txn.open_table(RUN_ROWS)?;
-            let range = match &after {
-                None => runs.range::<&[u8]>(..)?,
-                Some(k) => {
-                    runs.range::<&[u8]>((Bound::Excluded(k.as_slice()), Bound::Unbounded))?
-                }
-            };
-            let mut seen = 0;
-            for item in range.take(MIGRATION_CHUNK) {
-                let (k, v) = item?;
-                let key = k.value();
-                seen += 1;
-                after = Some(key.to_vec());
-                let (Some(id), Ok(run)) = (
-                    id_of_run_key(key),
-                    serde_json::from_slice::<StoredRun>(v.value()),
-                ) else {
-                    tracing::warn!("stored run left out of the job list: unreadable value");
-                    continue;
-                };
-                let received_ms = summary::time::parse_rfc3339(&run.received_at)
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_millis() as i64);
-                let mut row = RunRow::of(&run.payload, &run.run_id, &run.run_attempt);
-                row.stamp(id, received_ms);
-                let identity = [run.organization, run.repository, run.workflow, run.job];
-                let jk = job_key(&identity[0], &identity[1], &identity[2], &identity[3]);
-                count_run(&mut jobs, &mut rows, &jk, &identity, key, &row)?;
-                counted += 1;
-            }
-            let done = seen < MIGRATION_CHUNK;
-            if done {
-                txn.open_table(META)?.insert(META_SCHEMA, SCHEMA_VERSION)?;
-            } else {
-                tracing::info!(runs = counted, "building the job list from stored runs");
-            }
-            done
-        };
-        txn.commit()?;
-        if done {
-            return Ok(counted);
-        }
-    }
-}
-
-impl super::RedbStore {
-    /// Runs `read` in a read transaction of the current database (an I/O error makes the
-    /// store unavailable, as for every read). Blocking.
-    fn read<T>(
-        &self,
-        read: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let opened = self.db.current()?;
-        let result = opened
-            .db
-            .begin_read()
-            .map_err(StoreError::from)
-            .and_then(|txn| read(&txn));
-        self.check_io(opened.generation, result)
-    }
-
-    /// Every job's aggregate. Blocking.
-    pub fn jobs(&self) -> Result<Vec<JobAggregate>, StoreError> {
-        self.read(aggregates)
-    }
-
-    /// One job's aggregate. Blocking.
-    pub fn job(&self, job_key: &[u8]) -> Result<Option<JobAggregate>, StoreError> {
-        self.read(|txn| aggregate(txn, job_key))
-    }
-
-    /// One job's rows, newest first (see `history` in this file). Blocking.
-    pub fn history(
-        &self,
-        job_key: &[u8],
-        limit: usize,
-        before_id: Option<u64>,
-    ) -> Result<(Vec<RunRow>, Option<u64>), StoreError> {
-        self.read(|txn| history(txn, job_key, limit, before_id))
-    }
-
-    /// One stored run of a job, as the query returns it. Blocking.
-    pub fn run(&self, job_key: &[u8], id: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.read(|txn| {
-            let table = txn.open_table(RUNS)?;
-            Ok(table
-                .get(run_key(job_key, id).as_slice())?
-                .map(|v| v.value().to_vec()))
-        })
-    }
-
-    /// Stores the background sizer's answer for a job; whether it replaced an older one.
-    pub async fn set_sizing(
-        &self,
-        job_key: Vec<u8>,
-        sizing: summary::fleet::SizingShort,
-    ) -> Result<bool, StoreError> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        self.sender()?
-            .send(super::writer::WriteOp::SetSizing {
-                job_key,
-                sizing,
-                reply,
-            })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        match rx.await {
-            Ok(result) => result.map(|n| n > 0),
-            Err(_) => Err(StoreError::Closed),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@
 //! Reads use redb's MVCC read transactions and never wait for the writer.
 
 mod jobs;
+mod migrate;
+mod reads;
 mod records;
 mod recovery;
 pub mod schema;

@@ -32,14 +32,14 @@ use std::sync::{Arc, RwLock};
 
 use redb::{Database, Durability};
 
-use super::{StoreError, schema};
+use super::StoreError;
 use crate::metrics::Metrics;
 
 /// Opens (or creates) the database at `path` and checks its schema; its last commit is a
 /// quick-repair one.
 pub(super) fn open_database(path: &Path) -> Result<Database, StoreError> {
     let db = open_file(path)?;
-    schema::create_or_check(&db)?;
+    super::migrate::create_or_check(&db)?;
     commit_empty(&db)?;
     Ok(db)
 }

@@ -1,12 +1,7 @@
 //! The on-disk layout: every table, its key and value, and the schema version. Table
 //! names carry the layout version; a file of another version is refused at open.
 
-use std::ops::Bound;
-
-use redb::{Database, Durability, ReadableTable, TableDefinition};
-
-use super::StoreError;
-use super::records::{dedup_of_stored, remember};
+use redb::TableDefinition;
 
 /// Version of the on-disk layout below; stored in [`META`] and checked at open.
 ///
@@ -71,110 +66,6 @@ pub(crate) fn run_key(job_key: &[u8], id: u64) -> Vec<u8> {
     key.extend_from_slice(job_key);
     key.extend_from_slice(&(u64::MAX - id).to_be_bytes());
     key
-}
-
-/// Creates the tables of a new file, or checks the schema version of an existing one and
-/// migrates an older one ([`SCHEMA_VERSION`]).
-pub(super) fn create_or_check(db: &Database) -> Result<(), StoreError> {
-    let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate);
-    let found = {
-        let mut meta = txn.open_table(META)?;
-        let found = meta.get(META_SCHEMA)?.map(|v| v.value());
-        match found {
-            Some(v) if (1..=SCHEMA_VERSION).contains(&v) => {}
-            Some(v) => {
-                return Err(StoreError::SchemaMismatch {
-                    found: v,
-                    expected: SCHEMA_VERSION,
-                });
-            }
-            None => {
-                meta.insert(META_SCHEMA, SCHEMA_VERSION)?;
-                meta.insert(META_NEXT_ID, 1)?;
-            }
-        }
-        txn.open_table(RUNS)?;
-        txn.open_table(RUNS_BY_TIME)?;
-        txn.open_table(RUN_DEDUP)?;
-        txn.open_table(RUN_DEDUP_BY_ID)?;
-        txn.open_table(RUN_ROWS)?;
-        txn.open_table(JOBS)?;
-        found
-    };
-    txn.commit()?;
-    if found == Some(1) {
-        let indexed = migrate_from_v1(db)?;
-        tracing::info!(
-            runs = indexed,
-            "database migrated from schema version 1 to 2: idempotency index built"
-        );
-    }
-    if matches!(found, Some(1 | 2)) {
-        let counted = super::jobs::migrate_from_v2(db)?;
-        tracing::info!(
-            runs = counted,
-            "database migrated from schema version 2 to 3: job list and history built"
-        );
-    }
-    Ok(())
-}
-
-/// Runs indexed per transaction by [`migrate_from_v1`].
-const MIGRATION_CHUNK: usize = 10_000;
-
-/// Builds [`RUN_DEDUP`] and [`RUN_DEDUP_BY_ID`] for the runs of a version-1 file, in
-/// transactions of [`MIGRATION_CHUNK`] runs; the last one sets the schema version. A crash
-/// in between leaves version 1 and the next open starts again (the entries are the same).
-/// Returns how many runs were indexed.
-fn migrate_from_v1(db: &Database) -> Result<u64, StoreError> {
-    let mut after: Option<Vec<u8>> = None;
-    let mut indexed = 0u64;
-    loop {
-        let mut txn = db.begin_write()?;
-        txn.set_durability(Durability::Immediate);
-        let done = {
-            let runs = txn.open_table(RUNS)?;
-            let mut dedup = txn.open_table(RUN_DEDUP)?;
-            let mut by_id = txn.open_table(RUN_DEDUP_BY_ID)?;
-            let range = match &after {
-                None => runs.range::<&[u8]>(..)?,
-                Some(k) => {
-                    runs.range::<&[u8]>((Bound::Excluded(k.as_slice()), Bound::Unbounded))?
-                }
-            };
-            let mut seen = 0;
-            let mut last = None;
-            for item in range.take(MIGRATION_CHUNK) {
-                let (k, v) = item?;
-                let key = k.value();
-                seen += 1;
-                last = Some(key.to_vec());
-                let Some(id) = id_of_run_key(key) else {
-                    continue;
-                };
-                match dedup_of_stored(key, v.value()) {
-                    Some((dedup_key, received_ms)) => {
-                        remember(&mut dedup, &mut by_id, &dedup_key, id, received_ms)?;
-                        indexed += 1;
-                    }
-                    None => tracing::warn!(id, "stored run not indexed: unreadable value"),
-                }
-            }
-            if last.is_some() {
-                after = last;
-            }
-            let done = seen < MIGRATION_CHUNK;
-            if done {
-                txn.open_table(META)?.insert(META_SCHEMA, 2)?;
-            }
-            done
-        };
-        txn.commit()?;
-        if done {
-            return Ok(indexed);
-        }
-    }
 }
 
 /// The id at the end of a [`RUNS`] key.
