@@ -94,6 +94,18 @@ pub fn worth_showing(w: &crate::starvation::RunQueueWait) -> bool {
     !w.behind.is_empty() && w.seconds >= crate::starvation::MIN_LOST_SECONDS
 }
 
+/// The rows of a run's "held back by" table: each container whose wait is
+/// [`worth_showing`], with it (the Markdown report and the web run page draw the same).
+pub fn table_rows(
+    s: &crate::RunSummary,
+) -> Vec<(&crate::ContainerSummary, &crate::starvation::RunQueueWait)> {
+    s.containers
+        .iter()
+        .filter_map(|c| Some((c, c.run_queue_wait.as_ref()?)))
+        .filter(|(_, w)| worth_showing(w))
+        .collect()
+}
+
 /// Names of the entries that are not a container.
 pub const NOBODY: &str = "nobody (idle CPU, interrupts)";
 pub const QUOTA: &str = "its CPU quota (throttled)";

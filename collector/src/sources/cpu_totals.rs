@@ -23,6 +23,12 @@ pub struct Combined {
     pub torn: usize,
 }
 
+/// Whether a CPU did not flush between the two reads of its state (`flush_seq` unchanged
+/// and even): its pending figures are not in the hash read meanwhile.
+fn unflushed(before: Option<&CpuState>, now: &CpuState) -> bool {
+    before.is_some_and(|b| b.flush_seq == now.flush_seq) && now.flush_seq.is_multiple_of(2)
+}
+
 /// Sums a map entry's per-CPU values.
 pub fn sum_times(per_cpu: &[CgroupTime]) -> CgroupTime {
     per_cpu
@@ -54,10 +60,7 @@ pub fn combine(
     }
     let mut torn = 0;
     for (cpu, now) in after.iter().enumerate() {
-        let stable = before
-            .get(cpu)
-            .is_some_and(|b| b.flush_seq == now.flush_seq)
-            && now.flush_seq.is_multiple_of(2);
+        let stable = unflushed(before.get(cpu), now);
         if !stable {
             torn += 1;
             continue;
@@ -88,10 +91,7 @@ pub fn combine_behind(
     }
     let mut torn = 0;
     for (cpu, now) in after.iter().enumerate() {
-        let stable = before
-            .get(cpu)
-            .is_some_and(|b| b.flush_seq == now.flush_seq)
-            && now.flush_seq.is_multiple_of(2);
+        let stable = unflushed(before.get(cpu), now);
         if !stable {
             torn += 1;
         } else if now.behind.waiter != 0 && now.pending_behind_ns != 0 {

@@ -352,14 +352,7 @@ impl EbpfCpu {
         loop {
             attempt += 1;
             let before = self.read_cpu_states()?;
-            let mut hash = Vec::new();
-            for entry in self.wait_behind.iter() {
-                match entry {
-                    Ok((pair, values)) => hash.push((pair, values.to_vec())),
-                    Err(aya::maps::MapError::KeyNotFound) => continue,
-                    Err(e) => return Err(io::Error::other(e)),
-                }
-            }
+            let hash = entries(&self.wait_behind)?;
             let after = self.read_cpu_states()?;
             let (combined, torn) = cpu_totals::combine_behind(&before, &hash, &after);
             if torn == 0 || attempt == ATTEMPTS {
@@ -481,17 +474,7 @@ impl EbpfCpu {
                         }
                     }
                 }
-                None => {
-                    for entry in self.cgroup_ns.iter() {
-                        match entry {
-                            Ok((cgroup, values)) => hash.push((cgroup, values.to_vec())),
-                            // An entry deleted while iterating (by our own retire) is not
-                            // an error.
-                            Err(aya::maps::MapError::KeyNotFound) => continue,
-                            Err(e) => return Err(io::Error::other(e)),
-                        }
-                    }
-                }
+                None => hash = entries(&self.cgroup_ns)?,
             }
             let after = self.read_cpu_states()?;
             let combined = cpu_totals::combine(&before, &hash, &after);
@@ -518,6 +501,22 @@ impl EbpfCpu {
             .map_err(io::Error::other)?
             .to_vec())
     }
+}
+
+/// Every entry of a per-CPU hash map with its per-CPU values. An entry deleted while
+/// iterating (by our own retire) is not an error.
+fn entries<K: aya::Pod, V: aya::Pod>(
+    map: &PerCpuHashMap<MapData, K, V>,
+) -> io::Result<Vec<(K, Vec<V>)>> {
+    let mut out = Vec::new();
+    for entry in map.iter() {
+        match entry {
+            Ok((key, values)) => out.push((key, values.to_vec())),
+            Err(aya::maps::MapError::KeyNotFound) => continue,
+            Err(e) => return Err(io::Error::other(e)),
+        }
+    }
+    Ok(out)
 }
 
 /// The member offsets the program needs, from the running kernel's BTF, and whether the

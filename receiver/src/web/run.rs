@@ -192,12 +192,7 @@ pub fn run(r: &StoredRun) -> String {
 
 /// Who held the CPU while each container waited a second or more (eBPF attribution).
 fn held_back_by(b: &mut String, s: &summary::RunSummary) {
-    let waits: Vec<_> = s
-        .containers
-        .iter()
-        .filter_map(|c| Some((c, c.run_queue_wait.as_ref()?)))
-        .filter(|(_, w)| summary::behind::worth_showing(w))
-        .collect();
+    let waits = summary::behind::table_rows(s);
     if waits.is_empty() {
         return;
     }
