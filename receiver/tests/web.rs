@@ -429,6 +429,35 @@ fn the_page_in_a_real_browser() {
     assert_eq!(b.find_all("figure.timeline").unwrap().len(), 2);
     std::fs::write(out.join("run.png"), b.screenshot().unwrap()).unwrap();
 
+    // 1366 px wide (a common laptop): no table of the fleet, job and run pages scrolls
+    // sideways, and no cell's content is wider than its cell.
+    let run_url = b.url().unwrap();
+    b.set_size(1366, 900).unwrap();
+    for page in [
+        format!("{base}/"),
+        format!("{base}/job/acme/web/ci.yml/build"),
+        run_url,
+    ] {
+        b.goto(&page).unwrap();
+        let problems = b
+            .script(
+                "const bad = [];\n\
+                 for (const s of document.querySelectorAll('.scroll')) {\n\
+                   if (s.scrollWidth > s.clientWidth + 1) {\n\
+                     const t = s.querySelector('table');\n\
+                     bad.push('table ' + (t ? t.id : '?') + ' scrolls: ' + s.scrollWidth + ' > ' + s.clientWidth);\n\
+                   }\n\
+                 }\n\
+                 for (const c of document.querySelectorAll('td, th')) {\n\
+                   if (c.scrollWidth > c.clientWidth + 1) bad.push('clipped: ' + c.textContent.slice(0, 60));\n\
+                 }\n\
+                 return bad.join('\\n');",
+            )
+            .unwrap();
+        assert_eq!(problems.as_str().unwrap(), "", "at 1366 px, {page}");
+    }
+    std::fs::write(out.join("run-1366.png"), b.screenshot().unwrap()).unwrap();
+
     // 400 px wide: nothing wider than the window but the scrolling tables.
     b.set_size(400, 900).unwrap();
     b.goto(&format!("{base}/")).unwrap();

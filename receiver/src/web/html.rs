@@ -70,9 +70,12 @@ pub fn cores(c: f64) -> String {
     if (c - 1.0).abs() < 1e-9 {
         "1 core".to_owned()
     } else if c >= 10.0 || c == c.round() {
-        format!("{c:.0} cores")
+        format!("{} cores", num(c, 0))
+    } else if c.abs() < 0.005 {
+        // Not "0.00 cores" for something that is not nothing.
+        "less than 0.01 cores".to_owned()
     } else {
-        format!("{c:.2} cores")
+        format!("{} cores", num(c, 2))
     }
 }
 
@@ -88,7 +91,54 @@ pub fn duration(seconds: f64) -> String {
 
 /// A share as a percentage: `42 %`.
 pub fn pct(share: f64) -> String {
-    format!("{:.0} %", share * 100.0)
+    format!("{} %", num(share * 100.0, 0))
+}
+
+/// `v` with `decimals` decimals, never a negative zero (`-0.0` from a summary, or a small
+/// negative that rounds to zero, reads `0.0`).
+pub fn num(v: f64, decimals: usize) -> String {
+    let text = format!("{v:.decimals$}");
+    match text.strip_prefix('-') {
+        Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_owned(),
+        _ => text,
+    }
+}
+
+/// Seconds: `12.5 s`.
+pub fn secs(v: f64) -> String {
+    format!("{} s", num(v, 1))
+}
+
+/// Core time in the unit that reads best for the larger of `hours` (core-seconds,
+/// core-minutes or core-hours): `(["12.5", "40.0"], "core-min")`. Short jobs' totals are
+/// not rounded to zero.
+pub fn core_time(values_hours: &[f64]) -> (Vec<String>, &'static str) {
+    scaled(
+        values_hours,
+        &[
+            (1.0 / 3600.0, "core-s"),
+            (1.0 / 60.0, "core-min"),
+            (1.0, "core-h"),
+        ],
+    )
+}
+
+/// Memory time likewise: MiB-hours below a GiB-hour, else GiB-hours.
+pub fn memory_time(values_gib_hours: &[f64]) -> (Vec<String>, &'static str) {
+    scaled(values_gib_hours, &[(1.0 / 1024.0, "MiB-h"), (1.0, "GiB-h")])
+}
+
+/// The values in the largest unit (`(size in the base unit, name)`, smallest first) in which
+/// the largest value is at least 1, else the smallest unit.
+fn scaled(values: &[f64], units: &[(f64, &'static str)]) -> (Vec<String>, &'static str) {
+    let top = values.iter().copied().fold(0.0, f64::max);
+    let (size, name) = units
+        .iter()
+        .rev()
+        .find(|(size, _)| top / size >= 1.0)
+        .copied()
+        .unwrap_or(units[0]);
+    (values.iter().map(|v| num(v / size, 1)).collect(), name)
 }
 
 /// An RFC 3339 time shortened for a chart axis: `12-07 14:03`.
@@ -121,8 +171,9 @@ h1{font-size:1.4rem;margin:.2em 0 .6em;word-break:break-word}h2{font-size:1.1rem
 .scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}
 table{border-collapse:collapse;width:100%;font-size:.92rem}
 th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertical-align:top}
-th{background:#f6f8fa;white-space:nowrap}td.num,th.num{text-align:right;white-space:nowrap}
-td.name{word-break:break-word;min-width:12em}td.wide{min-width:18em}
+th{background:#f6f8fa}td.num,th.num{text-align:right}
+td{overflow-wrap:anywhere}td.name{min-width:9em}td.wide{min-width:14em}
+.held-back{display:inline-block;font-size:.85rem}
 .badge{display:inline-block;padding:0 6px;border-radius:10px;font-size:.8rem;font-weight:600;white-space:nowrap}
 .badge.bad{background:#fde8e8;color:var(--bad)}.badge.warn{background:#fff1e0;color:var(--warn)}.badge.good{background:#e6f4ea;color:var(--good)}
 .muted{color:var(--muted)}
@@ -178,7 +229,57 @@ pub fn page(title: &str, signed_in: bool, body: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// Whether `text` shows a negative zero (`-0`, `-0.0`, `-0 %`).
+    fn negative_zero(text: &str) -> bool {
+        text.match_indices('-').any(|(i, _)| {
+            let rest = &text[i + 1..];
+            let digits: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            !digits.is_empty() && digits.chars().all(|c| c == '0' || c == '.')
+        })
+    }
+
+    proptest! {
+        /// No formatter shows a negative zero, whatever tiny negative (or -0.0) it gets.
+        #[test]
+        fn no_negative_zero(v in prop_oneof![Just(-0.0f64), -0.05f64..0.0, -1e-9f64..1e-9]) {
+            let (c, _) = core_time(&[v, v / 2.0]);
+            let (m, _) = memory_time(&[v]);
+            for text in [pct(v), num(v, 0), num(v, 1), num(v, 2), secs(v), cores(v), duration(v)]
+                .into_iter()
+                .chain(c)
+                .chain(m)
+            {
+                prop_assert!(!negative_zero(&text), "{v}: {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn short_totals_scale_their_unit() {
+        assert_eq!(
+            core_time(&[0.0025, 0.01]),
+            (vec!["9.0".into(), "36.0".into()], "core-s")
+        );
+        assert_eq!(
+            core_time(&[0.1, 0.5]),
+            (vec!["6.0".into(), "30.0".into()], "core-min")
+        );
+        assert_eq!(
+            core_time(&[2.0, 30.0]),
+            (vec!["2.0".into(), "30.0".into()], "core-h")
+        );
+        assert_eq!(memory_time(&[0.5]), (vec!["512.0".into()], "MiB-h"));
+        assert_eq!(memory_time(&[0.0]), (vec!["0.0".into()], "MiB-h"));
+        assert_eq!(cores(0.001), "less than 0.01 cores");
+        assert!(negative_zero("-0.0 s") && negative_zero("-0 %") && !negative_zero("-1.0"));
+    }
 
     #[test]
     fn escaping_and_formats() {

@@ -6,7 +6,8 @@ use summary::fleet::{FleetTotals, JobAggregate, JobEntry, RunRow, SortBy};
 use summary::sizing::{Confidence, Sizing};
 
 use super::html::{
-    axis_time, bytes, cores, duration, esc, job_href, page, pct, short_time, url_part,
+    axis_time, bytes, core_time, cores, duration, esc, job_href, memory_time, page, pct, secs,
+    short_time, url_part,
 };
 use super::svg::{Chart, Series, line_chart};
 use crate::fleet::{JobList, ListParams};
@@ -137,23 +138,23 @@ pub fn fleet(list: &JobList, totals: &FleetTotals, p: &ListParams) -> String {
     card(
         &mut b,
         &t.jobs.to_string(),
-        &format!("jobs, {} runs, {:.1} run-hours", t.runs, t.run_hours),
+        &format!(
+            "jobs, {} runs, {} of runs",
+            t.runs,
+            duration(t.run_hours * 3600.0)
+        ),
     );
+    let (cpu, cpu_unit) = core_time(&[t.cpu_used_core_hours, t.cpu_reserved_core_hours]);
     card(
         &mut b,
-        &format!(
-            "{:.1} / {:.1}",
-            t.cpu_used_core_hours, t.cpu_reserved_core_hours
-        ),
-        "core-hours used / reserved (runs with a CPU limit)",
+        &format!("{} / {} {cpu_unit}", cpu[0], cpu[1]),
+        "CPU time used / reserved (runs with a CPU limit)",
     );
+    let (mem, mem_unit) = memory_time(&[t.memory_used_gib_hours, t.memory_reserved_gib_hours]);
     card(
         &mut b,
-        &format!(
-            "{:.1} / {:.1}",
-            t.memory_used_gib_hours, t.memory_reserved_gib_hours
-        ),
-        "GiB-hours at peak / reserved (runs with a memory limit)",
+        &format!("{} / {} {mem_unit}", mem[0], mem[1]),
+        "memory time at peak / reserved (runs with a memory limit)",
     );
     let share = |part: f64, whole: f64| {
         if whole > 0.0 {
@@ -164,17 +165,18 @@ pub fn fleet(list: &JobList, totals: &FleetTotals, p: &ListParams) -> String {
     };
     card(
         &mut b,
+        &{
+            let (c, cu) = core_time(&[t.cpu_freed_core_hours]);
+            let (m, mu) = memory_time(&[t.memory_freed_gib_hours]);
+            format!("{} {cu} · {} {mu}", c[0], m[0])
+        },
         &format!(
-            "{:.1} core-h · {:.1} GiB-h",
-            t.cpu_freed_core_hours, t.memory_freed_gib_hours
-        ),
-        &format!(
-            "right-sizing would free: {} of reserved CPU, {} of memory ({:.2} cores and \
-             {:.1} GiB held all the time)",
+            "right-sizing would free: {} of reserved CPU, {} of memory ({} and {} held \
+             all the time)",
             share(t.cpu_freed_core_hours, t.cpu_reserved_core_hours),
             share(t.memory_freed_gib_hours, t.memory_reserved_gib_hours),
-            t.cpu_freed_cores,
-            t.memory_freed_gib
+            cores(t.cpu_freed_cores),
+            bytes((t.memory_freed_gib.max(0.0) * 1073741824.0) as u64)
         ),
     );
     card(
@@ -473,7 +475,7 @@ pub fn job(a: &JobAggregate, rows_newest_first: &[RunRow], sizing: Option<&Sizin
         };
         let _ = write!(
             b,
-            r#"<tr><td>{}</td><td><a href="{}/run/{}">{}</a></td><td class="num">{}</td><td class="num">{} / {}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{:.1} s</td><td class="num">{:.1} s</td><td>{}</td><td class="wide">{}</td></tr>"#,
+            r#"<tr><td>{}</td><td><a href="{}/run/{}">{}</a></td><td class="num">{}</td><td class="num">{} / {}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td class="wide">{}</td></tr>"#,
             esc(&short_time(&r.time)),
             esc(&href),
             r.id,
@@ -483,8 +485,8 @@ pub fn job(a: &JobAggregate, rows_newest_first: &[RunRow], sizing: Option<&Sizin
             cores(r.cpu_peak_cores),
             bytes(r.memory_peak_bytes),
             r.oom_kills,
-            r.throttled_seconds,
-            r.wait_seconds,
+            secs(r.throttled_seconds),
+            secs(r.wait_seconds),
             if r.starved {
                 format!(
                     r#"<span class="badge bad">{}</span>"#,

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use summary::StoredRun;
 
-use super::html::{bytes, cores, duration, esc, job_href, page, pct, short_time};
+use super::html::{bytes, cores, duration, esc, job_href, num, page, pct, secs, short_time};
 use super::svg::{Chart, Series, line_chart};
 
 /// The page of `run`.
@@ -60,26 +60,26 @@ pub fn run(r: &StoredRun) -> String {
         let peak = c.memory_peak_bytes.unwrap_or(c.memory_bytes.peak as u64);
         let _ = write!(
             b,
-            r#"<tr><td class="name">{}</td><td class="num">{} / {}</td><td class="num">{}</td><td class="num">{:.1} s</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="wide">{}</td></tr>"#,
+            r#"<tr><td class="name">{}</td><td class="num">{} / {}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="wide">{}</td></tr>"#,
             esc(&c.name),
             cores(c.cpu_cores.p95),
             cores(c.cpu_cores.peak),
             limits.cpu_cores.map_or_else(|| "none".to_owned(), cores),
-            c.cpu_seconds,
+            secs(c.cpu_seconds),
             bytes(peak),
             limits.memory_bytes.map_or_else(|| "none".to_owned(), bytes),
             c.oom_kills,
             c.cpu_throttling.map_or_else(
                 || "–".to_owned(),
                 |t| format!(
-                    "{:.1} s ({} of periods)",
-                    t.throttled_seconds,
+                    "{} ({} of periods)",
+                    secs(t.throttled_seconds),
                     pct(t.throttled_period_share)
                 )
             ),
             c.run_queue_wait.as_ref().map_or_else(
                 || "–".to_owned(),
-                |w| format!("{:.1} s ({})", w.seconds, pct(w.share))
+                |w| format!("{} ({})", secs(w.seconds), pct(w.share))
             ),
             c.verdict
                 .as_ref()
@@ -99,10 +99,10 @@ pub fn run(r: &StoredRun) -> String {
         for c in &s.top_commands {
             let _ = write!(
                 b,
-                r#"<tr><td class="name">{}</td><td class="num">{}</td><td class="num">{:.1} s</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
+                r#"<tr><td class="name">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
                 esc(&c.name),
                 c.processes,
-                c.cpu_seconds,
+                secs(c.cpu_seconds),
                 bytes(c.peak_rss_bytes),
                 duration(c.longest_seconds)
             );
@@ -113,11 +113,11 @@ pub fn run(r: &StoredRun) -> String {
         for p in &s.top_cpu_processes {
             let _ = write!(
                 b,
-                r#"<tr><td class="name">{}</td><td class="num">{}</td><td class="num">{:.0} %</td><td class="num">{:.1} s</td><td class="num">{}</td></tr>"#,
+                r#"<tr><td class="name">{}</td><td class="num">{}</td><td class="num">{} %</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
                 esc(&p.name),
                 p.pid,
-                p.peak_cpu_percent,
-                p.cpu_seconds,
+                num(p.peak_cpu_percent, 0),
+                secs(p.cpu_seconds),
                 bytes(p.peak_mem_rss_bytes)
             );
         }
@@ -201,12 +201,12 @@ fn held_back_by(b: &mut String, s: &summary::RunSummary) {
         for h in &w.behind {
             let _ = write!(
                 b,
-                r#"<tr><td class="name">{}</td><td class="name">{}</td><td>{}</td><td>{}</td><td class="num">{:.1} s</td><td class="num">{}</td></tr>"#,
+                r#"<tr><td class="name">{}</td><td class="name">{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
                 esc(&c.name),
                 esc(&h.container),
                 h.kind.label(),
                 esc(h.job.as_deref().unwrap_or("–")),
-                h.seconds,
+                secs(h.seconds),
                 pct(h.seconds / w.seconds)
             );
         }
