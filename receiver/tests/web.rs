@@ -84,6 +84,8 @@ fn push(r: &Run, n: u32, days_ago: f64) -> Value {
         summary["timeline"] = json!({"bucket_seconds": 10.0, "containers": [{
             "name": "build", "cpu_millicores": wave, "cpu_millicores_max": wave.iter().map(|v| v + 150).collect::<Vec<_>>(),
             "memory_mib": vec![250u32; n], "memory_mib_max": vec![280u32; n],
+            "run_queue_wait_millicores": wave.iter().map(|v| v / 4).collect::<Vec<_>>(),
+            "cpu_pressure_percent": wave.iter().map(|v| v / 20).collect::<Vec<_>>(),
         }]});
     }
     json!({
@@ -426,7 +428,9 @@ fn the_page_in_a_real_browser() {
             .unwrap()
             .contains(XSS)
     );
-    assert_eq!(b.find_all("figure.timeline").unwrap().len(), 2);
+    // CPU, memory, and waiting for a CPU (run-queue wait and CPU pressure).
+    assert_eq!(b.find_all("figure.timeline").unwrap().len(), 3);
+    assert_eq!(b.find_all("figure.wait path.line").unwrap().len(), 2);
     std::fs::write(out.join("run.png"), b.screenshot().unwrap()).unwrap();
 
     // 1366 px wide (a common laptop): no table of the fleet, job and run pages scrolls

@@ -137,6 +137,8 @@ pub fn run(r: &StoredRun) -> String {
                 .and_then(|x| x.limits)
                 .unwrap_or_default();
             let series = |v: &[u32], k: f64| v.iter().map(|x| Some(f64::from(*x) * k)).collect();
+            let series_of = series;
+            let labels_for_wait = labels.clone();
             let cpu = line_chart(&Chart {
                 title: "CPU over the run: mean and largest sample per point",
                 unit: "cores",
@@ -173,11 +175,45 @@ pub fn run(r: &StoredRun) -> String {
                 limit: vec![limits.memory_bytes.map(|b| b as f64 / 1_048_576.0); c.len()],
                 ..Chart::default()
             });
+            // Starvation where the summary has it: tasks waiting for a CPU on average
+            // (run-queue wait, seconds per second) and the share of time some task stalled
+            // on CPU (PSI), both over the run.
+            let starvation = (!c.run_queue_wait_millicores.is_empty()
+                || !c.cpu_pressure_percent.is_empty())
+            .then(|| {
+                let mut series = Vec::new();
+                if !c.run_queue_wait_millicores.is_empty() {
+                    series.push(Series {
+                        name: "tasks waiting for a CPU",
+                        values: series_of(&c.run_queue_wait_millicores, 0.001),
+                    });
+                }
+                if !c.cpu_pressure_percent.is_empty() {
+                    series.push(Series {
+                        name: "CPU pressure (share of time)",
+                        values: series_of(&c.cpu_pressure_percent, 0.01),
+                    });
+                }
+                line_chart(&Chart {
+                    title: "Waiting for a CPU over the run",
+                    unit: "",
+                    x_labels: labels_for_wait.clone(),
+                    x_title: "seconds into the run",
+                    series,
+                    ..Chart::default()
+                })
+            });
             let name = esc(&c.name);
             let _ = write!(
                 b,
                 r#"<figure class="timeline"><figcaption>{name}: CPU</figcaption>{cpu}</figure><figure class="timeline"><figcaption>{name}: memory</figcaption>{mem}</figure>"#
             );
+            if let Some(chart) = starvation {
+                let _ = write!(
+                    b,
+                    r#"<figure class="timeline wait"><figcaption>{name}: waiting for a CPU</figcaption>{chart}</figure>"#
+                );
+            }
         }
         b.push_str("</section>");
     }
