@@ -94,7 +94,7 @@ pub fn run(object: &Path, seconds: u64, wait: bool) -> Result<()> {
     let collector_log = dir.join("collector.log");
     let limits = r#"{"/collector-demo/build":{"cpu":"1","memory":"256Mi"},"/collector-demo/memory":{"cpu":"500m","memory":"512Mi"}}"#;
     let mut collector = Guard(
-        Command::new(bin.join("collector"))
+        util::die_with_parent(&mut Command::new(bin.join("collector")))
             .args(["--interval=1s", "--top=8"])
             .arg(format!("--push-endpoint=http://{addr}/api/v1/metrics"))
             .arg(format!("--push-token={token}"))
@@ -232,9 +232,10 @@ pub fn run(object: &Path, seconds: u64, wait: bool) -> Result<()> {
     );
     if wait {
         println!("\nThe receiver keeps serving until Ctrl-C.");
-        // Ctrl-C reaches the receiver (same process group), which shuts down gracefully;
-        // this process waits for it instead of dying first.
-        util::ignore_interrupts();
+        // Ctrl-C reaches the receiver (same process group), which shuts down gracefully; a
+        // signal to this process alone is passed on to it. Either way this process waits
+        // for it instead of dying first.
+        util::forward_signals_to(receiver.0.id());
         let status = receiver.0.wait()?;
         step(format!("the receiver stopped ({status})"));
     } else {
@@ -255,7 +256,7 @@ fn start_receiver(bin: &Path, dir: &Path, db: &Path, addr: &str) -> Result<(Guar
     let addr_file = dir.join("receiver.addr");
     let _ = std::fs::remove_file(&addr_file);
     let mut receiver = Guard(
-        Command::new(bin.join("receiver"))
+        util::die_with_parent(&mut Command::new(bin.join("receiver")))
             .arg(format!("--addr={addr}"))
             .arg(format!("--addr-file={}", addr_file.display()))
             .arg(format!("--db={}", db.display()))
@@ -340,7 +341,8 @@ impl Cgroups {
     fn spawn(&self, name: &str, argv: &[&str]) -> Result<Guard> {
         let procs = self.root.join(name).join("cgroup.procs");
         let mut cmd = Command::new("sh");
-        cmd.arg("-c")
+        util::die_with_parent(&mut cmd)
+            .arg("-c")
             .arg(format!("echo $$ > '{}' && exec \"$@\"", procs.display()))
             .arg("sh")
             .args(argv);

@@ -49,7 +49,7 @@ pub fn run_all(bin: &Path, dir: &Path, addr: SocketAddr, token: &str, runs: u32)
         for job in &JOBS {
             step(format!("{}: run {round} of {runs}", job.name));
             let log = dir.join(format!("{}-{round}.log", job.name));
-            let status = Command::new(bin.join("collector"))
+            let status = crate::util::die_with_parent(&mut Command::new(bin.join("collector")))
                 .args(["run", "--interval=1s", "--name", job.name])
                 .arg(format!("--push-endpoint=http://{addr}/api/v1/metrics"))
                 .arg(format!("--push-token={token}"))

@@ -275,18 +275,69 @@ pub fn ensure_mermaid() -> Result<()> {
     )
 }
 
-/// Makes this process ignore Ctrl-C (SIGINT) from now on; children started before keep
-/// the default, so Ctrl-C stops them and this process outlives them to report.
-pub fn ignore_interrupts() {
-    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+/// The child a signal sent to this process is passed on to (0: none).
+static FORWARD_TO: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// SIGINT and SIGTERM sent to this process alone (`kill -INT`, not Ctrl-C in a terminal,
+/// which reaches the whole process group) are passed on to `child` as SIGTERM, and this
+/// process lives on to reap it; Ctrl-C reaches the child directly and is not sent twice.
+pub fn forward_signals_to(child: u32) {
+    extern "C" fn forward(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+        // SAFETY: the kernel passes a valid siginfo_t to an SA_SIGINFO handler; reading it
+        // and kill(2) are async-signal-safe.
+        unsafe {
+            let pid = FORWARD_TO.load(std::sync::atomic::Ordering::Relaxed);
+            if pid > 0 && !info.is_null() && (*info).si_code == libc::SI_USER {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
+    FORWARD_TO.store(child as i32, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: a zeroed sigaction with an SA_SIGINFO handler that only does the above.
     unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = forward as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Children of the demo die with this process, however it ends (even SIGKILL): their
+/// `PR_SET_PDEATHSIG` is SIGTERM.
+pub fn die_with_parent(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches only the child being started.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `kill -INT` to this process alone ends the child it forwards to, and this process
+    /// lives on to reap it.
+    #[test]
+    fn a_signal_to_this_process_is_passed_on_to_the_child() {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = die_with_parent(&mut std::process::Command::new("sleep"))
+            .arg("30")
+            .spawn()
+            .unwrap();
+        forward_signals_to(child.id());
+        // SAFETY: kill(2) to this very process; the handler above is installed.
+        unsafe { libc::kill(libc::getpid(), libc::SIGINT) };
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+        FORWARD_TO.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
 
     #[test]
     fn adds_up_libtest_summaries() {
