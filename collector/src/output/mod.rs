@@ -8,6 +8,8 @@
 //! - [`chart`]: the run's timeline as terminal sparklines, printed under that table.
 //! - [`markdown`]: the Markdown report with Mermaid charts, for a CI job summary
 //!   (`--markdown`, `--markdown-file`).
+//! - [`units`]: units for a person (bytes with a binary unit), shared by the table, the
+//!   charts and the report.
 
 pub mod chart;
 pub mod file;
