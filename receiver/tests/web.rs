@@ -2,8 +2,8 @@
 //! the job list API, and the web page in a real headless Chromium driven over WebDriver
 //! (Debian's `chromium` and `chromium-driver`; `cargo xtask test` installs both).
 //!
-//! Screenshots of the pages are written to `target/test-output/web/` (the README's come
-//! from there).
+//! Screenshots of the pages are written to `target/test-output/web/` (those in
+//! `docs/screenshots/` come from there).
 
 mod common;
 

@@ -17,6 +17,10 @@
 //!   the receiver's sizing endpoint, `collector size` and the backtest.
 //! - [`starvation`]: throttling, pressure, run-queue wait, disk I/O, memory detail, commands,
 //!   and the one-line verdict made from them.
+//! - [`behind`]: who held the CPU while a container waited, and whether that wait was
+//!   self-inflicted (more cores help) or contention (isolation helps).
+//! - [`timeline`]: the run over time, per container, in buckets that double as the run
+//!   grows, at most [`timeline::MAX_POINTS`] per series.
 //! - [`fleet`]: the fleet view's per-run rows, per-job aggregates, job list entries and
 //!   fleet totals (the receiver's job list, history and fleet endpoints, and its web page).
 //! - [`exposition`]: the `/metrics` text shared by the collector and the receiver

@@ -5,6 +5,11 @@
 //! - [`file`]: the one atomic, fsynced file write (summary file, spool, checkpoints).
 //! - [`live`]: live per-container metrics for Prometheus (`--metrics-addr`).
 //! - [`report`]: the table `collector run` and `collector show` print.
+//! - [`chart`]: the run's timeline as terminal sparklines, printed under that table.
+//! - [`markdown`]: the Markdown report with Mermaid charts, for a CI job summary
+//!   (`--markdown`, `--markdown-file`).
+//! - [`units`]: units for a person (bytes with a binary unit), shared by the table, the
+//!   charts and the report.
 
 pub mod chart;
 pub mod file;

@@ -5,13 +5,18 @@
 //! - [`Sampler::fast_tick`] (default every 100 ms) runs [`Sampler::cpu_tick`] ([`cpu`]),
 //!   which reads container CPU from cheap counters (eBPF totals, else cgroup
 //!   `cpu.stat`/`cpuacct.usage`), and samples the memory of containers whose memory comes
-//!   from a cgroup file ([`memory`]). Nothing is done there on /proc.
+//!   from a cgroup file ([`memory`]), and the eBPF run-queue wait ([`wait`]). Nothing is
+//!   done there on /proc.
 //! - [`Sampler::slow_tick`] (every `--interval`) scans /proc ([`processes`]): processes,
 //!   their containers ([`grouping`]), memory ([`memory`]), what held them back ([`held`]),
-//!   network ([`network`]) and system figures ([`system`]). With no cheap CPU counter it also derives container CPU from
-//!   process tick deltas.
+//!   run-queue wait from `/proc` schedstat where there is no eBPF ([`wait`]), who held the
+//!   CPU while they waited ([`behind`]), network ([`network`]) and system figures
+//!   ([`system`]). With no cheap CPU counter it also derives container CPU from process tick
+//!   deltas.
 //!
-//! [`summary`] assembles the run summary; [`rates`] holds the pure delta maths. Memory stays
+//! [`container`] holds each container's state; [`summary`] assembles the run summary;
+//! [`rates`] holds the pure delta maths; `tests.rs` and `memory_tests.rs` are its tests (on a
+//! fake `--proc-path`, and on temporary cgroup trees). Memory stays
 //! flat over a run: statistics go into fixed-size HDR histograms, processes that exited are
 //! kept only while they can still be among the top ones.
 
