@@ -46,14 +46,11 @@ impl Default for ListParams {
 /// Unknown parameters are an error; empty values mean "not given" (an empty form field).
 pub(crate) fn list_params(query: Option<&str>) -> Result<ListParams, String> {
     let mut p = ListParams::default();
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = crate::app::percent_decode(&v.replace('+', " "))
-            .ok_or("malformed percent-encoding in query")?;
+    for (k, v) in crate::app::query_pairs(query)? {
         if v.is_empty() {
             continue;
         }
-        match k {
+        match k.as_str() {
             "organization" => p.organization = Some(v),
             "repository" => p.repository = Some(v),
             "window" => {

@@ -211,9 +211,10 @@ pub(crate) fn page_params(query: Option<&str>) -> Result<PageParams, ApiError> {
         limit: DEFAULT_LIMIT,
         cursor: None,
     };
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match k {
+    let pairs =
+        crate::app::query_pairs(query).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+    for (k, v) in &pairs {
+        match k.as_str() {
             "limit" => {
                 params.limit = v
                     .parse::<usize>()

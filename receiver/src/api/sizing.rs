@@ -52,11 +52,8 @@ pub(crate) fn params(query: Option<&str>) -> Result<Params, ApiError> {
         sizing: SizingParams::default(),
         window: DEFAULT_WINDOW,
     };
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = crate::app::percent_decode(v)
-            .ok_or_else(|| bad("malformed percent-encoding in query"))?;
-        match k {
+    for (k, v) in crate::app::query_pairs(query).map_err(bad)? {
+        match k.as_str() {
             "runs" => {
                 p.sizing.runs = v
                     .parse::<usize>()

@@ -123,3 +123,21 @@ pub fn percent_decode(segment: &str) -> Option<String> {
         .ok()
         .map(Cow::into_owned)
 }
+
+/// The `key=value` pairs of a query string or form body, in order, decoded (`+` is a space
+/// in a value); empty pairs skipped, a pair without `=` has an empty value. `Err` names a
+/// malformed percent-escape. The one parser of every query and form.
+pub fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, &'static str> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| {
+                percent_decode(&s.replace('+', " ")).ok_or("malformed percent-encoding in query")
+            };
+            Ok((decode(k)?, decode(v)?))
+        })
+        .collect()
+}

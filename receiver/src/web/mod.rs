@@ -142,10 +142,10 @@ where
 /// The `token` field of a form body.
 fn form_token(body: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(body).ok()?;
-    text.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == "token").then(|| crate::app::percent_decode(&v.replace('+', " ")))?
-    })
+    crate::app::query_pairs(Some(text))
+        .ok()?
+        .into_iter()
+        .find_map(|(k, v)| (k == "token").then_some(v))
 }
 
 async fn login<B>(state: &AppState, req: Request<B>) -> Resp
