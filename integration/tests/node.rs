@@ -405,14 +405,30 @@ fn two_jobs_on_one_cpu_name_each_other_and_a_light_job_is_not_starved() {
 
     let pods: Vec<Pod> = (11..=13).map(|n| Pod::new(&root, n)).collect();
     // Each busy loop is the runner process itself (every shell execs the next), so its
-    // pid's schedstat is its wait. 4 s: each waits about 2 s, over the verdict's floor.
-    let busy = format!(
-        "exec taskset -c {cpu} bash -c \"end=\\$((SECONDS+4)); while ((SECONDS<end)); do :; done\""
-    );
+    // pid's schedstat is its wait. Both start at once (each blocked on its FIFO until both
+    // jobs are identified) and burn 4 s of wall time, so each waits exactly while the other
+    // runs, about 2 s, over the verdict's floor.
+    let fifos: Vec<PathBuf> = [11, 12]
+        .iter()
+        .map(|n| dir.path().join(format!("go-{n}")))
+        .collect();
+    for f in &fifos {
+        mkfifo(f);
+    }
+    let busy = |fifo: &Path| {
+        format!(
+            "exec taskset -c {cpu} bash -c \"read _ < {}; end=\\$(( \\${{EPOCHREALTIME/./}} + 4000000 )); while (( \\${{EPOCHREALTIME/./}} < end )); do :; done\"",
+            fifo.display()
+        )
+    };
     let mut children: Vec<Child> = Vec::new();
-    children.extend(pods[0].start(&busy, 0.5));
-    children.extend(pods[1].start(&busy, 0.5));
-    children.extend(pods[2].start("sleep 2", 0.5));
+    children.extend(pods[0].start(&busy(&fifos[0]), 0.5));
+    children.extend(pods[1].start(&busy(&fifos[1]), 0.5));
+    children.extend(pods[2].start("sleep 6", 0.5));
+    collector.wait_for_lines("job started", 3, DEADLINE);
+    for f in &fifos {
+        wait_until(DEADLINE, "the busy loop to wait on its FIFO", || release(f));
+    }
     let runners = [children[0].id(), children[2].id()];
     // Live: each job's series of wait behind the other job's container, at most
     // MAX_LIVE_BEHIND + 1 series per container.
@@ -525,7 +541,7 @@ fn two_jobs_on_one_cpu_name_each_other_and_a_light_job_is_not_starved() {
     }
     let light = pods[2].summary(&receiver);
     let v = light.payload.verdict.clone().unwrap();
-    println!("{} (sleep 2): verdict: {}", pods[2].job, v.text);
+    println!("{} (sleep 6): verdict: {}", pods[2].job, v.text);
     assert!(!v.starved, "{v:?}");
     assert!(!collector.log().contains("panicked"), "{}", collector.log());
 }
