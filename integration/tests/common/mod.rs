@@ -303,8 +303,9 @@ pub fn checked(summary: summary::RunSummary) -> summary::RunSummary {
 }
 
 /// Containers whose timeline CPU buckets do not add up to their `cpu_seconds` within 2 %
-/// (or half a millicore per bucket, the wire form's resolution, for a job of a few
-/// milliseconds).
+/// (or, for a container of a few milliseconds of CPU, two millicores over one bucket: the
+/// wire form's whole millicores are rounded once when a timeline is written and once more
+/// when two pieces of a run are merged across a collector restart).
 pub fn timeline_problems(summary: &summary::RunSummary) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(t) = &summary.timeline {
@@ -313,7 +314,7 @@ pub fn timeline_problems(summary: &summary::RunSummary) -> Vec<String> {
                 continue;
             };
             let buckets = ct.cpu_seconds(t.bucket_seconds);
-            let slack = (0.02 * c.cpu_seconds).max(0.0005 * t.bucket_seconds);
+            let slack = (0.02 * c.cpu_seconds).max(0.002 * t.bucket_seconds);
             if (buckets - c.cpu_seconds).abs() > slack {
                 out.push(format!(
                     "{}: timeline buckets {buckets} s vs cpu_seconds {} s ({} buckets of {} s)",
