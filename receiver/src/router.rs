@@ -57,14 +57,8 @@ mod tests {
     use crate::store::Store;
 
     /// The router is a function of the request: no socket needed.
-    #[tokio::test]
-    async fn routes_without_a_socket() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config::new(
-            dir.path().join("t.redb"),
-            "read-0123456789abcdef",
-            "hmac-0123456789abcdef",
-        );
+    /// The state of a receiver with `config`, over a store opened at its `db`.
+    async fn state_over(config: &Config) -> AppState {
         let metrics = Arc::new(Metrics::default());
         let store = Store::open(
             &config.db,
@@ -73,7 +67,18 @@ mod tests {
         )
         .await
         .unwrap();
-        let state = AppState::new(&config, Arc::new(store), metrics);
+        AppState::new(config, Arc::new(store), metrics)
+    }
+
+    #[tokio::test]
+    async fn routes_without_a_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::new(
+            dir.path().join("t.redb"),
+            "read-0123456789abcdef",
+            "hmac-0123456789abcdef",
+        );
+        let state = state_over(&config).await;
         let call = |method: Method, path: &str| {
             Request::builder()
                 .method(method)
@@ -139,15 +144,7 @@ mod tests {
         let read = "read-0123456789abcdef";
         let mut config = Config::new(dir.path().join("t.redb"), read, "hmac-0123456789abcdef");
         config.max_body_bytes = 1000;
-        let metrics = Arc::new(Metrics::default());
-        let store = Store::open(
-            &config.db,
-            crate::store::StoreOptions::default(),
-            metrics.clone(),
-        )
-        .await
-        .unwrap();
-        let mut state = AppState::new(&config, Arc::new(store), metrics);
+        let mut state = state_over(&config).await;
         state.body_limits = BodyLimits::new(1500, 1, config.max_body_bytes);
         let state = Arc::new(state);
         let post = |path: &str, token: &str, len: usize| {
