@@ -14,7 +14,8 @@
 //!   ([`system`]). With no cheap CPU counter it also derives container CPU from process tick
 //!   deltas.
 //!
-//! [`container`] holds each container's state; [`summary`] assembles the run summary;
+//! [`container`] holds each container's state; [`report_of`] assembles the run summary
+//! (named so as not to shadow the `summary` crate);
 //! [`rates`] holds the pure delta maths; `tests.rs` and `memory_tests.rs` are its tests (on a
 //! fake `--proc-path`, and on temporary cgroup trees). Memory stays
 //! flat over a run: statistics go into fixed-size HDR histograms, processes that exited are
@@ -29,7 +30,7 @@ mod memory;
 mod network;
 mod processes;
 pub mod rates;
-mod summary;
+mod report_of;
 mod system;
 #[cfg(test)]
 mod tests;
@@ -42,9 +43,9 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-use ::summary::{Accumulator, Execution, Limits, ProcessSummary, SCALE_BYTES, SCALE_PERCENT};
+use summary::{Accumulator, Execution, Limits, ProcessSummary, SCALE_BYTES, SCALE_PERCENT};
 
-pub use self::summary::JobSystem;
+pub use self::report_of::JobSystem;
 use self::{container::Container, grouping::ContainerName, grouping::Grouper, network::NetNs};
 use crate::{
     output::live::LiveMetrics,

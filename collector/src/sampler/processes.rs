@@ -448,7 +448,7 @@ impl Sampler {
         self.exited.push(p);
         let keep = self.cfg.top.max(1) * 4;
         if self.exited.len() > keep * 4 {
-            super::summary::prune_top(&mut self.exited, keep);
+            super::report_of::prune_top(&mut self.exited, keep);
         }
     }
 }
