@@ -1,166 +1,24 @@
-//! Real containers as CI jobs under one `collector node`: podman with runc runs a busybox
-//! root filesystem (`--rootfs`, so no image registry is needed), each container a job with
-//! its own `GITHUB_*` variables, several at once, over several rounds. Every job gets exactly
-//! one summary, with its identity and its one container, and CPU within 1 % of the
-//! container cgroup's own total.
-//!
-//! How podman runs here (`cargo xtask test` installs `podman runc busybox-static`):
-//! - runc, because crun refuses hybrid cgroup hosts; the cgroupfs manager (CI machines have
-//!   no systemd), under a cgroup parent of the test's own, so cleanup knows what to remove;
-//! - podman's state in the test's temporary directory (`--root`, `--runroot`, `--tmpdir`), with
-//!   the vfs storage driver, which works on any file system; `--network none`;
-//! - open files and processes limited to at most 1024: podman's defaults (1048576) exceed a
-//!   low hard limit, which runc cannot raise (`error setting rlimits for ready process`).
-//!
-//! The truth: each job's last command writes `/ctl/done` and then blocks reading a FIFO; the
-//! test reads the container cgroup's `cpu.stat` `usage_usec` (and, on hybrid hosts,
-//! `cpuacct.usage`) while the cgroup still exists, then releases the job. What it does after
-//! that (wake up, exit) costs microseconds.
-//!
-//! A second test starts a job before the collector: a job already running when the collector
-//! starts (a DaemonSet scheduled after the runner pods, a collector started right before its
-//! jobs) is counted whole, from its cgroup's own counter.
+//! The rig of `main.rs`'s tests: podman (Debian's, with a static busybox as the image's
+//! root), a real receiver, a node collector, and each job's container with its cgroup's own
+//! CPU counters to compare against.
 
-mod common;
-
-use std::{
-    fs,
-    os::unix::fs::symlink,
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
-
-use common::*;
-use summary::StoredRun;
-use testkit::{READ_TOKEN, Receiver, wait_for, wait_until};
-
-const ORG: &str = "podman-org";
-const WILDCARD: &str = r#"{"organization":"podman-org","repository":"*","workflow":"*","job":"*"}"#;
-/// Jobs running at once in each round, and rounds.
-const JOBS: usize = 4;
-const ROUNDS: usize = 5;
-/// Largest accepted |collector / cgroup - 1|.
-const TOLERANCE: f64 = 0.01;
-/// Long enough for anything here on a loaded 2-core machine; conditions end waits early.
-const DEADLINE: Duration = Duration::from_secs(90);
-
-/// A node collector sees every process on the machine, and podman takes locks: one test at
-/// a time.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-#[test]
-fn podman_containers_are_measured_as_jobs() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(rig) = Rig::new() else { return };
-    let collector = rig.node_collector();
-
-    let mut jobs: Vec<Job> = Vec::new();
-    for round in 0..ROUNDS {
-        let first = jobs.len();
-        for slot in 0..JOBS {
-            // 2.5 to 4 s of wall time each; every other job has a second busy process.
-            let job = Job::start(&rig, round, slot, 250 + 50 * slot as u32, slot % 2 == 1);
-            if jobs.is_empty() {
-                println!("container cgroups: {}", job.cgroup.describe());
-            }
-            jobs.push(job);
-        }
-        let round_jobs = &mut jobs[first..];
-        wait_until(
-            DEADLINE,
-            &format!("the jobs of round {round} to be done and released"),
-            || {
-                round_jobs.iter_mut().for_each(Job::poll);
-                round_jobs.iter().all(|j| j.released)
-            },
-        );
-        for job in round_jobs.iter() {
-            rig.podman.wait_exited(&job.name);
-            rig.podman.run(&["rm", &job.name]);
-        }
-    }
-
-    // Every summary, then exactly one each once nothing is left to push.
-    let runs: Vec<StoredRun> = jobs.iter().map(|job| job.summary(&rig.receiver)).collect();
-    wait_until(DEADLINE, "the spool to empty", || {
-        count_files(&rig.spool, "json") == 0
-    });
-    let counts: Vec<usize> = jobs.iter().map(|j| j.runs(&rig.receiver).len()).collect();
-
-    let mut problems = Vec::new();
-    println!(
-        "{:<10} {:<20} {:>12} {:>12} {:>8} {:>14}  source",
-        "job", "container", "collector s", "cgroup s", "ratio", "cpuacct s (v1)"
-    );
-    for ((job, run), count) in jobs.iter().zip(&runs).zip(&counts) {
-        problems.extend(job.check(run, *count, false));
-    }
-    let log = collector.log();
-    // How each job's CPU was counted (eBPF health included): the first thing to read when
-    // a ratio is off.
-    if std::env::var_os("NODE_CONTAINERS_VERBOSE").is_some() {
-        log.lines()
-            .filter(|l| l.contains("CPU of"))
-            .for_each(|l| println!("{l}"));
-    }
-    if log.contains("panicked") {
-        problems.push("the collector panicked".to_owned());
-    }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
-}
-
-#[test]
-fn a_job_running_before_the_collector_starts_is_counted_whole() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(rig) = Rig::new() else { return };
-    let mut job = Job::start(&rig, 0, 9, 500, false);
-    println!("container cgroups: {}", job.cgroup.describe());
-    // Well under way (a third of a second of CPU) before the collector is.
-    wait_until(DEADLINE, "the job to use 0.3 s of CPU", || {
-        job.cgroup.cpu_ns().truth().unwrap_or(0) >= 300_000_000
-    });
-    let before = job.cgroup.cpu_ns().truth().unwrap_or(0);
-    let collector = rig.node_collector();
-    wait_until(DEADLINE, "the job to be done and released", || {
-        job.poll();
-        job.released
-    });
-    rig.podman.wait_exited(&job.name);
-    rig.podman.run(&["rm", &job.name]);
-    let run = job.summary(&rig.receiver);
-    wait_until(DEADLINE, "the spool to empty", || {
-        count_files(&rig.spool, "json") == 0
-    });
-    let count = job.runs(&rig.receiver).len();
-    println!(
-        "{:.4} s of CPU before the collector started",
-        before as f64 / 1e9
-    );
-    let problems = job.check(&run, count, true);
-    assert!(
-        problems.is_empty(),
-        "{}\n--- collector log ---\n{}",
-        problems.join("\n"),
-        collector.log()
-    );
-}
+use super::*;
 
 /// What both tests share: a receiver, podman, a busybox root filesystem. Fields drop in
 /// order: the containers first, the directory last.
-struct Rig {
-    podman: Podman,
-    receiver: Receiver,
-    token: String,
-    spool: PathBuf,
-    rootfs: PathBuf,
-    ulimits: Vec<String>,
-    dir: tempfile::TempDir,
+pub(crate) struct Rig {
+    pub(crate) podman: Podman,
+    pub(crate) receiver: Receiver,
+    pub(crate) token: String,
+    pub(crate) spool: PathBuf,
+    pub(crate) rootfs: PathBuf,
+    pub(crate) ulimits: Vec<String>,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Rig {
     /// `None` (after printing SKIP) where the test cannot run; a panic instead under CI.
-    fn new() -> Option<Self> {
+    pub(crate) fn new() -> Option<Self> {
         if !testkit::require_root("runs podman containers and a node collector") {
             return None;
         }
@@ -192,7 +50,7 @@ impl Rig {
     }
 
     /// A node collector; returns once it measures (eBPF attached, first scan under way).
-    fn node_collector(&self) -> Proc {
+    pub(crate) fn node_collector(&self) -> Proc {
         let p = Proc::spawn(
             collector()
                 .args(["node", "--interval=500ms", "--job-grace=1500ms"])
@@ -215,27 +73,33 @@ impl Rig {
 }
 
 /// One CI job: a container with its own identity.
-struct Job {
-    round: usize,
-    repo: String,
-    job: String,
-    run_id: String,
+pub(crate) struct Job {
+    pub(crate) round: usize,
+    pub(crate) repo: String,
+    pub(crate) job: String,
+    pub(crate) run_id: String,
     /// podman's name for the container, and its id.
-    name: String,
-    id: String,
+    pub(crate) name: String,
+    pub(crate) id: String,
     /// Holds `go` (the FIFO the job waits on) and `done` (written by the job); `/ctl` inside.
-    ctl: PathBuf,
-    cgroup: ContainerCgroup,
+    pub(crate) ctl: PathBuf,
+    pub(crate) cgroup: ContainerCgroup,
     /// The cgroup's own total once the job said it was done.
-    truth: Option<CpuNs>,
-    released: bool,
+    pub(crate) truth: Option<CpuNs>,
+    pub(crate) released: bool,
 }
 
 impl Job {
     /// Starts the job's container: busy for `centis` hundredths of a second (with a second
     /// busy process beside the first when `background`), then done.
     #[track_caller]
-    fn start(rig: &Rig, round: usize, slot: usize, centis: u32, background: bool) -> Self {
+    pub(crate) fn start(
+        rig: &Rig,
+        round: usize,
+        slot: usize,
+        centis: u32,
+        background: bool,
+    ) -> Self {
         let name = format!("job-{}-{round}-{slot}", std::process::id());
         let ctl = rig.dir.path().join("ctl").join(&name);
         fs::create_dir_all(&ctl).unwrap();
@@ -289,7 +153,7 @@ impl Job {
     }
 
     /// Once the job is done: reads its cgroup's total, then lets the job end.
-    fn poll(&mut self) {
+    pub(crate) fn poll(&mut self) {
         if self.truth.is_none() && self.ctl.join("done").exists() {
             self.truth = Some(self.cgroup.cpu_ns());
         }
@@ -298,11 +162,11 @@ impl Job {
         }
     }
 
-    fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         format!("r{}/{}", self.round, self.job)
     }
 
-    fn runs(&self, receiver: &Receiver) -> Vec<StoredRun> {
+    pub(crate) fn runs(&self, receiver: &Receiver) -> Vec<StoredRun> {
         let path = format!(
             "/api/v1/metrics/repo/{ORG}/{}/ci.yml/{}",
             self.repo, self.job
@@ -313,14 +177,19 @@ impl Job {
     }
 
     /// Its first summary, once it has arrived.
-    fn summary(&self, receiver: &Receiver) -> StoredRun {
+    pub(crate) fn summary(&self, receiver: &Receiver) -> StoredRun {
         let what = format!("the summary of {} ({})", self.label(), self.name);
         wait_for(DEADLINE, &what, || self.runs(receiver).into_iter().next())
     }
 
     /// Prints the job's figures; returns what is wrong with its summary. `before_collector`:
     /// the job was running when the collector started.
-    fn check(&self, run: &StoredRun, count: usize, before_collector: bool) -> Vec<String> {
+    pub(crate) fn check(
+        &self,
+        run: &StoredRun,
+        count: usize,
+        before_collector: bool,
+    ) -> Vec<String> {
         let mut problems = Vec::new();
         let label = self.label();
         let want = (
@@ -400,7 +269,7 @@ impl Job {
 /// forking short-lived subshells, exec'ing /bin/true and substituting a command on the way
 /// (the short-lived processes a build is made of); with `background` a second busy process
 /// beside it. Then it says it is done and waits to be released.
-fn job_script(centis: u32, background: bool) -> String {
+pub(crate) fn job_script(centis: u32, background: bool) -> String {
     let background = if background {
         "( while now; [ $c -lt $end ]; do spin 2000; done ) &"
     } else {
@@ -425,31 +294,31 @@ read x < /ctl/go
 }
 
 /// A container's own cgroups, found from its main process.
-struct ContainerCgroup {
+pub(crate) struct ContainerCgroup {
     /// v2 path (as in /proc/PID/cgroup) and directory, when it has a v2 cgroup of its own.
-    v2: Option<(String, PathBuf)>,
+    pub(crate) v2: Option<(String, PathBuf)>,
     /// v1 `cpuacct` path and directory, on hybrid hosts.
-    v1: Option<(String, PathBuf)>,
+    pub(crate) v1: Option<(String, PathBuf)>,
 }
 
 /// A cgroup's CPU nanoseconds, as the kernel counts them.
 #[derive(Clone, Copy, Debug)]
-struct CpuNs {
-    v2: Option<u64>,
-    v1: Option<u64>,
+pub(crate) struct CpuNs {
+    pub(crate) v2: Option<u64>,
+    pub(crate) v1: Option<u64>,
 }
 
 impl CpuNs {
     /// What the job is compared with: the v2 counter where the container has a v2 cgroup
     /// (what the collector groups it by), else the v1 one.
-    fn truth(&self) -> Option<u64> {
+    pub(crate) fn truth(&self) -> Option<u64> {
         self.v2.or(self.v1)
     }
 }
 
 impl ContainerCgroup {
     #[track_caller]
-    fn of_pid(pid: &str) -> Self {
+    pub(crate) fn of_pid(pid: &str) -> Self {
         let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
             .unwrap_or_else(|e| panic!("the container's process {pid}: {e}"));
         let mut v2 = None;
@@ -480,7 +349,7 @@ impl ContainerCgroup {
         Self { v2, v1 }
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let v2 = self
             .v2
             .as_ref()
@@ -492,7 +361,7 @@ impl ContainerCgroup {
     }
 
     #[track_caller]
-    fn cpu_ns(&self) -> CpuNs {
+    pub(crate) fn cpu_ns(&self) -> CpuNs {
         CpuNs {
             v2: self.v2.as_ref().map(|(_, dir)| cgroup_usage_ns(dir)),
             v1: self.v1.as_ref().map(|(_, dir)| {
@@ -508,22 +377,22 @@ impl ContainerCgroup {
 
 /// podman as the tests run it. Dropping it removes every container (their processes with
 /// them) and the cgroups podman made.
-struct Podman {
+pub(crate) struct Podman {
     /// `--root`, `--runroot` and `--tmpdir` live here: nothing outside the test's directory.
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// Every container's `--cgroup-parent` (conmon goes below it too).
-    parent: String,
+    pub(crate) parent: String,
 }
 
 impl Podman {
-    fn new(dir: &Path) -> Self {
+    pub(crate) fn new(dir: &Path) -> Self {
         Self {
             dir: dir.to_owned(),
             parent: format!("/podman-test-{}", std::process::id()),
         }
     }
 
-    fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let mut cmd = Command::new("podman");
         cmd.arg(format!("--root={}", self.dir.join("root").display()))
             .arg(format!("--runroot={}", self.dir.join("run").display()))
@@ -540,7 +409,7 @@ impl Podman {
 
     /// Runs a podman command to its end; its output, or a panic with its errors.
     #[track_caller]
-    fn run(&self, args: &[&str]) -> String {
+    pub(crate) fn run(&self, args: &[&str]) -> String {
         let out = self
             .command()
             .args(args)
@@ -558,7 +427,7 @@ impl Podman {
 
     /// Waits until the container has exited.
     #[track_caller]
-    fn wait_exited(&self, name: &str) {
+    pub(crate) fn wait_exited(&self, name: &str) {
         let mut wait = Proc::spawn(self.command().args(["wait", name]).stdout(Stdio::null()));
         let (status, log) = wait.wait(DEADLINE);
         assert!(status.success(), "podman wait {name}: {log}");
@@ -599,7 +468,7 @@ impl Drop for Podman {
 }
 
 /// Pids in a cgroup and below it.
-fn pids_below(dir: &Path) -> Vec<i32> {
+pub(crate) fn pids_below(dir: &Path) -> Vec<i32> {
     let mut pids: Vec<i32> = fs::read_to_string(dir.join("cgroup.procs"))
         .unwrap_or_default()
         .lines()
@@ -614,7 +483,7 @@ fn pids_below(dir: &Path) -> Vec<i32> {
 }
 
 /// Mount points of every cgroup hierarchy (v2 and each v1 one, named ones included).
-fn cgroup_mounts() -> Vec<PathBuf> {
+pub(crate) fn cgroup_mounts() -> Vec<PathBuf> {
     fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
@@ -629,7 +498,7 @@ fn cgroup_mounts() -> Vec<PathBuf> {
 
 /// `--ulimit` flags: podman's defaults (1048576 open files, and processes) exceed a low hard
 /// limit, which runc cannot raise. At most 1024 of each, within this process's hard limits.
-fn ulimits() -> Vec<String> {
+pub(crate) fn ulimits() -> Vec<String> {
     [
         (libc::RLIMIT_NOFILE, "nofile"),
         (libc::RLIMIT_NPROC, "nproc"),
@@ -650,7 +519,7 @@ fn ulimits() -> Vec<String> {
 
 /// podman and runc on the PATH, and a statically linked busybox (the root filesystem has no
 /// libc); returns busybox's path.
-fn find_tools() -> Result<PathBuf, String> {
+pub(crate) fn find_tools() -> Result<PathBuf, String> {
     for tool in ["podman", "runc", "conmon"] {
         which(tool).ok_or_else(|| format!("{tool} is not installed"))?;
     }
@@ -659,7 +528,7 @@ fn find_tools() -> Result<PathBuf, String> {
     Ok(busybox)
 }
 
-fn which(program: &str) -> Option<PathBuf> {
+pub(crate) fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
@@ -668,7 +537,7 @@ fn which(program: &str) -> Option<PathBuf> {
 }
 
 /// `Ok` if `path` is a 64-bit little-endian ELF executable without a program interpreter.
-fn static_elf(path: &Path) -> Result<(), String> {
+pub(crate) fn static_elf(path: &Path) -> Result<(), String> {
     let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let field = |offset: usize, len: usize| -> Option<u64> {
         let b = bytes.get(offset..offset + len)?;
@@ -701,7 +570,7 @@ fn static_elf(path: &Path) -> Result<(), String> {
 }
 
 /// A root filesystem of one static busybox and a link per applet.
-fn busybox_rootfs(dir: &Path, busybox: &Path) -> PathBuf {
+pub(crate) fn busybox_rootfs(dir: &Path, busybox: &Path) -> PathBuf {
     let root = dir.join("rootfs");
     for sub in ["bin", "proc", "sys", "dev", "etc", "tmp", "ctl"] {
         fs::create_dir_all(root.join(sub)).unwrap();
