@@ -653,6 +653,21 @@ fn a_container_that_ends_before_the_collector_is_read_to_its_end() {
                 go.display()
             ),
         ));
+        // Quiet before anyone takes a baseline: its start-up (an exec under the quota, slow
+        // under an emulator) must not be throttled between the collector's first reading
+        // and the test's.
+        let settled = || {
+            (
+                throttled_us(&name),
+                keyed(cgroup2_mount().join(&name).join("cpu.stat"), "usage_usec"),
+            )
+        };
+        let mut last = settled();
+        testkit::wait_until(DEADLINE, "the job to block on its FIFO", || {
+            std::thread::sleep(Duration::from_millis(300));
+            let now = settled();
+            std::mem::replace(&mut last, now) == now && now.1 > 0
+        });
         let file = dir.path().join("summary.json");
         let mut sidecar = common::sidecar_sampling(&["--interval", interval], &[&name], &file);
         let (throttled_before, some_before) = (throttled_us(&name), cpu_some_us(&name));
@@ -668,6 +683,15 @@ fn a_container_that_ends_before_the_collector_is_read_to_its_end() {
         // Its status is timeout's, or the signal's where the shell runs busybox's timeout
         // (the guest of `cargo xtask vm`): that it burned shows in the throttling below.
         let _ = job.wait(DEADLINE);
+        // The kernel adds a throttled or stalled stretch when it ends (the next period's
+        // refill, the next state change): the cgroup's own figures are read once they
+        // have settled, not the instant the job is reaped.
+        let mut last = (throttled_us(&name), cpu_some_us(&name));
+        testkit::wait_until(DEADLINE, "the cgroup's counters to settle", || {
+            std::thread::sleep(Duration::from_millis(300));
+            let now = (throttled_us(&name), cpu_some_us(&name));
+            std::mem::replace(&mut last, now) == now
+        });
         let throttled = (throttled_us(&name) - throttled_before) as f64 / 1e6;
         let some = (cpu_some_us(&name) - some_before) as f64 / 1e6;
         if removed {
