@@ -149,6 +149,9 @@ pub struct EbpfCpu {
     wait_totals: CgroupTotals,
     /// Run-queue wait by (waiter, holder) cgroup pair, kept the same way.
     behind_totals: Totals<WaitPair>,
+    /// The attribution map's entries as [`EbpfCpu::wait_behind`] last read them: what
+    /// [`EbpfCpu::retire_dead`] retires from, so a scan walks that map once.
+    behind_in_map: HashMap<WaitPair, u64>,
     /// Whether the kernel has `sched_info.run_delay` (`CONFIG_SCHED_INFO`).
     run_delay_available: bool,
     map_capacity: u32,
@@ -237,6 +240,7 @@ impl EbpfCpu {
             totals: CgroupTotals::default(),
             wait_totals: CgroupTotals::default(),
             behind_totals: Totals::default(),
+            behind_in_map: HashMap::new(),
             run_delay_available,
             map_capacity,
         })
@@ -271,7 +275,8 @@ impl EbpfCpu {
     /// the sampling interval, not the CPU tick. Monotonic; pairs of one waiter sum to its
     /// wait (less what a full map dropped).
     pub fn wait_behind(&mut self) -> io::Result<&HashMap<WaitPair, u64>> {
-        let (observed, _) = self.read_behind_consistent()?;
+        let (observed, raw) = self.read_behind_consistent()?;
+        self.behind_in_map = raw;
         Ok(self.behind_totals.update(&observed))
     }
 
@@ -325,8 +330,8 @@ impl EbpfCpu {
             }
         }
         // Pairs go once either side is gone (holder 0 is never gone).
-        let (observed, raw) = self.read_behind_consistent()?;
-        self.behind_totals.update(&observed);
+        // From the last read of the attribution map (this scan's: `wait_behind` comes first).
+        let raw = std::mem::take(&mut self.behind_in_map);
         let cached: HashSet<WaitPair> = self.read_cpu_states()?.iter().map(|s| s.behind).collect();
         let pairs = self.behind_totals.retirable(&raw, &cached, |p| {
             is_live(p.waiter) && (p.holder == 0 || is_live(p.holder))
