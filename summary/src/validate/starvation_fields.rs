@@ -1,11 +1,12 @@
 //! Checks of the starvation fields ([`crate::starvation`]): finite, non-negative, shares
 //! at most about 1, texts bounded.
 
-use super::{
-    CORES, CPU_SECONDS, MAX_BYTES_PER_SEC, MAX_CORES, MAX_CPU_SECONDS, MAX_DURATION_SECONDS,
-    MAX_NAME_BYTES, MAX_PROCESS_NAME_BYTES, MAX_SHORT_BYTES, MAX_TOP_PROCESSES, RATE, Result,
-    bounded, invalid, memory, stats, text,
+use super::error::{Result, invalid};
+use super::limits::{
+    MAX_BYTES_PER_SEC, MAX_CORES, MAX_CPU_SECONDS, MAX_DURATION_SECONDS, MAX_NAME_BYTES,
+    MAX_PROCESS_NAME_BYTES, MAX_SHORT_BYTES, MAX_TOP_PROCESSES,
 };
+use super::values::{CORES, CPU_SECONDS, RATE, bounded, memory, stats, text};
 use crate::ContainerSummary;
 use crate::starvation::{CommandSummary, Stall, Verdict};
 

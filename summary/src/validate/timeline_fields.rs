@@ -2,7 +2,9 @@
 //! [`MAX_POINTS`](crate::timeline::MAX_POINTS) points per series (with room for pieces merged
 //! across a restart), series of one length per container, bounded names and values.
 
-use super::{MAX_CONTAINERS, MAX_DURATION_SECONDS, MAX_NAME_BYTES, Result, bounded, invalid, text};
+use super::error::{Result, invalid};
+use super::limits::{MAX_CONTAINERS, MAX_DURATION_SECONDS, MAX_NAME_BYTES};
+use super::values::{bounded, text};
 use crate::timeline::{MAX_POINTS, Timeline};
 
 /// Most points of a series on the wire: the builder keeps at most [`MAX_POINTS`]; a merge of
