@@ -25,6 +25,8 @@
 //!   fleet totals (the receiver's job list, history and fleet endpoints, and its web page).
 //! - [`exposition`]: the `/metrics` text shared by the collector and the receiver
 //!   (OpenMetrics for Prometheus, the classic format for everyone else).
+//! - [`units`]: bytes for people, the one format of the collector's reports, the
+//!   receiver's pages and the sizing explanations.
 
 pub mod accumulator;
 pub mod behind;
@@ -36,6 +38,7 @@ pub mod sizing;
 pub mod starvation;
 pub mod time;
 pub mod timeline;
+pub mod units;
 pub mod validate;
 
 use std::collections::BTreeMap;

@@ -5,8 +5,7 @@
 use std::fmt::Write as _;
 
 use summary::timeline::Timeline;
-
-use super::units::bytes;
+use summary::units::bytes;
 
 /// Most columns of a sparkline.
 pub const WIDTH: usize = 60;

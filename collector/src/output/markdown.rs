@@ -5,9 +5,8 @@
 
 use std::fmt::Write as _;
 
+use summary::units::bytes;
 use summary::{RunSummary, timeline::Timeline};
-
-use super::units::bytes;
 
 /// Most containers drawn in a chart (the ones with the most CPU), and most points per line.
 const CHART_CONTAINERS: usize = 4;

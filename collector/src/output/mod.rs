@@ -8,8 +8,8 @@
 //! - [`chart`]: the run's timeline as terminal sparklines, printed under that table.
 //! - [`markdown`]: the Markdown report with Mermaid charts, for a CI job summary
 //!   (`--markdown`, `--markdown-file`).
-//! - [`units`]: units for a person (bytes with a binary unit), shared by the table, the
-//!   charts and the report.
+//!
+//! Bytes read as [`summary::units::bytes`] writes them, as on the receiver's pages.
 
 pub mod chart;
 pub mod file;
@@ -17,4 +17,3 @@ pub mod live;
 pub mod markdown;
 pub mod push;
 pub mod report;
-pub mod units;

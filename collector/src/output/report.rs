@@ -3,8 +3,7 @@
 use std::fmt::Write;
 
 use summary::RunSummary;
-
-pub use super::units::bytes;
+use summary::units::bytes;
 
 /// The headline of `collector run`: how the command ended.
 pub fn run_headline(command: &str, status: std::process::ExitStatus, s: &RunSummary) -> String {
@@ -227,13 +226,6 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_bytes() {
-        assert_eq!(bytes(512.0), "512 B");
-        assert_eq!(bytes(1536.0), "1.5 KiB");
-        assert_eq!(bytes(3.0 * 1024.0 * 1024.0 * 1024.0), "3.0 GiB");
-    }
 
     #[test]
     fn truncates_long_names() {

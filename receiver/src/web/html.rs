@@ -1,4 +1,5 @@
-//! HTML building blocks: escaping, the page frame, number formats, and the stylesheet.
+//! HTML building blocks: escaping, the page frame, number formats (bytes are
+//! [`summary::units::bytes`]), and the stylesheet.
 //!
 //! The stylesheet is the only one the page uses, inline in every page and allowed by its
 //! SHA-256 in the Content-Security-Policy ([`csp`]); no script runs at all.
@@ -47,22 +48,6 @@ pub fn job_href(org: &str, repo: &str, workflow: &str, job: &str) -> String {
         url_part(workflow),
         url_part(job)
     )
-}
-
-/// Bytes with a binary unit: `512 MiB`, `1.5 GiB`.
-pub fn bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 || v >= 100.0 {
-        format!("{v:.0} {}", UNITS[unit])
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
 }
 
 /// Cores: `0.25 cores`, `2 cores`, `1 core`.
@@ -230,6 +215,7 @@ pub fn page(title: &str, signed_in: bool, body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+    use summary::units::bytes;
 
     use super::*;
 
@@ -251,7 +237,7 @@ mod tests {
         fn no_negative_zero(v in prop_oneof![Just(-0.0f64), -0.05f64..0.0, -1e-9f64..1e-9]) {
             let (c, _) = core_time(&[v, v / 2.0]);
             let (m, _) = memory_time(&[v]);
-            for text in [pct(v), num(v, 0), num(v, 1), num(v, 2), secs(v), cores(v), duration(v)]
+            for text in [pct(v), num(v, 0), num(v, 1), num(v, 2), secs(v), cores(v), duration(v), bytes(v)]
                 .into_iter()
                 .chain(c)
                 .chain(m)
@@ -292,9 +278,6 @@ mod tests {
             job_href("o", "r", "ci.yml", "<x>"),
             "/job/o/r/ci.yml/%3Cx%3E"
         );
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(1536 * 1024 * 1024), "1.5 GiB");
-        assert_eq!(bytes(300 * 1024 * 1024), "300 MiB");
         assert_eq!(cores(1.0), "1 core");
         assert_eq!(cores(0.25), "0.25 cores");
         assert_eq!(cores(2.0), "2 cores");

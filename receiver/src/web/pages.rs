@@ -4,10 +4,11 @@ use std::fmt::Write as _;
 
 use summary::fleet::{FleetTotals, JobAggregate, JobEntry, RunRow, SortBy};
 use summary::sizing::{Confidence, Sizing};
+use summary::units::bytes;
 
 use super::html::{
-    axis_time, bytes, core_time, cores, duration, esc, job_href, memory_time, page, pct, secs,
-    short_time, url_part,
+    axis_time, core_time, cores, duration, esc, job_href, memory_time, page, pct, secs, short_time,
+    url_part,
 };
 use super::svg::{Chart, Series, line_chart};
 use crate::fleet::{JobList, ListParams};
@@ -73,7 +74,7 @@ fn sizing_cell(e: &JobEntry) -> String {
         Some(s) if s.confidence != Confidence::None => format!(
             "{} · {}{}",
             cores(s.recommended.cpu_request_cores),
-            bytes(s.recommended.memory_limit_bytes),
+            bytes(s.recommended.memory_limit_bytes as f64),
             if s.confidence == Confidence::Provisional {
                 r#" <span class="muted">(provisional)</span>"#
             } else {
@@ -176,7 +177,7 @@ pub fn fleet(list: &JobList, totals: &FleetTotals, p: &ListParams) -> String {
             share(t.cpu_freed_core_hours, t.cpu_reserved_core_hours),
             share(t.memory_freed_gib_hours, t.memory_reserved_gib_hours),
             cores(t.cpu_freed_cores),
-            bytes((t.memory_freed_gib.max(0.0) * 1073741824.0) as u64)
+            bytes(t.memory_freed_gib * 1073741824.0)
         ),
     );
     card(
@@ -295,8 +296,8 @@ pub fn fleet(list: &JobList, totals: &FleetTotals, p: &ListParams) -> String {
                 e.cpu_to_limit
             ),
             of_limit(
-                bytes(e.memory_peak_bytes),
-                e.memory_limit_bytes.map(bytes),
+                bytes(e.memory_peak_bytes as f64),
+                e.memory_limit_bytes.map(|b| bytes(b as f64)),
                 e.memory_to_limit
             ),
             waste,
@@ -483,7 +484,7 @@ pub fn job(a: &JobAggregate, rows_newest_first: &[RunRow], sizing: Option<&Sizin
             duration(r.duration_seconds),
             cores(r.cpu_p95_cores),
             cores(r.cpu_peak_cores),
-            bytes(r.memory_peak_bytes),
+            bytes(r.memory_peak_bytes as f64),
             r.oom_kills,
             secs(r.throttled_seconds),
             secs(r.wait_seconds),
@@ -514,7 +515,7 @@ fn recommendation(b: &mut String, sizing: Option<&Sizing>) {
         b,
         r#"<p><b>{} CPU request, {} memory</b> for the job, from its {} newest runs ({}; CPU at {}, {} % margin).</p>"#,
         cores(s.pod.cpu_request_cores),
-        bytes(s.pod.memory_limit_bytes),
+        bytes(s.pod.memory_limit_bytes as f64),
         s.runs_considered,
         match s.confidence {
             Confidence::Confident => "confident",

@@ -3,8 +3,9 @@
 use std::fmt::Write as _;
 
 use summary::StoredRun;
+use summary::units::bytes;
 
-use super::html::{bytes, cores, duration, esc, job_href, num, page, pct, secs, short_time};
+use super::html::{cores, duration, esc, job_href, num, page, pct, secs, short_time};
 use super::svg::{Chart, Series, line_chart};
 
 /// The page of `run`.
@@ -66,8 +67,10 @@ pub fn run(r: &StoredRun) -> String {
             cores(c.cpu_cores.peak),
             limits.cpu_cores.map_or_else(|| "none".to_owned(), cores),
             secs(c.cpu_seconds),
-            bytes(peak),
-            limits.memory_bytes.map_or_else(|| "none".to_owned(), bytes),
+            bytes(peak as f64),
+            limits
+                .memory_bytes
+                .map_or_else(|| "none".to_owned(), |b| bytes(b as f64)),
             c.oom_kills,
             c.cpu_throttling.map_or_else(
                 || "–".to_owned(),
@@ -103,7 +106,7 @@ pub fn run(r: &StoredRun) -> String {
                 esc(&c.name),
                 c.processes,
                 secs(c.cpu_seconds),
-                bytes(c.peak_rss_bytes),
+                bytes(c.peak_rss_bytes as f64),
                 duration(c.longest_seconds)
             );
         }
@@ -118,7 +121,7 @@ pub fn run(r: &StoredRun) -> String {
                 p.pid,
                 num(p.peak_cpu_percent, 0),
                 secs(p.cpu_seconds),
-                bytes(p.peak_mem_rss_bytes)
+                bytes(p.peak_mem_rss_bytes as f64)
             );
         }
         b.push_str("</tbody></table></div>");

@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::history::{self, Flag};
-use super::quantity::human_bytes;
+use crate::units;
 
 const MIB: u64 = 1 << 20;
 /// Recommendations are rounded up to this.
@@ -98,8 +98,8 @@ pub fn size(
         from = step.at;
         why.push(format!(
             "memory: the peaks changed from about {} to {} at run {}; only the {} runs since are used",
-            human_bytes(step.before as u64),
-            human_bytes(step.after as u64),
+            units::bytes(step.before),
+            units::bytes(step.after),
             clean[step.at].run_id,
             clean.len() - step.at
         ));
@@ -110,7 +110,7 @@ pub fn size(
     if let Some(r) = top {
         why.push(format!(
             "memory: largest peak {} in run {} ({}), of {} runs that completed within their limit",
-            human_bytes(r.peak_bytes),
+            units::bytes(r.peak_bytes as f64),
             r.run_id,
             if r.true_peak {
                 "the kernel's true peak"
@@ -126,9 +126,9 @@ pub fn size(
         if projected > base {
             why.push(format!(
                 "memory: grows about {} per run; projected {} runs ahead: {}",
-                human_bytes(t.slope as u64),
+                units::bytes(t.slope),
                 TREND_AHEAD,
-                human_bytes(projected as u64)
+                units::bytes(projected)
             ));
             base = projected;
         }
@@ -138,9 +138,9 @@ pub fn size(
         why.push(format!(
             "memory: the runs form two clusters ({} around {}, {} around {}), probably two kinds of run under one job name (matrix legs?): sized for the larger; give them job names of their own to size them apart",
             c.low_runs,
-            human_bytes(c.low as u64),
+            units::bytes(c.low),
             c.high_runs,
-            human_bytes(c.high as u64)
+            units::bytes(c.high)
         ));
     }
     // Few runs: the next one is likelier to exceed the largest seen.
@@ -166,7 +166,7 @@ pub fn size(
             } else {
                 String::new()
             },
-            human_bytes(target as u64)
+            units::bytes(target)
         ));
     }
 
@@ -201,17 +201,17 @@ pub fn size(
             why.push(format!(
                 "memory: run {} {what} its limit of {}, so it needed more ({} censored run(s), at {} rising limit level(s)): raised ×{raise:.2} to {}",
                 worst.run_id,
-                human_bytes(floor as u64),
+                units::bytes(floor),
                 censored.len(),
                 at_levels,
-                human_bytes(needed as u64)
+                units::bytes(needed)
             ));
             target = target.max(needed);
         } else {
             why.push(format!(
                 "memory: run {} {what} its limit of {}, below what completed runs used since; no raise needed",
                 worst.run_id,
-                human_bytes(floor as u64)
+                units::bytes(floor)
             ));
         }
     }
@@ -222,7 +222,7 @@ pub fn size(
     why.push(format!(
         "memory: rounded up to {} MiB steps: request = limit = {} (a job above its memory request is the first evicted when the node runs short)",
         ROUND_BYTES / MIB,
-        human_bytes(limit)
+        units::bytes(limit as f64)
     ));
     (
         MemorySizing {

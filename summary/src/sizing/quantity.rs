@@ -30,15 +30,6 @@ pub fn memory(bytes: u64) -> String {
     }
 }
 
-/// Bytes in a human unit for explanations: `1.39 GiB`, `512 MiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    if bytes >= GIB {
-        format!("{:.2} GiB", bytes as f64 / GIB as f64)
-    } else {
-        format!("{:.0} MiB", bytes as f64 / MIB as f64)
-    }
-}
-
 /// Parses a CPU quantity: `2`, `2c`, `1.5`, `750m`.
 pub fn parse_cpu(s: &str) -> Result<f64, String> {
     let s = s.trim();

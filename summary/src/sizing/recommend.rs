@@ -6,9 +6,9 @@ use super::{
     Confidence, ContainerSizing, Resources, Sizing, SizingParams, SizingRun,
     cpu::{self, CpuObservation},
     memory::{self, MemoryObservation},
-    quantity::{self, KubeResources, human_bytes},
+    quantity::{self, KubeResources},
 };
-use crate::{Accumulator, ContainerSummary, hist, starvation::MIN_LOST_SECONDS};
+use crate::{Accumulator, ContainerSummary, hist, starvation::MIN_LOST_SECONDS, units};
 
 /// What `runs` (oldest first) say each container of the job, and the job as a whole,
 /// should get. The most recent `params.runs` are used.
@@ -58,9 +58,9 @@ pub fn recommend(runs: &[SizingRun<'_>], params: &SizingParams) -> Sizing {
         notes.push(format!(
             "the job: limits now {:.2} cores and {}; recommended {:.2} cores and {}: {}",
             cur.cpu_request_cores,
-            human_bytes(cur.memory_limit_bytes),
+            units::bytes(cur.memory_limit_bytes as f64),
             pod.cpu_request_cores,
-            human_bytes(pod.memory_limit_bytes),
+            units::bytes(pod.memory_limit_bytes as f64),
             savings(cur, &pod)
         ));
     }
@@ -72,7 +72,7 @@ pub fn recommend(runs: &[SizingRun<'_>], params: &SizingParams) -> Sizing {
             "runner class: {} ({:.2} cores, {}) is the smallest that fits",
             k.name,
             k.cpu_cores,
-            human_bytes(k.memory_bytes)
+            units::bytes(k.memory_bytes as f64)
         )),
         (None, false) => notes.push("runner class: none of the configured classes fits".to_owned()),
         (None, true) => {}
@@ -194,9 +194,9 @@ fn size_container(
             };
             why.push(format!(
                 "memory: limited to {} now: recommend {}, {verb} {}",
-                human_bytes(bytes),
-                human_bytes(resources.memory_limit_bytes),
-                human_bytes(by)
+                units::bytes(bytes as f64),
+                units::bytes(resources.memory_limit_bytes as f64),
+                units::bytes(by as f64)
             ));
         }
     }
@@ -235,7 +235,7 @@ fn savings(cur: &Resources, rec: &Resources) -> String {
         verb(cores >= 0.0),
         cores.abs(),
         verb(mem >= 0),
-        human_bytes(mem.unsigned_abs() as u64)
+        units::bytes(mem.unsigned_abs() as f64)
     )
 }
 
@@ -314,7 +314,7 @@ mod tests {
         );
         assert_eq!(s.current.unwrap().cpu_request_cores, 4.0);
         assert!(
-            s.notes.iter().any(|n| n.contains("frees 2.78 GiB")),
+            s.notes.iter().any(|n| n.contains("frees 2.8 GiB")),
             "{:?}",
             s.notes
         );
