@@ -32,9 +32,12 @@ insmod /lib/modules/brd.ko rd_nr=1 rd_size=1048576 &&
     echo "@@vm@@ begin check"
 } | report
 COLLECTOR=$(cat /collector.path)
+t0=$(uptime_s)
 "$COLLECTOR" check > /tmp/check.out 2>&1
 rc=$?
-{ cat /tmp/check.out; echo; echo "@@vm@@ end check rc=$rc"; } | report
+# What a collector's start costs here (mostly loading the eBPF program): every test pays it.
+seconds=$(awk "BEGIN { printf \"%.1f\", $(uptime_s) - $t0 }")
+{ cat /tmp/check.out; echo "(took $seconds s)"; echo; echo "@@vm@@ end check rc=$rc"; } | report
 
 # Each line of /tests.list: LABEL BINARY ARGS...
 while read -r label binary args; do
