@@ -16,7 +16,7 @@ use crate::{
     sampler::{grouping::ContainerName, rates},
     sources::{
         cgroupfs::{CgroupPath, MemoryReading},
-        held::HeldCounters,
+        starvation::StarvationCounters,
     },
 };
 
@@ -94,15 +94,15 @@ pub(super) struct Container {
     pub(super) limits: Option<Limits>,
     /// On hybrid hosts, the v1 `cpu`/`blkio` twins of its processes' cgroups (kept after
     /// they go): where throttling and block I/O are counted.
-    pub(super) held_v1: BTreeSet<CgroupPath>,
+    pub(super) starvation_v1: BTreeSet<CgroupPath>,
     /// Starvation counters per cgroup: the first reading in the run (zero for a cgroup made
     /// during it) and the latest.
-    pub(super) held_base: HashMap<CgroupPath, HeldCounters>,
-    pub(super) held_last: HashMap<CgroupPath, HeldCounters>,
+    pub(super) starvation_base: HashMap<CgroupPath, StarvationCounters>,
+    pub(super) starvation_last: HashMap<CgroupPath, StarvationCounters>,
     /// The totals last added to the live metrics.
-    pub(super) held_published: HeldCounters,
-    /// When its held counters were last read, and their CPU pressure then (µs).
-    pub(super) held_seen: Option<(Instant, u64)>,
+    pub(super) starvation_published: StarvationCounters,
+    /// When its starvation counters were last read, and their CPU pressure then (µs).
+    pub(super) starvation_seen: Option<(Instant, u64)>,
     /// The CPU quota of its cgroup at the last reading: `Some(None)` for none, `None`
     /// where no cpu controller says.
     pub(super) quota: Option<Option<f64>>,
@@ -226,11 +226,11 @@ impl Container {
             rx_total: 0,
             tx_total: 0,
             limits,
-            held_v1: BTreeSet::new(),
-            held_base: HashMap::new(),
-            held_last: HashMap::new(),
-            held_published: HeldCounters::default(),
-            held_seen: None,
+            starvation_v1: BTreeSet::new(),
+            starvation_base: HashMap::new(),
+            starvation_last: HashMap::new(),
+            starvation_published: StarvationCounters::default(),
+            starvation_seen: None,
             quota: None,
             read_rate: Accumulator::new(SCALE_BYTES),
             write_rate: Accumulator::new(SCALE_BYTES),

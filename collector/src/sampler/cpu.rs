@@ -128,7 +128,7 @@ impl Sampler {
         // (a container runtime removes them soon after), not at the next scan.
         for name in ended {
             tracing::debug!(container = %name, "its processes have all exited: reading its counters now");
-            self.read_held_of(now, &name);
+            self.read_starvation_of(now, &name);
         }
     }
 

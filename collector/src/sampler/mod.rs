@@ -8,10 +8,10 @@
 //!   from a cgroup file ([`memory`]), and the eBPF run-queue wait ([`wait`]). Nothing is
 //!   done there on /proc.
 //! - [`Sampler::slow_tick`] (every `--interval`) scans /proc ([`processes`]): processes,
-//!   their containers ([`grouping`]), memory ([`memory`]), what held them back ([`held`]),
-//!   run-queue wait from `/proc` schedstat where there is no eBPF ([`wait`]), who held the
-//!   CPU while they waited ([`behind`]), network ([`network`]) and system figures
-//!   ([`system`]). With no cheap CPU counter it also derives container CPU from process tick
+//!   their containers ([`grouping`]), memory ([`memory`]), throttling, pressure and block
+//!   I/O ([`starvation`]), run-queue wait from `/proc` schedstat where there is no eBPF
+//!   ([`wait`]), who held the CPU while they waited ([`behind`]), network ([`network`]) and
+//!   system figures ([`system`]). With no cheap CPU counter it also derives container CPU from process tick
 //!   deltas.
 //!
 //! [`container`] holds each container's state; [`report_of`] assembles the run summary
@@ -25,12 +25,12 @@ mod behind;
 mod container;
 mod cpu;
 pub mod grouping;
-mod held;
 mod memory;
 mod network;
 mod processes;
 pub mod rates;
 mod report_of;
+mod starvation;
 mod system;
 #[cfg(test)]
 mod tests;
@@ -269,7 +269,7 @@ impl Sampler {
         self.scan_processes(window);
         let ended = self.mark_alive();
         self.sample_memory(&ended);
-        self.sample_held(now, &ended);
+        self.sample_starvation(now, &ended);
         self.sample_network(window);
         self.proc_cpu(now);
         self.proc_wait();

@@ -254,7 +254,8 @@ fn container_summary(
             tx_bytes_per_sec: c.tx_rate.stats(),
         }
     });
-    let (cpu_throttling, pressure, disk_io, memory_detail) = super::held::figures(c, wall_seconds);
+    let (cpu_throttling, pressure, disk_io, memory_detail) =
+        super::starvation::figures(c, wall_seconds);
     let cpu_seconds = (c.cpu_ns + c.cpu_lost_ns() + before) as f64 / 1e9;
     let mut out = ContainerSummary {
         name: name.to_string(),

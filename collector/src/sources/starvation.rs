@@ -1,4 +1,4 @@
-//! What held a cgroup back, as the kernel counts it: CPU bandwidth throttling (`cpu.stat`,
+//! A cgroup's starvation counters, as the kernel counts them: CPU bandwidth throttling (`cpu.stat`,
 //! with the quota from `cpu.max` or `cpu.cfs_quota_us`), pressure stall information
 //! (`cpu.pressure`, `memory.pressure`, `io.pressure`) and block I/O (`io.stat`, or v1
 //! `blkio.throttle.io_service_bytes_recursive` / `_serviced_recursive`).
@@ -13,7 +13,7 @@ use super::cgroupfs::{CgroupPath, Mounts, parse_keyed};
 
 /// Cumulative counters of one cgroup, each where its file has it. Times in microseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HeldCounters {
+pub struct StarvationCounters {
     pub periods: Option<u64>,
     pub throttled_periods: Option<u64>,
     pub throttled_us: Option<u64>,
@@ -31,10 +31,10 @@ pub struct HeldCounters {
     pub write_ops: Option<u64>,
 }
 
-/// Number of counters in [`HeldCounters`], for element-wise maths.
+/// Number of counters in [`StarvationCounters`], for element-wise maths.
 pub const COUNTERS: usize = 15;
 
-impl HeldCounters {
+impl StarvationCounters {
     pub fn to_array(self) -> [Option<u64>; COUNTERS] {
         [
             self.periods,
@@ -131,7 +131,7 @@ impl HeldCounters {
 /// Throttling from a `cpu.stat` text: v2 (`throttled_usec`, `burst_usec`) or v1
 /// (`throttled_time`, `burst_time` in ns). Without `nr_periods` (a v2 cgroup without the
 /// cpu controller) there is none.
-pub fn parse_throttling(text: &str, into: &mut HeldCounters) {
+pub fn parse_throttling(text: &str, into: &mut StarvationCounters) {
     let Some(periods) = parse_keyed(text, "nr_periods") else {
         return;
     };
@@ -181,7 +181,7 @@ pub fn parse_psi(text: &str) -> (Option<u64>, Option<u64>) {
 
 /// Bytes and operations read and written, summed over devices, from v2 `io.stat`
 /// (`8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0`).
-pub fn parse_io_stat(text: &str, into: &mut HeldCounters) {
+pub fn parse_io_stat(text: &str, into: &mut StarvationCounters) {
     let mut sums = [None::<u64>; 4];
     for line in text.lines() {
         for field in line.split_whitespace().skip(1) {
@@ -238,8 +238,8 @@ fn read(path: &Path) -> Option<String> {
 /// The counters of one cgroup, from the hierarchy it is named in: throttling and I/O from
 /// whichever controller files it has, PSI from a v2 cgroup (also on hybrid hosts, whose v2
 /// hierarchy has PSI files but no controllers).
-pub fn read_held(mounts: &Mounts, cgroup: &CgroupPath) -> HeldCounters {
-    let mut c = HeldCounters::default();
+pub fn read_starvation(mounts: &Mounts, cgroup: &CgroupPath) -> StarvationCounters {
+    let mut c = StarvationCounters::default();
     match cgroup {
         CgroupPath::V2(path) => {
             let Some(dir) = mounts.v2_dir(path) else {
@@ -310,7 +310,7 @@ mod tests {
 
     #[test]
     fn throttling_v2_and_v1() {
-        let mut c = HeldCounters::default();
+        let mut c = StarvationCounters::default();
         parse_throttling(
             "usage_usec 10\nuser_usec 5\nsystem_usec 5\nnr_periods 100\nnr_throttled 20\nthrottled_usec 1500\nnr_bursts 1\nburst_usec 7\n",
             &mut c,
@@ -325,16 +325,16 @@ mod tests {
             ),
             (Some(100), Some(20), Some(1500), Some(1), Some(7))
         );
-        let mut c = HeldCounters::default();
+        let mut c = StarvationCounters::default();
         parse_throttling(
             "nr_periods 10\nnr_throttled 3\nthrottled_time 2000000\n",
             &mut c,
         );
         assert_eq!((c.throttled_us, c.bursts), (Some(2000), None));
         // A v2 cgroup without the cpu controller: usage only, no throttling.
-        let mut c = HeldCounters::default();
+        let mut c = StarvationCounters::default();
         parse_throttling("usage_usec 10\nuser_usec 5\n", &mut c);
-        assert_eq!(c, HeldCounters::default());
+        assert_eq!(c, StarvationCounters::default());
     }
 
     #[test]
@@ -361,7 +361,7 @@ mod tests {
 
     #[test]
     fn io_v2_and_blkio() {
-        let mut c = HeldCounters::default();
+        let mut c = StarvationCounters::default();
         parse_io_stat(
             "8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n8:16 rbytes=1 wbytes=1 rios=1 wios=1 dbytes=0 dios=0\n",
             &mut c,
@@ -370,7 +370,7 @@ mod tests {
             (c.read_bytes, c.write_bytes, c.read_ops, c.write_ops),
             (Some(4097), Some(8193), Some(2), Some(3))
         );
-        let mut empty = HeldCounters::default();
+        let mut empty = StarvationCounters::default();
         parse_io_stat("", &mut empty);
         assert_eq!(empty.write_bytes, Some(0));
         assert_eq!(
@@ -384,12 +384,12 @@ mod tests {
 
     #[test]
     fn growth_fill_and_sum() {
-        let base = HeldCounters {
+        let base = StarvationCounters {
             periods: Some(10),
             cpu_some_us: Some(100),
             ..Default::default()
         };
-        let now = HeldCounters {
+        let now = StarvationCounters {
             periods: Some(15),
             cpu_some_us: Some(50), // went backwards: a new cgroup of the same name
             write_bytes: Some(7),
@@ -403,11 +403,11 @@ mod tests {
         let mut sum = g;
         sum.add(&g);
         assert_eq!(sum.periods, Some(10));
-        let mut psi_only = HeldCounters {
+        let mut psi_only = StarvationCounters {
             cpu_some_us: Some(1),
             ..Default::default()
         };
-        psi_only.fill_from(&HeldCounters {
+        psi_only.fill_from(&StarvationCounters {
             cpu_some_us: Some(9),
             periods: Some(3),
             ..Default::default()
@@ -421,7 +421,7 @@ mod tests {
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
         let lines = crate::sources::procfs::parse_pid_cgroup(&own);
         if let Some(v2) = crate::sources::procfs::cgroup_v2_path(&lines) {
-            let c = read_held(&mounts, &CgroupPath::V2(v2.to_owned()));
+            let c = read_starvation(&mounts, &CgroupPath::V2(v2.to_owned()));
             println!("v2 {v2}: {c:?}");
             // PSI is there on pure v2 and on hybrid hosts where the kernel has PSI on.
             if Path::new("/proc/pressure/cpu").exists() && mounts.v2.is_some() {

@@ -1,5 +1,5 @@
-//! What held each container back: throttling, pressure stall information and block I/O
-//! from its cgroups ([`crate::sources::held`]), read at the slow tick, and their growth over
+//! Each container's starvation: throttling, pressure stall information and block I/O from
+//! its cgroups ([`crate::sources::starvation`]), read at the slow tick, and their growth over
 //! the run in the summary's terms.
 
 use std::time::Instant;
@@ -11,10 +11,10 @@ use summary::{
 
 use super::{Sampler, container::Container, grouping::ContainerName, memory::distinct_roots};
 use crate::{
-    output::live::HeldDelta,
+    output::live::StarvationDelta,
     sources::{
         cgroupfs::CgroupPath,
-        held::{self, HeldCounters},
+        starvation::{self, StarvationCounters},
     },
 };
 
@@ -22,7 +22,7 @@ impl Sampler {
     /// Reads the live containers' counters, and once more those of the containers that
     /// `ended` since the last reading: what their cgroups counted after that reading (the
     /// tail of a container that ends before the collector) is theirs too.
-    pub(super) fn sample_held(&mut self, now: Instant, ended: &[ContainerName]) {
+    pub(super) fn sample_starvation(&mut self, now: Instant, ended: &[ContainerName]) {
         let mut live: Vec<ContainerName> = self.live_containers().into_iter().cloned().collect();
         // Run mode's own cgroup is read to the end, the final reading after its command
         // exited included: a command shorter than an interval has only that one.
@@ -39,12 +39,12 @@ impl Sampler {
             }
         }
         for name in live {
-            self.read_held_of(now, &name);
+            self.read_starvation_of(now, &name);
         }
     }
 
     /// Reads one container's throttling, pressure and I/O counters and folds them in.
-    pub(super) fn read_held_of(&mut self, now: Instant, name: &ContainerName) {
+    pub(super) fn read_starvation_of(&mut self, now: Instant, name: &ContainerName) {
         let name = name.clone();
         let twins: Vec<CgroupPath> = self
             .processes
@@ -57,50 +57,50 @@ impl Sampler {
         let Some(c) = self.containers.get_mut(&name) else {
             return;
         };
-        c.held_v1.extend(twins);
+        c.starvation_v1.extend(twins);
         let mut cgroups = distinct_roots(&c.cgroups);
-        cgroups.extend(distinct_roots(&c.held_v1));
+        cgroups.extend(distinct_roots(&c.starvation_v1));
         let mut quota = None;
         for cg in cgroups {
-            let reading = held::read_held(&self.mounts, &cg);
-            if reading == HeldCounters::default() {
+            let reading = starvation::read_starvation(&self.mounts, &cg);
+            if reading == StarvationCounters::default() {
                 continue;
             }
             // Counters of a cgroup found at the first scan started before the run, but
             // for run mode's own cgroups (pinned), which the run made: they start at 0.
             let first = self.slow_ticks <= 1 && !c.memory_pinned.contains(&cg);
-            c.held_base.entry(cg.clone()).or_insert(if first {
+            c.starvation_base.entry(cg.clone()).or_insert(if first {
                 reading
             } else {
-                HeldCounters::default()
+                StarvationCounters::default()
             });
-            c.held_last.insert(cg.clone(), reading);
+            c.starvation_last.insert(cg.clone(), reading);
             if quota.is_none() {
-                quota = held::read_quota(&self.mounts, &cg);
+                quota = starvation::read_quota(&self.mounts, &cg);
             }
         }
         if quota.is_some() {
             c.quota = quota;
         }
-        let total = held_total(c);
+        let total = starvation_total(c);
         // The share of the time since the previous reading some task stalled on CPU.
-        if let (Some((then, before)), Some(some)) = (c.held_seen, total.cpu_some_us) {
+        if let (Some((then, before)), Some(some)) = (c.starvation_seen, total.cpu_some_us) {
             let dt = now.saturating_duration_since(then).as_secs_f64();
             if dt > 0.0 {
                 let stalled = some.saturating_sub(before) as f64 / 1e6;
                 c.timeline_span(Series::CpuPressure, then, now, (stalled / dt).min(1.0));
             }
         }
-        c.held_seen = total.cpu_some_us.map(|some| (now, some));
+        c.starvation_seen = total.cpu_some_us.map(|some| (now, some));
         if let Some(live) = &self.cfg.live {
-            let delta = total.growth_since(&c.held_published);
+            let delta = total.growth_since(&c.starvation_published);
             let secs = |us: Option<u64>| us.map(|v| v as f64 / 1e6);
             let id = self.identities.get(&name).unwrap_or(&self.cfg.identity);
             // The kernel's cgroup counters, whatever the CPU and memory sources are.
             let l = c.live_labels(&name, id, summary::Source::Cgroup);
-            live.add_held(
+            live.add_starvation(
                 &l,
-                &HeldDelta {
+                &StarvationDelta {
                     throttled_seconds: secs(delta.throttled_us),
                     cpu_some_seconds: secs(delta.cpu_some_us),
                     memory_some_seconds: secs(delta.memory_some_us),
@@ -109,7 +109,7 @@ impl Sampler {
                     write_bytes: delta.write_bytes,
                 },
             );
-            c.held_published = total;
+            c.starvation_published = total;
         }
         if let (Some(r), Some(w)) = (total.read_bytes, total.write_bytes) {
             if let Some((then, pr, pw)) = c.last_io {
@@ -130,10 +130,10 @@ impl Sampler {
 }
 
 /// The growth of a container's counters over the run, summed over its cgroups.
-pub(super) fn held_total(c: &Container) -> HeldCounters {
-    let mut total = HeldCounters::default();
-    for (cg, last) in &c.held_last {
-        let base = c.held_base.get(cg).copied().unwrap_or_default();
+pub(super) fn starvation_total(c: &Container) -> StarvationCounters {
+    let mut total = StarvationCounters::default();
+    for (cg, last) in &c.starvation_last {
+        let base = c.starvation_base.get(cg).copied().unwrap_or_default();
         total.add(&last.growth_since(&base));
     }
     total
@@ -149,7 +149,7 @@ pub(super) fn figures(
     Option<DiskIo>,
     Option<MemoryDetail>,
 ) {
-    let t = held_total(c);
+    let t = starvation_total(c);
     let secs = |us: Option<u64>| us.map(|v| v as f64 / 1e6);
     let share = |s: f64| {
         if duration > 0.0 {
