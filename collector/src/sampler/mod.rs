@@ -11,11 +11,13 @@
 //!   their containers ([`grouping`]), memory ([`memory`]), throttling, pressure and block
 //!   I/O ([`starvation`]), run-queue wait from `/proc` schedstat where there is no eBPF
 //!   ([`wait`]), who held the CPU while they waited ([`behind`]), network ([`network`]) and
-//!   system figures ([`system`]). With no cheap CPU counter it also derives container CPU from process tick
-//!   deltas.
+//!   system figures ([`system`]). With no cheap CPU counter it also derives container CPU
+//!   from process tick deltas.
 //!
-//! [`container`] holds each container's state; [`report_of`] assembles the run summary
-//! (named so as not to shadow the `summary` crate);
+//! [`container`] holds each container's state, one type per aspect (CPU, memory, network,
+//! starvation, wait, who held the CPU, ended commands, timeline), which the files above
+//! read into; [`report_of`] assembles the run summary (named so as not to shadow the
+//! `summary` crate);
 //! [`rates`] holds the pure delta maths; `tests.rs` and `memory_tests.rs` are its tests (on a
 //! fake `--proc-path`, and on temporary cgroup trees). Memory stays
 //! flat over a run: statistics go into fixed-size HDR histograms, processes that exited are
@@ -244,9 +246,9 @@ impl Sampler {
                 .filter(|(name, _)| live.contains(name))
                 .map(|(name, c)| ContainerNow {
                     name: name.to_string(),
-                    cpu_cores: c.last_cores,
-                    memory_bytes: c.last_memory,
-                    cpu_seconds: c.cpu_ns as f64 / 1e9,
+                    cpu_cores: c.cpu.last_cores,
+                    memory_bytes: c.memory.last,
+                    cpu_seconds: c.cpu.ns as f64 / 1e9,
                 })
                 .collect(),
         }
@@ -345,7 +347,7 @@ impl Sampler {
             let Some(c) = self.containers.get_mut(&name) else {
                 continue;
             };
-            c.cpu_before_start_ns = match (via_ebpf, &totals) {
+            c.cpu.before_start_ns = match (via_ebpf, &totals) {
                 (false, _) => counter_ns,
                 (true, Some(totals)) => {
                     let seen: u64 = c.cgroup_ids.iter().filter_map(|id| totals.get(id)).sum();
@@ -353,8 +355,8 @@ impl Sampler {
                 }
                 (true, None) => 0,
             };
-            if c.cpu_before_start_ns > 0 {
-                tracing::debug!(container = %name, ns = c.cpu_before_start_ns, "CPU used before the collector started");
+            if c.cpu.before_start_ns > 0 {
+                tracing::debug!(container = %name, ns = c.cpu.before_start_ns, "CPU used before the collector started");
             }
         }
     }
@@ -411,11 +413,11 @@ impl Sampler {
         };
         format!(
             "{name}: source {:?}, {} ns (+{} before the start, +{} lost by eBPF), cgroups' own counter at the last reading {:?} ns, cgroups {:?}, ids {:?}; eBPF health {ebpf}",
-            c.cpu_source,
-            c.cpu_ns,
-            c.cpu_before_start_ns,
-            c.cpu_lost_ns(),
-            c.last_smooth_ns(),
+            c.cpu.source,
+            c.cpu.ns,
+            c.cpu.before_start_ns,
+            c.cpu.lost_ns(),
+            c.cpu.last_smooth_ns(),
             c.cgroups,
             c.cgroup_ids
         )

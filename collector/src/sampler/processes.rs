@@ -188,7 +188,7 @@ impl Sampler {
                 }
             }
         }
-        // Held thread CPU of processes that are gone for good (their leader's record lost).
+        // Pending thread CPU of processes that are gone for good (their leader's record lost).
         let live: HashSet<i32> = self.processes.keys().copied().collect();
         self.pending_threads
             .retain(|tgid, (_, at)| live.contains(&(*tgid as i32)) || tick <= *at + 2);
@@ -284,7 +284,7 @@ impl Sampler {
                 .entry(name.clone())
                 .or_insert_with(|| Container::new(limits));
             if let Some(ns) = p.netns {
-                c.netns.insert(ns);
+                c.network.namespaces.insert(ns);
             }
             // The same cgroup in the other hierarchy is the same container, counted once. On
             // hybrid hosts runc joins the v1 controllers first and the unified hierarchy last,
@@ -299,7 +299,7 @@ impl Sampler {
                 if !c.cgroups.contains(&twin) {
                     return true;
                 }
-                let replace = matches!(cgroup, CgroupPath::V2(_)) && c.cpu_source.is_none();
+                let replace = matches!(cgroup, CgroupPath::V2(_)) && c.cpu.source.is_none();
                 if replace {
                     c.cgroups.remove(&twin);
                 }
@@ -328,7 +328,8 @@ impl Sampler {
         ));
         let lifetime = p.lifetime_seconds(self.ticks_per_sec);
         if let Some(c) = self.containers.get_mut(&p.container) {
-            c.count_command(&p.comm, 1, cpu_seconds, p.peak_rss, lifetime);
+            c.commands
+                .count(&p.comm, 1, cpu_seconds, p.peak_rss, lifetime);
         }
         // Its eBPF exit record may come after this: it must correct, not count again.
         self.retired_recently
@@ -392,7 +393,8 @@ impl Sampler {
             {
                 if let Some(c) = self.containers.get_mut(&container) {
                     let lifetime = e.lifetime_ns as f64 / 1e9;
-                    c.count_command(&e.comm, 0, cpu_seconds - p.cpu_seconds, peak_rss, lifetime);
+                    c.commands
+                        .count(&e.comm, 0, cpu_seconds - p.cpu_seconds, peak_rss, lifetime);
                 }
                 p.cpu_seconds = cpu_seconds;
                 p.peak_mem_rss_bytes = p.peak_mem_rss_bytes.max(peak_rss);
@@ -405,9 +407,12 @@ impl Sampler {
                 match self.retired_recently.remove(&(pid, e.comm.clone())) {
                     // Retired by a scan, its entry since pruned from the top lists.
                     Some((_, counted)) => {
-                        c.count_command(&e.comm, 0, cpu_seconds - counted, peak_rss, lifetime)
+                        c.commands
+                            .count(&e.comm, 0, cpu_seconds - counted, peak_rss, lifetime)
                     }
-                    None => c.count_command(&e.comm, 1, cpu_seconds, peak_rss, lifetime),
+                    None => c
+                        .commands
+                        .count(&e.comm, 1, cpu_seconds, peak_rss, lifetime),
                 }
             }
             self.push_exited(ProcessSummary {
@@ -441,7 +446,7 @@ impl Sampler {
 
     /// CPU nanoseconds of every container so far.
     pub fn cpu_ns_total(&self) -> u64 {
-        self.containers.values().map(|c| c.cpu_ns).sum()
+        self.containers.values().map(|c| c.cpu.ns).sum()
     }
 
     fn push_exited(&mut self, p: ProcessSummary) {

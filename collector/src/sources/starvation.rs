@@ -31,6 +31,29 @@ pub struct StarvationCounters {
     pub write_ops: Option<u64>,
 }
 
+/// The CPU quota of a cgroup.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Quota {
+    /// No cpu controller says: none read yet, no `cpu.max` or `cpu.cfs_quota_us` file, or one
+    /// that could not be parsed.
+    #[default]
+    Unknown,
+    /// The controller sets no quota (`max`, or `-1` on v1).
+    Unlimited,
+    /// At most this many cores.
+    Cores(f64),
+}
+
+impl Quota {
+    /// The quota in cores, where there is one.
+    pub fn cores(self) -> Option<f64> {
+        match self {
+            Self::Cores(c) => Some(c),
+            Self::Unknown | Self::Unlimited => None,
+        }
+    }
+}
+
 /// Number of counters in [`StarvationCounters`], for element-wise maths.
 pub const COUNTERS: usize = 15;
 
@@ -144,26 +167,35 @@ pub fn parse_throttling(text: &str, into: &mut StarvationCounters) {
         .or_else(|| parse_keyed(text, "burst_time").map(|ns| ns / 1000));
 }
 
-/// The quota in cores from v2 `cpu.max` (`max 100000`, `50000 100000`): `Some(None)` for no
-/// quota, `None` when the text is not a `cpu.max`.
-pub fn parse_cpu_max(text: &str) -> Option<Option<f64>> {
+/// The quota from v2 `cpu.max` (`max 100000`, `50000 100000`); `Unknown` when the text is
+/// not a `cpu.max`.
+pub fn parse_cpu_max(text: &str) -> Quota {
     let mut f = text.split_whitespace();
-    let (quota, period) = (f.next()?, f.next()?.parse::<f64>().ok()?);
+    let (Some(quota), Some(Ok(period))) = (f.next(), f.next().map(str::parse::<f64>)) else {
+        return Quota::Unknown;
+    };
     if quota == "max" {
-        return Some(None);
+        return Quota::Unlimited;
     }
-    let quota: f64 = quota.parse().ok()?;
-    (period > 0.0 && quota > 0.0).then_some(Some(quota / period))
+    match quota.parse::<f64>() {
+        Ok(quota) if period > 0.0 && quota > 0.0 => Quota::Cores(quota / period),
+        _ => Quota::Unknown,
+    }
 }
 
-/// The quota in cores from v1 `cpu.cfs_quota_us` and `cpu.cfs_period_us` (-1: none).
-pub fn parse_cfs_quota(quota: &str, period: &str) -> Option<Option<f64>> {
-    let quota: i64 = quota.trim().parse().ok()?;
-    let period: f64 = period.trim().parse().ok()?;
+/// The quota from v1 `cpu.cfs_quota_us` and `cpu.cfs_period_us` (-1: none).
+pub fn parse_cfs_quota(quota: &str, period: &str) -> Quota {
+    let (Ok(quota), Ok(period)) = (quota.trim().parse::<i64>(), period.trim().parse::<f64>())
+    else {
+        return Quota::Unknown;
+    };
     if quota < 0 {
-        return Some(None);
+        Quota::Unlimited
+    } else if quota > 0 && period > 0.0 {
+        Quota::Cores(quota as f64 / period)
+    } else {
+        Quota::Unknown
     }
-    (quota > 0 && period > 0.0).then_some(Some(quota as f64 / period))
 }
 
 /// `total=` of the `some` and `full` lines of a PSI file, microseconds.
@@ -289,19 +321,21 @@ pub fn read_starvation(mounts: &Mounts, cgroup: &CgroupPath) -> StarvationCounte
     c
 }
 
-/// The CPU quota of a cgroup in cores: `Some(None)` for none, `None` where there is no
-/// cpu controller to say.
-pub fn read_quota(mounts: &Mounts, cgroup: &CgroupPath) -> Option<Option<f64>> {
-    match cgroup {
-        CgroupPath::V2(path) => parse_cpu_max(&read(&mounts.v2_dir(path)?.join("cpu.max"))?),
-        CgroupPath::V1(path) => {
-            let dir = mounts.v1_dir("cpu", path)?;
-            parse_cfs_quota(
+/// The CPU quota of a cgroup; `Unknown` where there is no cpu controller to say.
+pub fn read_quota(mounts: &Mounts, cgroup: &CgroupPath) -> Quota {
+    let quota = match cgroup {
+        CgroupPath::V2(path) => mounts
+            .v2_dir(path)
+            .and_then(|dir| read(&dir.join("cpu.max")))
+            .map(|text| parse_cpu_max(&text)),
+        CgroupPath::V1(path) => mounts.v1_dir("cpu", path).and_then(|dir| {
+            Some(parse_cfs_quota(
                 &read(&dir.join("cpu.cfs_quota_us"))?,
                 &read(&dir.join("cpu.cfs_period_us"))?,
-            )
-        }
-    }
+            ))
+        }),
+    };
+    quota.unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -339,12 +373,14 @@ mod tests {
 
     #[test]
     fn quotas() {
-        assert_eq!(parse_cpu_max("max 100000\n"), Some(None));
-        assert_eq!(parse_cpu_max("50000 100000\n"), Some(Some(0.5)));
-        assert_eq!(parse_cpu_max("garbage"), None);
-        assert_eq!(parse_cfs_quota("-1\n", "100000\n"), Some(None));
-        assert_eq!(parse_cfs_quota("200000", "100000"), Some(Some(2.0)));
-        assert_eq!(parse_cfs_quota("x", "100000"), None);
+        assert_eq!(parse_cpu_max("max 100000\n"), Quota::Unlimited);
+        assert_eq!(parse_cpu_max("50000 100000\n"), Quota::Cores(0.5));
+        assert_eq!(parse_cpu_max("garbage"), Quota::Unknown);
+        assert_eq!(parse_cpu_max("max garbage"), Quota::Unknown);
+        assert_eq!(parse_cfs_quota("-1\n", "100000\n"), Quota::Unlimited);
+        assert_eq!(parse_cfs_quota("200000", "100000"), Quota::Cores(2.0));
+        assert_eq!(parse_cfs_quota("x", "100000"), Quota::Unknown);
+        assert_eq!(parse_cfs_quota("0", "100000"), Quota::Unknown);
     }
 
     #[test]
