@@ -15,13 +15,15 @@
 //!   from process tick deltas.
 //!
 //! [`container`] holds each container's state, one type per aspect (CPU, memory, network,
-//! starvation, wait, who held the CPU, ended commands, timeline), which the files above
-//! read into; [`report_of`] assembles the run summary (named so as not to shadow the
-//! `summary` crate);
-//! [`rates`] holds the pure delta maths; `tests.rs` and `memory_tests.rs` are its tests (on a
-//! fake `--proc-path`, and on temporary cgroup trees). Memory stays
-//! flat over a run: statistics go into fixed-size HDR histograms, processes that exited are
-//! kept only while they can still be among the top ones.
+//! starvation, wait, who held the CPU, ended commands, timeline), and [`process`] each live
+//! process as last seen. The files above implement this file's `Sampler` and read into
+//! those; `container/` and `process.rs` use neither them nor this file, so no two files here
+//! use each other. [`report_of`] assembles the run summary
+//! (named so as not to shadow the `summary` crate); [`rates`] holds the pure delta maths;
+//! `tests.rs` and `memory_tests.rs` are its tests (on a fake `--proc-path`, and on temporary
+//! cgroup trees). Memory stays flat over a run: statistics go into fixed-size HDR
+//! histograms, processes that exited are kept only while they can still be among the top
+//! ones.
 
 mod behind;
 mod container;
@@ -29,6 +31,7 @@ mod cpu;
 pub mod grouping;
 mod memory;
 mod network;
+mod process;
 mod processes;
 pub mod rates;
 mod report_of;
@@ -47,8 +50,12 @@ use std::{
 
 use summary::{Accumulator, Execution, Limits, ProcessSummary, SCALE_BYTES, SCALE_PERCENT};
 
-pub use self::report_of::JobSystem;
-use self::{container::Container, grouping::ContainerName, grouping::Grouper, network::NetNs};
+use self::{
+    container::Container,
+    grouping::{ContainerName, Grouper},
+    process::Process,
+    rates::CounterRate,
+};
 use crate::{
     output::live::LiveMetrics,
     sources::{
@@ -107,7 +114,7 @@ pub struct Sampler {
     first_system: Option<SystemCpu>,
     last_slow: Option<Instant>,
     containers: BTreeMap<ContainerName, Container>,
-    processes: HashMap<i32, processes::Process>,
+    processes: HashMap<i32, Process>,
     /// Processes that ended, kept only while they can be among the top ones.
     exited: Vec<ProcessSummary>,
     netns: HashMap<u64, NetNs>,
@@ -147,6 +154,24 @@ pub struct Sampler {
     /// Processes whose exit record came since the last scan (run mode waits for its
     /// command's).
     exits_since_scan: HashSet<i32>,
+}
+
+/// A job's own system statistics and start, for [`Sampler::summary_of`].
+pub struct JobSystem<'a> {
+    pub start: SystemTime,
+    pub cpu: &'a Accumulator,
+    pub mem: &'a Accumulator,
+    pub samples: u64,
+    /// Add what each container's cgroups used before the collector measured them (node
+    /// mode, a job measured from its start; not for a job resumed from a checkpoint, whose
+    /// checkpoint holds that part already).
+    pub count_before_start: bool,
+}
+
+/// Counters of one network namespace (read by [`network`]).
+struct NetNs {
+    rx: CounterRate,
+    tx: CounterRate,
 }
 
 /// The latest figures, printed once per interval.

@@ -9,14 +9,8 @@ use std::{
 
 use summary::{Source, timeline::Series};
 
-use super::{Sampler, grouping::ContainerName, rates::CounterRate};
+use super::{NetNs, Sampler, grouping::ContainerName, rates::CounterRate};
 use crate::sources::procfs;
-
-/// Network namespace counters.
-pub(super) struct NetNs {
-    rx: CounterRate,
-    tx: CounterRate,
-}
 
 impl Sampler {
     pub(super) fn sample_network(&mut self, window: Option<Duration>) {

@@ -12,22 +12,10 @@ use summary::{
 };
 
 use super::{
-    Sampler,
+    JobSystem, Sampler,
     container::{CommandAgg, Container},
     grouping::ContainerName,
 };
-
-/// A job's own system statistics and start, for [`Sampler::summary_of`].
-pub struct JobSystem<'a> {
-    pub start: SystemTime,
-    pub cpu: &'a Accumulator,
-    pub mem: &'a Accumulator,
-    pub samples: u64,
-    /// Add what each container's cgroups used before the collector measured them (node
-    /// mode, a job measured from its start; not for a job resumed from a checkpoint, whose
-    /// checkpoint holds that part already).
-    pub count_before_start: bool,
-}
 
 impl Sampler {
     /// Builds the run summary (call after a final `cpu_tick` and `slow_tick`).
