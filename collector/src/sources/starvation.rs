@@ -1,11 +1,11 @@
-//! A cgroup's starvation counters, as the kernel counts them: CPU bandwidth throttling (`cpu.stat`,
-//! with the quota from `cpu.max` or `cpu.cfs_quota_us`), pressure stall information
-//! (`cpu.pressure`, `memory.pressure`, `io.pressure`) and block I/O (`io.stat`, or v1
-//! `blkio.throttle.io_service_bytes_recursive` / `_serviced_recursive`).
+//! A cgroup's starvation counters, as the kernel counts them: CPU bandwidth throttling
+//! (`cpu.stat`, with the quota from `cpu.max` or `cpu.cfs_quota_us`), pressure stall
+//! information (`cpu.pressure`, `memory.pressure`, `io.pressure`) and block I/O (`io.stat`,
+//! or v1 `blkio.throttle.io_service_bytes_recursive` / `_serviced_recursive`).
 //!
 //! Every counter is cumulative since the cgroup was made; the sampler keeps the first and
 //! last reading per cgroup and reports the growth. Parsers are pure; a malformed or missing
-//! file is `None`, never an error.
+//! file is `None` (an unknown [`Quota`]), never an error.
 
 use std::path::Path;
 
@@ -31,6 +31,53 @@ pub struct StarvationCounters {
     pub write_ops: Option<u64>,
 }
 
+impl StarvationCounters {
+    /// Fills the fields `other` has and `self` lacks (a v2 cgroup's PSI with its v1 twin's
+    /// throttling on a hybrid host).
+    pub fn fill_from(&mut self, other: &Self) {
+        *self = self.zip_with(other, |mine, theirs| mine.or(theirs));
+    }
+
+    /// Element-wise growth from `base` (a counter that went backwards, a cgroup made again
+    /// under the same name, grows from zero).
+    pub fn growth_since(&self, base: &Self) -> Self {
+        self.zip_with(base, |now, then| match (now, then) {
+            (Some(n), Some(t)) if n >= t => Some(n - t),
+            _ => now,
+        })
+    }
+
+    /// Element-wise sum (of a container's cgroups).
+    pub fn add(&mut self, other: &Self) {
+        *self = self.zip_with(other, |mine, theirs| match theirs {
+            Some(t) => Some(mine.unwrap_or(0).saturating_add(t)),
+            None => mine,
+        });
+    }
+
+    /// Each counter of `self` combined with the same counter of `other` by `f`: the one
+    /// place that lists them all.
+    fn zip_with(&self, other: &Self, f: impl Fn(Option<u64>, Option<u64>) -> Option<u64>) -> Self {
+        Self {
+            periods: f(self.periods, other.periods),
+            throttled_periods: f(self.throttled_periods, other.throttled_periods),
+            throttled_us: f(self.throttled_us, other.throttled_us),
+            bursts: f(self.bursts, other.bursts),
+            burst_us: f(self.burst_us, other.burst_us),
+            cpu_some_us: f(self.cpu_some_us, other.cpu_some_us),
+            cpu_full_us: f(self.cpu_full_us, other.cpu_full_us),
+            memory_some_us: f(self.memory_some_us, other.memory_some_us),
+            memory_full_us: f(self.memory_full_us, other.memory_full_us),
+            io_some_us: f(self.io_some_us, other.io_some_us),
+            io_full_us: f(self.io_full_us, other.io_full_us),
+            read_bytes: f(self.read_bytes, other.read_bytes),
+            write_bytes: f(self.write_bytes, other.write_bytes),
+            read_ops: f(self.read_ops, other.read_ops),
+            write_ops: f(self.write_ops, other.write_ops),
+        }
+    }
+}
+
 /// The CPU quota of a cgroup.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum Quota {
@@ -51,103 +98,6 @@ impl Quota {
             Self::Cores(c) => Some(c),
             Self::Unknown | Self::Unlimited => None,
         }
-    }
-}
-
-/// Number of counters in [`StarvationCounters`], for element-wise maths.
-pub const COUNTERS: usize = 15;
-
-impl StarvationCounters {
-    pub fn to_array(self) -> [Option<u64>; COUNTERS] {
-        [
-            self.periods,
-            self.throttled_periods,
-            self.throttled_us,
-            self.bursts,
-            self.burst_us,
-            self.cpu_some_us,
-            self.cpu_full_us,
-            self.memory_some_us,
-            self.memory_full_us,
-            self.io_some_us,
-            self.io_full_us,
-            self.read_bytes,
-            self.write_bytes,
-            self.read_ops,
-            self.write_ops,
-        ]
-    }
-
-    pub fn from_array(a: [Option<u64>; COUNTERS]) -> Self {
-        let [
-            periods,
-            throttled_periods,
-            throttled_us,
-            bursts,
-            burst_us,
-            cpu_some_us,
-            cpu_full_us,
-            memory_some_us,
-            memory_full_us,
-            io_some_us,
-            io_full_us,
-            read_bytes,
-            write_bytes,
-            read_ops,
-            write_ops,
-        ] = a;
-        Self {
-            periods,
-            throttled_periods,
-            throttled_us,
-            bursts,
-            burst_us,
-            cpu_some_us,
-            cpu_full_us,
-            memory_some_us,
-            memory_full_us,
-            io_some_us,
-            io_full_us,
-            read_bytes,
-            write_bytes,
-            read_ops,
-            write_ops,
-        }
-    }
-
-    /// Fills the fields `other` has and `self` lacks (a v2 cgroup's PSI with its v1 twin's
-    /// throttling on a hybrid host).
-    pub fn fill_from(&mut self, other: &Self) {
-        let mut a = self.to_array();
-        for (mine, theirs) in a.iter_mut().zip(other.to_array()) {
-            if mine.is_none() {
-                *mine = theirs;
-            }
-        }
-        *self = Self::from_array(a);
-    }
-
-    /// Element-wise growth from `base` (a counter that went backwards, a cgroup made again
-    /// under the same name, grows from zero).
-    pub fn growth_since(&self, base: &Self) -> Self {
-        let mut a = self.to_array();
-        for (now, then) in a.iter_mut().zip(base.to_array()) {
-            if let (Some(n), Some(t)) = (now.as_mut(), then) {
-                *n = if *n >= t { *n - t } else { *n };
-            }
-        }
-        Self::from_array(a)
-    }
-
-    /// Element-wise sum (of a container's cgroups).
-    pub fn add(&mut self, other: &Self) {
-        let mut a = self.to_array();
-        for (mine, theirs) in a.iter_mut().zip(other.to_array()) {
-            if let Some(t) = theirs {
-                *mine = Some(mine.unwrap_or(0).saturating_add(t));
-            }
-        }
-        *self = Self::from_array(a);
     }
 }
 
