@@ -514,7 +514,10 @@ fn chroot_check(a: &Artifact, expected: &str, root: bool) -> Outcome {
         return Outcome::CannotRun("chroot needs root".into());
     }
     // Nothing but the binary: no libc, no loader, no /proc, no /etc.
-    let dir = dist_dir().join(format!("check/chroot-{}-{}", a.binary, a.arch.name));
+    let dir = util::root().join(format!(
+        "target/dist-check/chroot-{}-{}",
+        a.binary, a.arch.name
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     if let Err(e) = std::fs::create_dir_all(&dir)
         .and_then(|()| std::fs::copy(&a.executable, dir.join(a.binary)).map(drop))
