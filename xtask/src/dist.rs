@@ -402,6 +402,40 @@ enum Outcome {
     CannotRun(String),
 }
 
+/// How a check counts in the totals.
+#[derive(Debug, PartialEq)]
+enum Tally {
+    Passed,
+    Failed(String),
+    Skipped,
+}
+
+/// The line printed for a check, and how it counts: one that cannot run here is skipped, but
+/// fails when requirements are `enforced` (`CI=true`).
+fn verdict(name: &str, outcome: Outcome, enforced: bool) -> (String, Tally) {
+    match outcome {
+        Outcome::Pass(detail) => (
+            format!("dist check {name} ... ok ({detail})"),
+            Tally::Passed,
+        ),
+        Outcome::CannotRun(why) if !enforced => (
+            format!("dist check {name} ... SKIP ({why})"),
+            Tally::Skipped,
+        ),
+        Outcome::CannotRun(why) => {
+            let why = format!("cannot run here, and CI=true: {why}");
+            (
+                format!("dist check {name} ... FAILED: {why}"),
+                Tally::Failed(why),
+            )
+        }
+        Outcome::Fail(why) => (
+            format!("dist check {name} ... FAILED: {why}"),
+            Tally::Failed(why),
+        ),
+    }
+}
+
 /// The busy loop the x86_64 collector measures: about a second of one core in `sh`, then the
 /// shell's `times` on stderr as the ground truth.
 const WORKLOAD: &str = "i=0; while [ $i -lt 1000000 ]; do i=$((i+1)); done; times >&2";
@@ -413,28 +447,15 @@ pub fn check(artifacts: &[Artifact]) -> Result<TestTotals> {
     let mut totals = TestTotals::default();
     let mut failures = Vec::new();
     let mut record = |name: String, outcome: Outcome| {
-        let (line, failed) = match outcome {
-            Outcome::Pass(detail) => {
-                totals.passed += 1;
-                (format!("dist check {name} ... ok ({detail})"), None)
-            }
-            Outcome::CannotRun(why) if !enforced => {
-                totals.ignored += 1;
-                (format!("dist check {name} ... SKIP ({why})"), None)
-            }
-            Outcome::CannotRun(why) => {
-                totals.failed += 1;
-                let why = format!("cannot run here, and CI=true: {why}");
-                (format!("dist check {name} ... FAILED: {why}"), Some(why))
-            }
-            Outcome::Fail(why) => {
-                totals.failed += 1;
-                (format!("dist check {name} ... FAILED: {why}"), Some(why))
-            }
-        };
+        let (line, tally) = verdict(&name, outcome, enforced);
         println!("{line}");
-        if let Some(why) = failed {
-            failures.push(format!("{name}: {why}"));
+        match tally {
+            Tally::Passed => totals.passed += 1,
+            Tally::Skipped => totals.ignored += 1,
+            Tally::Failed(why) => {
+                totals.failed += 1;
+                failures.push(format!("{name}: {why}"));
+            }
         }
     };
     let root = util::is_root();
@@ -703,6 +724,28 @@ mod tests {
                 .contains("too little")
         );
         assert!(judge_workload(&serde_json::json!({}), 1.0).is_err());
+    }
+
+    #[test]
+    fn a_check_that_cannot_run_fails_under_ci() {
+        let cannot = || Outcome::CannotRun("needs root".into());
+        let (line, tally) = verdict("x", cannot(), false);
+        assert_eq!(tally, Tally::Skipped);
+        assert_eq!(line, "dist check x ... SKIP (needs root)");
+        let (line, tally) = verdict("x", cannot(), true);
+        assert!(
+            matches!(&tally, Tally::Failed(w) if w.contains("CI=true")),
+            "{tally:?}"
+        );
+        assert!(line.contains("FAILED"), "{line}");
+        assert_eq!(
+            verdict("x", Outcome::Pass("d".into()), true).1,
+            Tally::Passed
+        );
+        assert!(matches!(
+            verdict("x", Outcome::Fail("bad".into()), false).1,
+            Tally::Failed(_)
+        ));
     }
 
     #[test]
