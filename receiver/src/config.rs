@@ -23,11 +23,20 @@ pub enum LogFormat {
     Json,
 }
 
+/// `receiver --version`: the version and the commit it was built from, e.g.
+/// `0.1.0 (commit 3f2a9c1d0b4e)` (see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("RECEIVER_VERSION_DETAIL"),
+    ")"
+);
+
 /// The receiver's command line.
 #[derive(Parser, Clone)]
 #[command(
     name = "receiver",
-    version,
+    version = VERSION,
     about = "Stores CI run summaries and answers queries"
 )]
 pub struct Cli {
@@ -371,6 +380,17 @@ mod tests {
 
     fn cli(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("receiver").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn version_names_the_commit() {
+        use clap::CommandFactory;
+        let line = Cli::command().render_version();
+        assert!(
+            line.starts_with(&format!("receiver {} (commit ", env!("CARGO_PKG_VERSION")))
+                && line.trim_end().ends_with(')'),
+            "{line:?}"
+        );
     }
 
     #[test]

@@ -274,7 +274,10 @@ impl Trim {
         );
         self.peak = open;
         self.last = Some(std::time::Instant::now());
-        // SAFETY: malloc_trim only releases memory the allocator holds as free.
+        // SAFETY: malloc_trim only releases memory the allocator holds as free. (glibc's
+        // malloc keeps freed arenas; musl's, in the static release builds, has no
+        // malloc_trim and returns freed memory by itself.)
+        #[cfg(target_env = "gnu")]
         tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) });
     }
 }

@@ -5,12 +5,15 @@
 //!   every fuzz target for a few seconds.
 //! - `bench ebpf|collector|receiver|sizing`: benchmarks that print figures and ratios.
 //! - `fuzz [--seconds N] [TARGET]`: the cargo-fuzz targets of `fuzz/`, each for N seconds.
+//! - `dist [--check]`: release archives of collector and receiver (static, x86_64 and
+//!   aarch64) in target/dist/, see docs/releases.md.
 //! - `vm [FILTER...]`: the kernel- and layout-dependent accuracy tests in a QEMU guest of
 //!   Debian's cloud kernel (6.1) with pure cgroup v2.
 
 mod bench_collector;
 mod demo;
 mod demo_jobs;
+mod dist;
 mod fuzz;
 mod toolchain;
 mod util;
@@ -83,6 +86,15 @@ enum Cmd {
         #[arg(long, default_value_t = 2)]
         cpus: u32,
     },
+    /// Release archives of collector and receiver, statically linked (musl) with the eBPF
+    /// object embedded, for x86_64 and aarch64: target/dist/<binary>-<version>-<arch>-linux-musl.tar.gz
+    /// and a .sha256 each. Fails when an archive is over its size budget.
+    Dist {
+        /// Also check the binaries (static, --version in an empty chroot and under qemu, a
+        /// workload measured with eBPF), as `cargo xtask test` does.
+        #[arg(long)]
+        check: bool,
+    },
     /// Run a benchmark; it prints its figures and targets.
     Bench {
         #[command(subcommand)]
@@ -146,6 +158,7 @@ fn main() {
         Cmd::BuildEbpf { route } => build_ebpf(route).map(|_| ()),
         Cmd::Test { route } => test(route),
         Cmd::Bench { which } => bench(which),
+        Cmd::Dist { check } => build_ebpf(Route::Auto).and_then(|o| dist::run(&o, check)),
         Cmd::Demo { seconds, no_wait } => {
             build_ebpf(Route::Auto).and_then(|o| demo::run(&o, seconds, !no_wait))
         }
@@ -281,6 +294,8 @@ fn test(route: Route) -> Result<()> {
             .args(["test", "--workspace", "--exclude", "collector-ebpf"])
             .env("COLLECTOR_EBPF_OBJECT", &object),
     )?;
+    step("the release archives (cargo xtask dist) and their checks");
+    totals.add(&dist::check(&dist::build(&object)?)?);
     step("the receiver's black-box suites again, on PostgreSQL (a throw-away cluster)");
     totals.add(&util::run_counting_tests(
         util::cargo()

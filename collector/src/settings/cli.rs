@@ -32,8 +32,17 @@ CPU comes from eBPF (exact, every context switch) when it can be loaded (root or
 CAP_PERFMON, kernel BTF), else from cgroup cpu.stat/cpuacct, else from /proc polling. The
 summary says which source each figure came from.";
 
+/// `collector --version`: the version, the commit it was built from and whether the eBPF
+/// object is embedded, e.g. `0.1.0 (commit 3f2a9c1d0b4e, eBPF embedded)` (see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("COLLECTOR_VERSION_DETAIL"),
+    ")"
+);
+
 #[derive(Parser, Debug)]
-#[command(name = "collector", version, about = "Measures CPU, memory and network of CI jobs and their containers", after_help = AFTER_HELP)]
+#[command(name = "collector", version = VERSION, about = "Measures CPU, memory and network of CI jobs and their containers", after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -247,6 +256,22 @@ pub enum LogFormat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_names_the_commit_and_the_ebpf_object() {
+        use clap::CommandFactory;
+        let line = Cli::command().render_version();
+        let embedded = if crate::sources::ebpf::object_embedded() {
+            "eBPF embedded"
+        } else {
+            "eBPF not embedded"
+        };
+        assert!(
+            line.starts_with(&format!("collector {} (commit ", env!("CARGO_PKG_VERSION")))
+                && line.trim_end().ends_with(&format!(", {embedded})")),
+            "{line:?}"
+        );
+    }
 
     #[test]
     fn seed_flags_parse() {
