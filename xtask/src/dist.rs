@@ -160,7 +160,7 @@ fn ensure_targets() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    if util::which("rustup").is_none() {
+    if testkit::which("rustup").is_none() {
         bail!(
             "the Rust targets {} are missing and there is no rustup to add them: install them \
              with your toolchain's means",
@@ -458,11 +458,11 @@ pub fn check(artifacts: &[Artifact]) -> Result<TestTotals> {
             }
         }
     };
-    let root = util::is_root();
-    if util::which("file").is_none() && root {
+    let root = testkit::is_root();
+    if testkit::which("file").is_none() && root {
         util::ensure_debs(&["file"])?;
     }
-    if util::which("qemu-aarch64-static").is_none() && root && util::is_debian_family() {
+    if testkit::which("qemu-aarch64-static").is_none() && root && util::is_debian_family() {
         util::ensure_debs(&["qemu-user-static"])?;
     }
     for a in artifacts {
@@ -498,7 +498,7 @@ pub fn check(artifacts: &[Artifact]) -> Result<TestTotals> {
 }
 
 fn static_check(a: &Artifact) -> Outcome {
-    if util::which("file").is_none() {
+    if testkit::which("file").is_none() {
         return Outcome::CannotRun("no `file` command (apt-get install file)".into());
     }
     match util::output(Command::new("file").arg("-b").arg(&a.executable)) {
@@ -545,7 +545,7 @@ fn chroot_check(a: &Artifact, expected: &str, root: bool) -> Outcome {
     {
         return Outcome::Fail(format!("preparing {}: {e}", dir.display()));
     }
-    let Some(chroot) = util::which("chroot") else {
+    let Some(chroot) = testkit::which("chroot") else {
         return Outcome::CannotRun("no chroot command (coreutils)".into());
     };
     let out = Command::new(chroot)
@@ -560,7 +560,7 @@ fn chroot_check(a: &Artifact, expected: &str, root: bool) -> Outcome {
 }
 
 fn qemu_check(a: &Artifact, expected: &str) -> Outcome {
-    let Some(qemu) = util::which("qemu-aarch64-static") else {
+    let Some(qemu) = testkit::which("qemu-aarch64-static") else {
         return Outcome::CannotRun(
             "no qemu-aarch64-static (apt-get install qemu-user-static, as root)".into(),
         );
