@@ -137,9 +137,27 @@ fn commit_time() -> u64 {
         .unwrap_or(0)
 }
 
-/// Whether a dependency compiles C (the `cc` crate is in the lock file).
-pub fn compiles_c(cargo_lock: &str) -> bool {
-    cargo_lock.lines().any(|l| l.trim() == "name = \"cc\"")
+/// Whether a dependency compiles C: the `cc` crate in `cargo tree --prefix none` output of
+/// what the archives build (a test-only or other-platform dependency does not count).
+pub fn compiles_c(tree: &str) -> bool {
+    tree.lines().any(|l| l.starts_with("cc v"))
+}
+
+/// The packages the archives' binaries build for `triple`, with their build dependencies.
+fn dependency_tree(triple: &str) -> Result<String> {
+    let mut cmd = util::cargo();
+    cmd.args([
+        "tree",
+        "--prefix",
+        "none",
+        "-e",
+        "normal,build",
+        "--target",
+        triple,
+    ])
+    .args(BINARIES.iter().flat_map(|b| ["-p", b]));
+    let what = util::describe(&cmd);
+    util::output(&mut cmd).with_context(|| format!("running {what}"))
 }
 
 /// Adds the rustup targets that are missing (a quick look at the sysroot when present).
@@ -183,10 +201,15 @@ fn ensure_targets() -> Result<()> {
 /// Builds both binaries for both architectures and packs them, within their budgets.
 pub fn build(object: &Path) -> Result<Vec<Artifact>> {
     let started = Instant::now();
-    let lock = std::fs::read_to_string(util::root().join("Cargo.lock"))?;
-    if compiles_c(&lock) {
+    if ARCHES
+        .iter()
+        .map(|a| dependency_tree(a.triple))
+        .collect::<Result<Vec<_>>>()?
+        .iter()
+        .any(|t| compiles_c(t))
+    {
         bail!(
-            "a dependency now compiles C (`cc` is in Cargo.lock), and `cargo xtask dist` has no \
+            "a dependency of the binaries now compiles C (`cc`), and `cargo xtask dist` has no \
              musl C toolchain set up: install Debian's musl-tools (x86_64) and a cross C \
              compiler for aarch64, and set CC_<target> for both triples (see docs/releases.md)"
         );
@@ -750,11 +773,7 @@ mod tests {
 
     #[test]
     fn notices_c_dependencies() {
-        assert!(compiles_c(
-            "[[package]]\nname = \"cc\"\nversion = \"1.2.0\"\n"
-        ));
-        assert!(!compiles_c(
-            "[[package]]\nname = \"ccc\"\n dependencies = [\n \"cc\",\n]\n"
-        ));
+        assert!(compiles_c("zstd-sys v2.0.16\ncc v1.2.0\nlibc v0.2.177\n"));
+        assert!(!compiles_c("ccc v1.0.0\nlibc v0.2.177\n"));
     }
 }
