@@ -6,9 +6,11 @@
 //!   `target/dist/<binary>-<version>-<arch>-linux-musl.tar.gz`, with a `.sha256` file next to
 //!   it in `sha256sum` format. The archives are reproducible: fixed owner, mode and mtime (the
 //!   commit's time), `gzip -n`.
-//! - The rustup targets are added when missing. No dependency compiles C, so no C
-//!   cross-compiler is needed: x86_64 links with the host's `cc`, aarch64 with rustup's
-//!   `rust-lld`, both against the musl libc that rustup ships with the target.
+//! - The rustup targets are added when missing. x86_64 links with the host's `cc`, aarch64
+//!   with rustup's `rust-lld`, both against the musl libc that rustup ships with the
+//!   target. Where a dependency compiles C (`cc` in `cargo tree` of the binaries for the
+//!   target), its C compiler is Debian's `musl-gcc` for x86_64 and the aarch64 cross `gcc`
+//!   ([`Arch`]).
 //! - The version line names the commit: `COLLECTOR_BUILD_COMMIT` is set from git (with
 //!   `-dirty` when tracked files differ from it).
 //! - Each archive has a size budget ([`BUDGETS`], stated in docs/releases.md); a larger one
@@ -43,6 +45,12 @@ pub struct Arch {
     pub triple: &'static str,
     /// How `file` names the machine.
     pub file_machine: &'static str,
+    /// The C compiler (and its Debian package) for dependencies that compile C, as zstd's
+    /// bindings do. aarch64 has no musl cross compiler in Debian: the glibc one builds such
+    /// freestanding libraries (memory and string functions, no I/O) for a musl link.
+    pub c_compiler: (&'static str, &'static str),
+    /// Its archiver.
+    pub c_archiver: &'static str,
 }
 
 pub const ARCHES: [Arch; 2] = [
@@ -50,11 +58,15 @@ pub const ARCHES: [Arch; 2] = [
         name: "x86_64",
         triple: "x86_64-unknown-linux-musl",
         file_machine: "x86-64",
+        c_compiler: ("musl-gcc", "musl-tools"),
+        c_archiver: "ar",
     },
     Arch {
         name: "aarch64",
         triple: "aarch64-unknown-linux-musl",
         file_machine: "ARM aarch64",
+        c_compiler: ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"),
+        c_archiver: "aarch64-linux-gnu-ar",
     },
 ];
 
@@ -201,18 +213,12 @@ fn ensure_targets() -> Result<()> {
 /// Builds both binaries for both architectures and packs them, within their budgets.
 pub fn build(object: &Path) -> Result<Vec<Artifact>> {
     let started = Instant::now();
-    if ARCHES
-        .iter()
-        .map(|a| dependency_tree(a.triple))
-        .collect::<Result<Vec<_>>>()?
-        .iter()
-        .any(|t| compiles_c(t))
-    {
-        bail!(
-            "a dependency of the binaries now compiles C (`cc`), and `cargo xtask dist` has no \
-             musl C toolchain set up: install Debian's musl-tools (x86_64) and a cross C \
-             compiler for aarch64, and set CC_<target> for both triples (see docs/releases.md)"
-        );
+    let mut needs_c = Vec::new();
+    for arch in &ARCHES {
+        if compiles_c(&dependency_tree(arch.triple)?) {
+            util::ensure_debs(&[arch.c_compiler.1])?;
+            needs_c.push(arch.triple);
+        }
     }
     ensure_targets()?;
     let commit = git_commit();
@@ -229,6 +235,11 @@ pub fn build(object: &Path) -> Result<Vec<Artifact>> {
             .env("COLLECTOR_EBPF_OBJECT", object);
         if let Some(c) = &commit {
             cmd.env("COLLECTOR_BUILD_COMMIT", c);
+        }
+        if needs_c.contains(&arch.triple) {
+            let triple = arch.triple.replace('-', "_");
+            cmd.env(format!("CC_{triple}"), arch.c_compiler.0)
+                .env(format!("AR_{triple}"), arch.c_archiver);
         }
         if arch.name != "x86_64" {
             // rustc finds rustup's rust-lld in its own sysroot; the musl target brings its
