@@ -84,6 +84,7 @@ pub async fn open(config: Config) -> anyhow::Result<Server> {
         headroom_bytes: config.max_body_bytes as u64,
         db_pool_size: config.db_pool_size,
         db_timeout: config.db_timeout,
+        compression: config.compression,
     };
     let started = Instant::now();
     let store = Store::open(&config.db, options, metrics.clone())

@@ -9,6 +9,7 @@
 //!
 //! Every method is async; the redb backend's blocking reads run on tokio's blocking pool.
 
+pub mod codec;
 pub mod postgres;
 pub mod redb;
 mod run;
@@ -21,6 +22,7 @@ use summary::fleet::{JobAggregate, RunRow, SizingShort};
 use crate::config::Database;
 use crate::metrics::Metrics;
 
+pub use codec::{CodecError, Compression};
 pub use run::{NewRun, dedup_key, job_key};
 
 /// Store failures.
@@ -51,6 +53,13 @@ pub enum StoreError {
     /// A stored value could not be encoded.
     #[error("encoding error: {0}")]
     Encode(#[from] serde_json::Error),
+    /// A stored run that cannot be read back (a corrupt or unknown row format).
+    #[error("stored run {id}: {source}")]
+    Corrupt {
+        /// The run's id.
+        id: u64,
+        source: CodecError,
+    },
     /// The writer thread could not be started or stopped.
     #[error("writer thread: {0}")]
     Thread(String),
@@ -161,6 +170,9 @@ pub struct StoreOptions {
     /// PostgreSQL only: most connections, and how long to wait for one.
     pub db_pool_size: usize,
     pub db_timeout: std::time::Duration,
+    /// How new runs are stored (compressed with zstd and the shipped dictionary unless a
+    /// benchmark compares); rows of every format are read.
+    pub compression: Compression,
 }
 
 impl Default for StoreOptions {
@@ -171,6 +183,7 @@ impl Default for StoreOptions {
             headroom_bytes: 1024 * 1024,
             db_pool_size: 16,
             db_timeout: std::time::Duration::from_secs(5),
+            compression: Compression::default(),
         }
     }
 }
