@@ -19,6 +19,8 @@
 //!
 //! Reads use redb's MVCC read transactions and never wait for the writer.
 
+#[cfg(test)]
+mod compat_tests;
 mod jobs;
 mod migrate;
 mod reads;
