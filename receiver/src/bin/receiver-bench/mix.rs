@@ -164,7 +164,7 @@ pub fn template(kind: Kind, seed: u64) -> RunSummary {
     let mut used = Accumulator::new(SCALE_BYTES);
     let mut list = Vec::new();
     let mut hists = Vec::new();
-    for c in 0..containers {
+    for name in CONTAINERS.iter().take(containers) {
         let mut cpu = Accumulator::new(SCALE_CORES);
         let mut mem = Accumulator::new(SCALE_BYTES);
         let (cpu_level, mem_level) = (rng.range(0.1, 3.5), rng.range(5e7, 3e9));
@@ -179,7 +179,7 @@ pub fn template(kind: Kind, seed: u64) -> RunSummary {
             cpu_cores: Some(f64::from(1 + (rng.next() % 8) as u32)),
             memory_bytes: Some((1 + rng.next() % 16) << 30),
         };
-        let name = CONTAINERS[c].to_string();
+        let name = name.to_string();
         hists.push((cpu.encode(), mem.encode()));
         list.push(ContainerSummary {
             name,

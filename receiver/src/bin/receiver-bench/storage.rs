@@ -135,9 +135,33 @@ async fn variant(
     let started = Instant::now();
     fill(&store, pools, 0, args.storage_runs, args.storage_jobs).await?;
     let fill_s = started.elapsed().as_secs_f64();
+    // Measured on the mix alone; then the job the query and sizing read gets runs of its
+    // own (the query reads a page 5,000 runs deep).
+    let size = size_of(&db).await?;
+    let template = super::realistic_push("");
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..256 {
+        let (store, next, mut push) = (store.clone(), next.clone(), template.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= 6_000 {
+                    break;
+                }
+                push.execution.run_id = format!("q{i}");
+                store
+                    .insert(NewRun::of_push(&push.execution, &push.summary)?)
+                    .await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
     store.close().await;
     drop(store);
-    let size = size_of(&db).await?;
     let server = Server::start_on(rt, db, scratch, true, compression).await?;
     let token = super::push_token(server.addr).await?;
     let push = super::push_load(server.addr, &token, 64, args.seconds).await?;
