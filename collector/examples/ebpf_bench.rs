@@ -16,6 +16,7 @@ use std::{
 };
 
 use collector::sources::ebpf::{EbpfCpu, LoadOptions, Probe};
+use summary::stats::median;
 
 const STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
@@ -140,16 +141,6 @@ fn main() -> anyhow::Result<()> {
 
 fn verdict(ok: bool) -> &'static str {
     if ok { "ok" } else { "MISSED" }
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 fn last_cpu() -> usize {

@@ -238,6 +238,91 @@ fn job_list_history_and_totals_answer_from_aggregates() {
     assert!(r.error().contains("waste, starvation"), "{}", r.error());
 }
 
+/// The fleet of `cargo xtask demo`: three jobs of a few seconds, three runs each, under the
+/// limits the demo declares, with what its runs measured. Such short jobs' totals must not
+/// round to zero on the fleet cards ("0.0 / 0.0 core-hours").
+#[test]
+fn the_demos_short_jobs_read_non_zero_on_the_fleet_cards() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path().join("demo.redb")));
+    let token = server.token(
+        &json!({"organization": "demo-org", "repository": "*", "workflow": "*", "job": "*"}),
+    );
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // (job, seconds, cores used on average, CPU limit, peak MiB, memory limit MiB)
+    let demo = [
+        ("compile", 4.3, 1.9, 2.0, 3.0, 512.0),
+        ("lint", 2.4, 0.15, 4.0, 2.5, 4096.0),
+        ("unit-tests", 3.2, 0.2, 1.0, 225.0, 512.0),
+    ];
+    for (job, seconds, cores, cpu_limit, mib, mib_limit) in demo {
+        for n in 1..=3 {
+            let start = now - 600_000 * n;
+            let end = start + (seconds * 1000.0) as i64;
+            let mem = mib * 1048576.0;
+            let body = json!({
+                "execution": {"organization": "demo-org", "repository": "demo-org/demo-repo",
+                              "workflow": "demo.yml", "job": job, "run_id": format!("demo-{n}")},
+                "summary": {
+                    "start_time": summary::time::format_unix_millis(start),
+                    "end_time": summary::time::format_unix_millis(end),
+                    "duration_seconds": seconds, "sample_count": 4,
+                    "cpu_total_percent": stats(cores * 20.0), "mem_used_bytes": stats(mem),
+                    "cpu_source": "ebpf",
+                    "containers": [{
+                        "name": job, "cpu_cores": stats(cores), "memory_bytes": stats(mem / 1.4),
+                        "cpu_seconds": cores * seconds, "memory_peak_bytes": mem as u64,
+                        "limits": {"cpu_cores": cpu_limit, "memory_bytes": (mib_limit * 1048576.0) as u64},
+                    }],
+                },
+            });
+            let r = server.push(&token, &body);
+            assert_eq!(r.status, 201, "{}", r.text());
+        }
+    }
+    // What right-sizing would free needs each job's recommendation, made in the background.
+    wait_for(Duration::from_secs(30), "every job sized", || {
+        {
+            let jobs = server.get("/api/v1/jobs").json();
+            let sized = jobs["jobs"].as_array().unwrap().iter();
+            sized.clone().count() == 3 && sized.clone().all(|j| j["sizing"].is_object())
+        }
+        .then_some(())
+    });
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let login = format!("token={READ_TOKEN}");
+    let r = server.request("POST", "/login", &form, Some(login.as_bytes()));
+    let cookie = r.header("set-cookie").unwrap().to_owned();
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let page = server.request("GET", "/", &[("cookie", &session)], None);
+    assert_eq!(page.status, 200, "{}", page.text());
+    let html = page.text();
+    let cards: Vec<&str> = html
+        .split(r#"<div class="card"><b>"#)
+        .skip(1)
+        .map(|c| c.split("</b>").next().unwrap())
+        .collect();
+    println!("fleet cards: {cards:?}");
+    // Jobs and runs, CPU used / reserved, memory used / reserved, what right-sizing frees
+    // (the last card counts starved and OOM-killed jobs, none here).
+    assert_eq!(cards.len(), 5, "{html}");
+    for card in &cards[..4] {
+        let figures: Vec<f64> = card
+            .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        assert!(
+            !figures.is_empty() && figures.iter().all(|f| *f > 0.0),
+            "a figure reads zero: {card:?} of {cards:?}"
+        );
+    }
+    let freed = html.split("right-sizing would free").nth(1).unwrap();
+    assert!(!freed.contains("0.00 cores"), "{freed}");
+}
+
 #[test]
 fn pages_without_a_session_send_to_sign_in() {
     let dir = tempfile::tempdir().unwrap();

@@ -88,24 +88,6 @@ impl Behind {
     }
 }
 
-/// Whether a wait is long enough for a "held back by" table: the verdict's floor, so light
-/// jobs' few milliseconds add no noise.
-pub fn worth_showing(w: &crate::starvation::RunQueueWait) -> bool {
-    !w.behind.is_empty() && w.seconds >= crate::starvation::MIN_LOST_SECONDS
-}
-
-/// The rows of a run's "held back by" table: each container whose wait is
-/// [`worth_showing`], with it (the Markdown report and the web run page draw the same).
-pub fn table_rows(
-    s: &crate::RunSummary,
-) -> Vec<(&crate::ContainerSummary, &crate::starvation::RunQueueWait)> {
-    s.containers
-        .iter()
-        .filter_map(|c| Some((c, c.run_queue_wait.as_ref()?)))
-        .filter(|(_, w)| worth_showing(w))
-        .collect()
-}
-
 /// Names of the entries that are not a container.
 pub const NOBODY: &str = "nobody (idle CPU, interrupts)";
 pub const QUOTA: &str = "its CPU quota (throttled)";
@@ -206,23 +188,6 @@ pub fn split(behind: &[Behind]) -> (f64, f64, f64) {
     out
 }
 
-/// The wait more cores would have made up, seconds: behind itself and its own job (the
-/// quota counts as throttling, apart). Without attribution (`/proc` source) all of the wait
-/// beyond throttling, as nothing tells otherwise.
-pub fn self_inflicted_wait(
-    w: &crate::starvation::RunQueueWait,
-    throttling: Option<&crate::starvation::Throttling>,
-) -> f64 {
-    if w.behind.is_empty() {
-        return w.beyond_throttling(throttling, 0.0).seconds;
-    }
-    w.behind
-        .iter()
-        .filter(|b| matches!(b.kind, HolderKind::Itself | HolderKind::OwnJob))
-        .map(|b| b.seconds)
-        .sum()
-}
-
 /// Why a container's CPU was short.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -246,41 +211,6 @@ pub fn cause(behind: &[Behind]) -> Option<Cause> {
     }
 }
 
-/// For a job's row: the cause of its CPU-starved containers' shortage and who held the CPU
-/// most while they waited (`contention: lint-7 (o/r ci lint #3) 21.0 s`); `None` when no
-/// CPU-starved container has a cause.
-pub fn held_back_by(containers: &[crate::ContainerSummary]) -> Option<String> {
-    let starved: Vec<&crate::ContainerSummary> = containers
-        .iter()
-        .filter(|c| {
-            c.verdict
-                .as_ref()
-                .is_some_and(|v| v.starved && v.cause.is_some())
-        })
-        .collect();
-    let (c, cause) = starved
-        .iter()
-        .map(|c| (*c, c.verdict.as_ref().and_then(|v| v.cause)))
-        .max_by(|a, b| {
-            let wait =
-                |c: &crate::ContainerSummary| c.run_queue_wait.as_ref().map_or(0.0, |w| w.seconds);
-            wait(a.0).total_cmp(&wait(b.0))
-        })?;
-    let cause = match cause? {
-        Cause::SelfInflicted => "self-inflicted",
-        Cause::Contention => "contention",
-    };
-    let top = c
-        .run_queue_wait
-        .as_ref()
-        .map(|w| describe(&w.behind, &c.name, 1))
-        .filter(|t| !t.is_empty());
-    Some(match top {
-        Some(top) => format!("{cause}: {top}"),
-        None => cause.to_owned(),
-    })
-}
-
 /// `web-1 (org/repo ci build #7) 12.3 s, itself 2.0 s`: the first `n` holders for a person.
 pub fn describe(behind: &[Behind], own: &str, n: usize) -> String {
     behind
@@ -292,7 +222,7 @@ pub fn describe(behind: &[Behind], own: &str, n: usize) -> String {
                 (_, Some(job)) if e.container != *own => format!("{} ({job})", e.container),
                 _ => e.container.clone(),
             };
-            format!("{who} {}", crate::starvation::seconds_text(e.seconds))
+            format!("{who} {}", crate::units::seconds(e.seconds))
         })
         .collect::<Vec<_>>()
         .join(", ")

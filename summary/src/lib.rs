@@ -25,6 +25,7 @@
 //!   fleet totals (the receiver's job list, history and fleet endpoints, and its web page).
 //! - [`exposition`]: the `/metrics` text shared by the collector and the receiver
 //!   (OpenMetrics for Prometheus, the classic format for everyone else).
+//! - [`stats`]: mean and median of a handful of values.
 //! - [`units`]: bytes for people, the one format of the collector's reports, the
 //!   receiver's pages and the sizing explanations.
 
@@ -36,6 +37,7 @@ pub mod fleet;
 pub mod merge;
 pub mod sizing;
 pub mod starvation;
+pub mod stats;
 pub mod time;
 pub mod timeline;
 pub mod units;

@@ -6,8 +6,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ContainerSummary, Source, Stats,
-    behind::{self, Behind, Cause, HolderKind},
+    ContainerSummary, RunSummary, Source, Stats,
+    behind::{self, Behind, Cause, HolderKind, describe},
+    units::seconds,
 };
 
 // When a container counts as starved. Each figure is weighed against the run's **wall time**
@@ -359,18 +360,66 @@ pub fn verdict(c: &ContainerSummary) -> Verdict {
     }
 }
 
+/// Whether a wait is long enough for a "held back by" table: the verdict's floor, so light
+/// jobs' few milliseconds add no noise.
+pub fn worth_showing(w: &RunQueueWait) -> bool {
+    !w.behind.is_empty() && w.seconds >= MIN_LOST_SECONDS
+}
+
+/// The rows of a run's "held back by" table: each container whose wait is
+/// [`worth_showing`], with it (the Markdown report and the web run page draw the same).
+pub fn held_back_rows(s: &RunSummary) -> Vec<(&ContainerSummary, &RunQueueWait)> {
+    s.containers
+        .iter()
+        .filter_map(|c| Some((c, c.run_queue_wait.as_ref()?)))
+        .filter(|(_, w)| worth_showing(w))
+        .collect()
+}
+
+/// The wait more cores would have made up, seconds: behind itself and its own job (the
+/// quota counts as throttling, apart). Without attribution (`/proc` source) all of the wait
+/// beyond throttling, as nothing tells otherwise.
+pub fn self_inflicted_wait(w: &RunQueueWait, throttling: Option<&Throttling>) -> f64 {
+    if w.behind.is_empty() {
+        return w.beyond_throttling(throttling, 0.0).seconds;
+    }
+    w.behind
+        .iter()
+        .filter(|b| matches!(b.kind, HolderKind::Itself | HolderKind::OwnJob))
+        .map(|b| b.seconds)
+        .sum()
+}
+
+/// For a job's row: the cause of its CPU-starved containers' shortage and who held the CPU
+/// most while they waited (`contention: lint-7 (o/r ci lint #3) 21.0 s`); `None` when no
+/// CPU-starved container has a cause.
+pub fn held_back_by(containers: &[ContainerSummary]) -> Option<String> {
+    let wait = |c: &ContainerSummary| c.run_queue_wait.as_ref().map_or(0.0, |w| w.seconds);
+    let (c, cause) = containers
+        .iter()
+        .filter_map(|c| {
+            let v = c.verdict.as_ref().filter(|v| v.starved)?;
+            Some((c, v.cause?))
+        })
+        .max_by(|a, b| wait(a.0).total_cmp(&wait(b.0)))?;
+    let cause = match cause {
+        Cause::SelfInflicted => "self-inflicted",
+        Cause::Contention => "contention",
+    };
+    let top = c
+        .run_queue_wait
+        .as_ref()
+        .map(|w| describe(&w.behind, &c.name, 1))
+        .filter(|t| !t.is_empty());
+    Some(match top {
+        Some(top) => format!("{cause}: {top}"),
+        None => cause.to_owned(),
+    })
+}
+
 /// `12 %`
 fn pct(share: f64) -> String {
     format!("{:.0} %", share * 100.0)
-}
-
-/// `1.4 s`, or `35 ms` below a second (so a light job's few milliseconds read as such).
-pub fn seconds_text(s: f64) -> String {
-    if s >= 1.0 {
-        format!("{s:.1} s")
-    } else {
-        format!("{:.0} ms", s * 1000.0)
-    }
 }
 
 /// `throttled 20 % of periods (1.9 s; quota 0.5 cores)`
@@ -386,7 +435,7 @@ fn throttled_text(t: &Throttling) -> String {
     format!(
         "throttled {} of periods ({}{quota})",
         pct(t.throttled_period_share),
-        seconds_text(t.throttled_seconds)
+        seconds(t.throttled_seconds)
     )
 }
 
@@ -400,20 +449,20 @@ fn waiting_text(w: &RunQueueWait) -> String {
     match w.tasks_waiting {
         Some(n) if n > 1.0 => format!(
             "{n:.1} tasks waiting for a CPU on average ({}; {ready})",
-            seconds_text(w.seconds)
+            seconds(w.seconds)
         ),
         Some(n) => format!(
             "waiting for a CPU {} of the run ({}; {n:.2} tasks on average; {ready})",
             pct(n),
-            seconds_text(w.seconds)
+            seconds(w.seconds)
         ),
-        None => format!("waiting for a CPU {} ({ready})", seconds_text(w.seconds)),
+        None => format!("waiting for a CPU {} ({ready})", seconds(w.seconds)),
     }
 }
 
 /// `CPU pressure 41 % of the run (0.8 s)`
 fn stall_text(what: &str, lost: f64, share: f64) -> String {
-    format!("{what} {} of the run ({})", pct(share), seconds_text(lost))
+    format!("{what} {} of the run ({})", pct(share), seconds(lost))
 }
 
 /// The job's verdict from its containers': starved when one is, naming each that was.

@@ -1,4 +1,4 @@
-//! Units for people: bytes with a binary unit, the one format of the collector's reports,
+//! Units for people: seconds, and bytes with a binary unit, the one format of the collector's reports,
 //! the receiver's pages and the sizing explanations.
 
 /// Bytes with a binary unit: `512 B`, `1.5 KiB`, `420.0 MiB`, `3.0 GiB`. Nothing to show (a
@@ -16,6 +16,15 @@ pub fn bytes(n: f64) -> String {
         format!("{v:.0} B")
     } else {
         format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// `1.4 s`, or `35 ms` below a second (so a light job's few milliseconds read as such).
+pub fn seconds(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{s:.1} s")
+    } else {
+        format!("{:.0} ms", s * 1000.0)
     }
 }
 

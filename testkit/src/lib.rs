@@ -8,6 +8,8 @@
 //! - [`mod@require`]: [`require_root`], [`require_ebpf`] and [`require()`] mark a test that
 //!   needs something this machine may lack. Under `CI=true` or `REQUIRE_EBPF=1` a missing
 //!   requirement fails the test; elsewhere the test prints `SKIP <test>: <why>` and returns.
+//!   Beside them, what a machine has: [`is_root`] and [`which`] (a program on the `PATH` or
+//!   in the sbin directories), also used by `cargo xtask`.
 //! - [`receiver`]: [`Receiver`], the real receiver binary on `127.0.0.1:0` with a real redb
 //!   file: requests, push tokens, restart on the same database and port, SIGKILL; and
 //!   [`JsonResponse`] for reading JSON answers.
@@ -23,7 +25,7 @@ pub mod wait;
 pub mod webdriver;
 
 pub use receiver::{JsonResponse, Receiver, ReceiverBuilder};
-pub use require::{is_root, require, require_ebpf, require_root, requirements_enforced};
+pub use require::{is_root, require, require_ebpf, require_root, requirements_enforced, which};
 pub use wait::{wait_for, wait_until};
 
 /// The read (admin) token of every test receiver.

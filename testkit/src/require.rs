@@ -14,7 +14,9 @@
 //! `SKIP <test>: <why> (<what is missing>)` to stderr and returns `false`, and the test
 //! returns early.
 
+use std::ffi::OsStr;
 use std::fmt::Display;
+use std::path::PathBuf;
 
 /// Whether a missing requirement fails the test: `CI=true` or `REQUIRE_EBPF=1`.
 pub fn requirements_enforced() -> bool {
@@ -26,6 +28,21 @@ pub fn requirements_enforced() -> bool {
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// The first file named `program` in the directories of `$PATH`, then in `/usr/sbin`,
+/// `/sbin`, `/usr/bin` and `/bin`: root's tools (`runc`, `apt-get`, ...) live in the sbin
+/// directories, which a non-login shell's or a user's `PATH` may lack. `None` if there is none.
+pub fn which(program: &str) -> Option<PathBuf> {
+    which_in(&std::env::var_os("PATH").unwrap_or_default(), program)
+}
+
+/// [`which`] with `path` for `$PATH`.
+fn which_in(path: &OsStr, program: &str) -> Option<PathBuf> {
+    std::env::split_paths(path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
 }
 
 /// `true` if `check` is `Ok`. Otherwise the test cannot run here: panics when
@@ -65,6 +82,19 @@ pub fn require_ebpf<E: Display>(why: &str, probe: impl FnOnce() -> Result<(), E>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn which_searches_the_path_then_the_sbin_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let tool = dir.path().join("a-tool");
+        std::fs::write(&tool, "").unwrap();
+        assert_eq!(which_in(dir.path().as_os_str(), "a-tool"), Some(tool));
+        // Not on an empty PATH, but `sh` is in /bin (or /usr/bin) on every Linux.
+        assert_eq!(which_in(OsStr::new(""), "a-tool"), None);
+        assert!(which_in(OsStr::new(""), "sh").is_some_and(|p| p.ends_with("bin/sh")));
+        // A directory of that name is not a program.
+        assert_eq!(which_in(OsStr::new("/"), "tmp"), None);
+    }
 
     #[test]
     fn met_requirements_pass() {

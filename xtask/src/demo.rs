@@ -35,7 +35,7 @@ impl Drop for Guard {
 }
 
 pub fn run(object: &Path, seconds: u64, wait: bool) -> Result<()> {
-    if !util::is_root() {
+    if !testkit::is_root() {
         bail!("the demo creates cgroups and a network namespace: run it as root");
     }
     util::ensure_debs(&["iproute2", "curl"])?;

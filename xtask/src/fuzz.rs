@@ -42,7 +42,7 @@ pub fn ensure_cargo_fuzz() -> Result<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
         .context("neither CARGO_HOME nor HOME is set")?;
     let installed = cargo_home.join("bin/cargo-fuzz");
-    if let Some(found) = util::which("cargo-fuzz") {
+    if let Some(found) = testkit::which("cargo-fuzz") {
         return Ok(found);
     }
     if installed.is_file() {

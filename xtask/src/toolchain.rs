@@ -185,7 +185,7 @@ fn ensure_debian_rustc() -> Result<PathBuf> {
         })
     };
     if candidate("libstd-rust-web-dev-bpf").is_none() {
-        if !util::is_root() {
+        if !testkit::is_root() {
             bail!(
                 "Debian's libstd-rust-web-dev-bpf is not in the package lists. Run `sudo apt-get \
                  update` (it is in bookworm-security and newer), or install a nightly with \
@@ -275,14 +275,14 @@ fn ensure_bpf_linker(major: u32) -> Result<PathBuf> {
     if ours.is_file() {
         return Ok(ours);
     }
-    if let Some(existing) = util::which("bpf-linker")
+    if let Some(existing) = testkit::which("bpf-linker")
         && links_llvm(&existing, major)
     {
         return Ok(existing);
     }
     let llvm_bin = PathBuf::from(format!("/usr/lib/llvm-{major}/bin"));
     if !llvm_bin.join("llvm-config").is_file() {
-        if util::is_debian_family() && util::is_root() {
+        if util::is_debian_family() && testkit::is_root() {
             util::ensure_debs(&[
                 &format!("llvm-{major}-dev"),
                 &format!("libpolly-{major}-dev"),

@@ -158,19 +158,8 @@ pub fn describe(cmd: &Command) -> String {
     parts.join(" ")
 }
 
-pub fn is_root() -> bool {
-    output(Command::new("id").arg("-u")).as_deref() == Some("0")
-}
-
 pub fn is_debian_family() -> bool {
-    Path::new("/etc/debian_version").exists() && which("apt-get").is_some()
-}
-
-pub fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
+    Path::new("/etc/debian_version").exists() && testkit::which("apt-get").is_some()
 }
 
 pub fn deb_installed(package: &str) -> bool {
@@ -202,7 +191,7 @@ pub fn ensure_debs(packages: &[&str]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    if !is_debian_family() || !is_root() {
+    if !is_debian_family() || !testkit::is_root() {
         bail!(
             "missing packages: {}. Install them with `sudo apt-get install {}` (or your distribution's equivalents)",
             missing.join(", "),
@@ -253,7 +242,7 @@ pub fn ensure_mermaid() -> Result<()> {
     {
         return Ok(());
     }
-    if which("npm").is_none() {
+    if testkit::which("npm").is_none() {
         ensure_debs(&["npm"])?;
     }
     std::fs::create_dir_all(&dir)?;

@@ -83,7 +83,7 @@ type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Growth of a container's starvation counters between two readings.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct HeldDelta {
+pub struct StarvationDelta {
     pub throttled_seconds: Option<f64>,
     pub cpu_some_seconds: Option<f64>,
     pub memory_some_seconds: Option<f64>,
@@ -340,10 +340,10 @@ impl LiveMetrics {
         self.oom_kills.get_or_create(l).inc_by(kills);
     }
 
-    /// Adds what held the container back since the last call: throttled, CPU, memory and
-    /// I/O stall seconds, and bytes read and written. Only figures the kernel gives create a
-    /// series.
-    pub fn add_held(&self, l: &ContainerLabels, d: &HeldDelta) {
+    /// Adds the growth of the container's starvation counters since the last call: throttled,
+    /// CPU, memory and I/O stall seconds, and bytes read and written. Only figures the kernel
+    /// gives create a series.
+    pub fn add_starvation(&self, l: &ContainerLabels, d: &StarvationDelta) {
         let add = |f: &Family<ContainerLabels, FloatCounter>, v: Option<f64>| {
             if let Some(v) = v {
                 f.get_or_create(l).inc_by(v.max(0.0));

@@ -78,7 +78,7 @@ pub fn report(headline: &str, s: &RunSummary) -> String {
 
 /// Who held the CPU while each container waited a second or more (eBPF).
 fn held_back_by(out: &mut String, s: &RunSummary) {
-    let waits = summary::behind::table_rows(s);
+    let waits = summary::starvation::held_back_rows(s);
     if waits.is_empty() {
         return;
     }

@@ -1,46 +1,16 @@
 //! Who held the CPU while each container waited: the eBPF program's (waiter, holder) wait
 //! totals, summed over the container's cgroups and named for a person: itself, another
 //! container of its job, another job's container (with that job's identity, in node mode),
-//! the host, nobody. The summary then counts the throttled part as the quota's, moves the
-//! hypervisor's steal out of "nobody" and ranks the list (`summary::behind`).
+//! the host, nobody. Each container keeps its totals in its `behind` field
+//! (`container/behind.rs`), which makes the summary's list.
 
 use std::collections::HashMap;
 
 use collector_common::WaitPair;
-use summary::behind::{self, Behind, HolderKind};
+use summary::behind::{self, HolderKind};
 
-use super::{Sampler, container::Container, grouping::ContainerName};
+use super::{Sampler, container::Named, grouping::ContainerName};
 use crate::sources::cpu_source::CpuSource;
-
-/// One container's attribution so far.
-#[derive(Debug, Default)]
-pub(super) struct Attribution {
-    /// Wait nanoseconds behind each holder cgroup since the eBPF program attached (like the
-    /// wait's own total, which counts from the attach too), as of the last reading.
-    ns: HashMap<u64, u64>,
-    /// Each holder as last named: a holder that ends (and is forgotten) keeps its name.
-    names: HashMap<u64, Named>,
-    /// `ns` as last fed to the live series.
-    live_ns: HashMap<u64, u64>,
-}
-
-impl Attribution {
-    /// The entries, named, in nanoseconds' order of no importance (ranked later).
-    pub(super) fn entries(&self) -> Vec<Behind> {
-        self.ns
-            .iter()
-            .filter(|(_, ns)| **ns > 0)
-            .map(|(holder, ns)| {
-                let (kind, name, job) = self.names.get(holder).cloned().unwrap_or((
-                    HolderKind::Host,
-                    ContainerName::HOST.to_owned(),
-                    None,
-                ));
-                Behind::new(kind, &name, job, *ns as f64 / 1e9)
-            })
-            .collect()
-    }
-}
 
 /// What a holder cgroup is to the container that waited (pure: the lookups are the
 /// caller's). `holder` is `None` for a cgroup that is in no container the collector knows.
@@ -49,7 +19,7 @@ pub(super) fn classify(
     holder_id: u64,
     holder: Option<(&ContainerName, Option<&str>)>,
     own_ids: bool,
-) -> (HolderKind, String, Option<String>) {
+) -> Named {
     if holder_id == 0 {
         return (HolderKind::Nobody, behind::NOBODY.to_owned(), None);
     }
@@ -134,7 +104,7 @@ impl Sampler {
                 .keys()
                 .filter_map(|h| {
                     let holder = owner.get(h).map(|n| (*n, self.job_label(n)));
-                    if holder.is_none() && *h != 0 && c.behind.names.contains_key(h) {
+                    if holder.is_none() && *h != 0 && c.behind.knows(*h) {
                         return None;
                     }
                     let holder = holder.as_ref().map(|(n, j)| (*n, j.as_deref()));
@@ -155,30 +125,14 @@ impl Sampler {
             let Some(c) = self.containers.get_mut(&name) else {
                 continue;
             };
-            c.behind.ns = ns;
-            c.behind.names.extend(named);
+            c.behind.update(ns, named);
+            let added = c.behind.publish();
             if let Some(live) = live.as_deref().filter(|_| c.alive) {
-                let mut added: Vec<(String, u64)> = c
-                    .behind
-                    .ns
-                    .iter()
-                    .map(|(h, v)| {
-                        let before = c.behind.live_ns.get(h).copied().unwrap_or(0);
-                        (
-                            live_label(c.behind.names.get(h), *h),
-                            v.saturating_sub(before),
-                        )
-                    })
-                    .filter(|(_, d)| *d > 0)
-                    .collect();
-                // The largest first: the first few holders get their own series.
-                added.sort_by_key(|(_, d)| std::cmp::Reverse(*d));
                 let l = c.live_labels(&name, id, summary::Source::Ebpf);
                 for (holder, d) in added {
                     live.add_run_queue_wait_behind(&l, &holder, d as f64 / 1e9);
                 }
             }
-            c.behind.live_ns.clone_from(&c.behind.ns);
         }
     }
 
@@ -199,38 +153,8 @@ impl Sampler {
     }
 }
 
-type Named = (HolderKind, String, Option<String>);
-
-/// The live series' `behind` label of a holder.
-fn live_label(named: Option<&Named>, holder: u64) -> String {
-    match named {
-        _ if holder == 0 => "nobody".to_owned(),
-        Some((HolderKind::Itself, _, _)) => "itself".to_owned(),
-        Some((_, name, _)) => name.clone(),
-        None => ContainerName::HOST.to_owned(),
-    }
-}
 /// A container's new totals by holder, and holders (re)named.
 type Update = (ContainerName, HashMap<u64, u64>, Vec<(u64, Named)>);
-
-/// The container's `behind` list as the summary shows it: steal out of nobody, the throttled
-/// part as its quota's, ranked to add up to `wait_seconds`.
-pub(super) fn summary_list(
-    c: &Container,
-    wait_seconds: f64,
-    throttled_seconds: Option<f64>,
-    steal_share: f64,
-) -> Vec<Behind> {
-    let entries = c.behind.entries();
-    if entries.is_empty() {
-        return entries;
-    }
-    // Scaled first, so steal and the quota are taken from the wait as finally read.
-    let entries = behind::scale(entries, wait_seconds);
-    let entries = behind::with_steal(entries, wait_seconds, steal_share);
-    let entries = behind::with_quota(entries, throttled_seconds.unwrap_or(0.0));
-    behind::rank(entries, wait_seconds)
-}
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,11 @@ use std::{
 
 use summary::Source;
 
-use super::{Sampler, container::CpuReading, grouping::ContainerName};
+use super::{
+    Sampler,
+    container::{CpuCounters, CpuReading},
+    grouping::ContainerName,
+};
 use crate::sources::{
     cgroupfs::{self, CgroupPath},
     cpu_source::CpuSource,
@@ -65,15 +69,17 @@ impl Sampler {
             let reading = |source, cumulative_ns, smooth_ns| CpuReading {
                 name,
                 id,
-                source,
-                now,
-                cumulative_ns,
-                smooth_ns,
-                cpus: self.cpus,
                 live,
+                counters: CpuCounters {
+                    source,
+                    now,
+                    cumulative_ns,
+                    smooth_ns,
+                    cpus: self.cpus,
+                },
             };
             let use_ebpf =
-                matches!(c.cpu_source, None | Some(Source::Ebpf)) && !c.cgroup_ids.is_empty();
+                matches!(c.cpu.source, None | Some(Source::Ebpf)) && !c.cgroup_ids.is_empty();
             if let (true, Some(totals)) = (use_ebpf, &totals) {
                 let ns = c.cgroup_ids.iter().filter_map(|id| totals.get(id)).sum();
                 // The cgroups' own usage counters pace the cores samples (outermost v2
@@ -94,11 +100,11 @@ impl Sampler {
                 c.cpu_reading(reading(Source::Ebpf, ns, smooth.map(|s| (which, s))));
                 continue;
             }
-            if !matches!(c.cpu_source, None | Some(Source::Cgroup)) {
+            if !matches!(c.cpu.source, None | Some(Source::Cgroup)) {
                 continue;
             }
             if !cgroup_allowed {
-                c.cheap_unavailable = true;
+                c.cpu.cheap_unavailable = true;
                 continue;
             }
             let mut sum = 0;
@@ -117,7 +123,7 @@ impl Sampler {
                 c.cpu_reading(reading(Source::Cgroup, sum, None));
             } else {
                 // Neither eBPF nor a readable cgroup counter: /proc it is.
-                c.cheap_unavailable |= c.cpu_source.is_none();
+                c.cpu.cheap_unavailable |= c.cpu.source.is_none();
             }
         }
         if let Some(waits) = waits {
@@ -128,7 +134,7 @@ impl Sampler {
         // (a container runtime removes them soon after), not at the next scan.
         for name in ended {
             tracing::debug!(container = %name, "its processes have all exited: reading its counters now");
-            self.read_held_of(now, &name);
+            self.read_starvation_of(now, &name);
         }
     }
 
@@ -144,21 +150,24 @@ impl Sampler {
         for (name, c) in self.containers.iter_mut() {
             // Counted for every container, so one that turns out to need /proc has its
             // first window too; recorded only for those (the others use a cheap counter).
-            c.proc_ticks += per_container.get(name).copied().unwrap_or(0);
-            match c.cpu_source {
+            c.cpu.proc_ticks += per_container.get(name).copied().unwrap_or(0);
+            match c.cpu.source {
                 Some(Source::Proc) => {}
-                None if c.cheap_unavailable => c.cpu_source = Some(Source::Proc),
+                None if c.cpu.cheap_unavailable => c.cpu.source = Some(Source::Proc),
                 _ => continue,
             }
+            let counters = CpuCounters {
+                source: Source::Proc,
+                now,
+                cumulative_ns: c.cpu.proc_ticks * ns_per_tick,
+                smooth_ns: None,
+                cpus: self.cpus,
+            };
             c.cpu_reading(CpuReading {
                 name,
                 id: self.identities.get(name).unwrap_or(&self.cfg.identity),
-                source: Source::Proc,
-                now,
-                cumulative_ns: c.proc_ticks * ns_per_tick,
-                smooth_ns: None,
-                cpus: self.cpus,
                 live,
+                counters,
             });
         }
     }

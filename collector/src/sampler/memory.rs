@@ -37,7 +37,7 @@ impl Sampler {
                 c.cgroup_ids.insert(id);
                 self.container_of_cgroup.insert(id, name.clone());
             }
-            c.memory_pinned.insert(cgroup);
+            c.memory.pinned.insert(cgroup);
         }
     }
 
@@ -49,7 +49,7 @@ impl Sampler {
             return;
         };
         if let Some(c) = self.containers.get_mut(name) {
-            c.memory_peak = Some(c.memory_peak.unwrap_or(0).max(bytes));
+            c.memory.raise_peak(bytes);
         }
     }
 
@@ -57,13 +57,13 @@ impl Sampler {
     /// reading, for containers that are alive (or pinned).
     pub(super) fn sample_memory_fast(&mut self) {
         for c in self.containers.values_mut() {
-            let watched = c.alive || !c.memory_pinned.is_empty();
-            if !watched || c.memory_counters.is_empty() {
+            let watched = c.alive || !c.memory.pinned.is_empty();
+            if !watched || c.memory.counters.is_empty() {
                 continue;
             }
             let mut total = 0;
             let mut complete = true;
-            for file in &c.memory_counters {
+            for file in &c.memory.counters {
                 match self.counters.read(file).and_then(cgroupfs::parse_u64) {
                     Some(v) => total += v,
                     None => complete = false,
@@ -72,7 +72,7 @@ impl Sampler {
             // A cgroup that went away: the next full reading finds what is left.
             if complete {
                 c.record_memory(total);
-                c.memory_fast_since_slow = true;
+                c.memory.fast_since_slow = true;
             }
         }
     }
@@ -86,7 +86,7 @@ impl Sampler {
         names.extend(
             self.containers
                 .iter()
-                .filter(|(_, c)| !c.memory_pinned.is_empty())
+                .filter(|(_, c)| !c.memory.pinned.is_empty())
                 .map(|(name, _)| name.clone()),
         );
         let gone: BTreeSet<&ContainerName> = ended.iter().filter(|n| !names.contains(*n)).collect();
@@ -98,8 +98,8 @@ impl Sampler {
             };
             let mut total = 0;
             let mut anon: Option<u64> = None;
-            let kills_before = c.oom_kills;
-            let mut readings = read_all(&self.mounts, c.memory_pinned.iter().cloned().collect());
+            let kills_before = c.memory.oom_kills;
+            let mut readings = read_all(&self.mounts, c.memory.pinned.iter().cloned().collect());
             if readings.is_empty() {
                 readings = read_all(&self.mounts, distinct_roots(&c.cgroups));
             }
@@ -112,29 +112,26 @@ impl Sampler {
                     .values()
                     .filter(|p| p.container == name)
                     .filter_map(|p| p.memory_v1.clone().map(CgroupPath::V1));
-                c.memory_v1.extend(v1);
-                readings = read_all(&self.mounts, distinct_roots(&c.memory_v1));
+                c.memory.v1.extend(v1);
+                readings = read_all(&self.mounts, distinct_roots(&c.memory.v1));
             }
             let from_cgroup = !readings.is_empty();
-            c.memory_counters.clear();
+            c.memory.counters.clear();
             let mut detail = cgroupfs::MemoryReading::default();
             for (cgroup, m) in readings {
                 total += m.current;
                 add_detail(&mut detail, &m);
                 let events = [m.major_faults, m.high_events, m.max_events];
-                let first = self.slow_ticks <= 1;
-                let slot = c
-                    .mem_events
-                    .entry(cgroup.clone())
-                    .or_insert((if first { events } else { [Some(0); 3] }, events));
-                slot.1 = events;
-                c.memory_counters
+                c.memory
+                    .add_events(cgroup.clone(), events, self.slow_ticks <= 1);
+                c.memory
+                    .counters
                     .extend(cgroupfs::memory_current_file(&self.mounts, &cgroup));
                 if let Some(a) = m.anon {
                     anon = Some(anon.unwrap_or(0) + a);
                 }
                 if let Some(peak) = m.peak {
-                    c.memory_peak = Some(c.memory_peak.unwrap_or(0).max(peak));
+                    c.memory.raise_peak(peak);
                 }
                 if let Some(kills) = m.oom_kills {
                     // Kills before the run (a cgroup seen at the first scan) are not ours.
@@ -142,21 +139,20 @@ impl Sampler {
                         .oom_baseline
                         .entry(cgroup)
                         .or_insert(if self.slow_ticks <= 1 { kills } else { 0 });
-                    c.oom_kills = c.oom_kills.max(kills.saturating_sub(base));
+                    c.memory.oom_kills = c.memory.oom_kills.max(kills.saturating_sub(base));
                 }
             }
             if gone {
                 if let Some(live) = &self.cfg.live {
                     let id = self.identities.get(&name).unwrap_or(&self.cfg.identity);
-                    let l = c.live_labels(&name, id, c.memory_source);
-                    live.add_oom_kills(&l, c.oom_kills - kills_before);
+                    let l = c.live_labels(&name, id, c.memory.source);
+                    live.add_oom_kills(&l, c.memory.oom_kills - kills_before);
                 }
                 continue;
             }
-            if from_cgroup && c.detail_at_peak.is_none_or(|(t, _)| total >= t) {
-                c.detail_at_peak = Some((total, detail));
-            }
-            if !from_cgroup {
+            if from_cgroup {
+                c.memory.add_detail(total, detail);
+            } else {
                 total = self
                     .processes
                     .values()
@@ -164,24 +160,24 @@ impl Sampler {
                     .map(|p| p.rss)
                     .sum();
             }
-            c.memory_source = if from_cgroup {
+            c.memory.source = if from_cgroup {
                 Source::Cgroup
             } else {
                 Source::Proc
             };
-            if std::mem::take(&mut c.memory_fast_since_slow) {
-                c.last_memory = Some(total);
+            if std::mem::take(&mut c.memory.fast_since_slow) {
+                c.memory.last = Some(total);
             } else {
                 c.record_memory(total);
             }
             if let Some(live) = &self.cfg.live {
                 let id = self.identities.get(&name).unwrap_or(&self.cfg.identity);
-                let l = c.live_labels(&name, id, c.memory_source);
+                let l = c.live_labels(&name, id, c.memory.source);
                 live.set_memory(&l, total, anon);
                 if let Some(limits) = &c.limits {
                     live.set_limits(&l, limits);
                 }
-                live.add_oom_kills(&l, c.oom_kills - kills_before);
+                live.add_oom_kills(&l, c.memory.oom_kills - kills_before);
             }
         }
     }

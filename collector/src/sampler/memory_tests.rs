@@ -35,7 +35,7 @@ fn pure_v2(root: &Path) -> Mounts {
 }
 
 fn samples(s: &Sampler, name: &str) -> u64 {
-    s.containers[name].memory.sample_count()
+    s.containers[name].memory.samples.sample_count()
 }
 
 /// Pure v2: the CPU tick samples `memory.current`, the slow tick reads the true peak from
@@ -153,7 +153,7 @@ fn hybrid_v1_twin_is_sampled_at_the_cpu_tick() {
     write(&v1.join("memory.usage_in_bytes"), "8192\n");
     s.fast_tick();
     assert_eq!(samples(&s, name.as_str()), 2);
-    assert_eq!(s.containers[&name].last_memory, Some(8192));
+    assert_eq!(s.containers[&name].memory.last, Some(8192));
     let summary = s.summary(s.collector_info("sidecar"));
     let c = &summary.containers[0];
     assert_eq!(
@@ -188,7 +188,7 @@ fn pinned_cgroup_is_read_without_a_process_and_the_peak_is_raised() {
     s.fast_tick();
     assert_eq!(samples(&s, "cmd"), 2);
     s.raise_memory_peak(200 << 20);
-    assert_eq!(s.containers["cmd"].true_memory_peak(), Some(300 << 20));
+    assert_eq!(s.containers["cmd"].memory.true_peak(), Some(300 << 20));
     s.raise_memory_peak(310 << 20);
     let summary = s.summary(s.collector_info("run"));
     let c = &summary.containers[0];

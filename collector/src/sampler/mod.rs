@@ -8,29 +8,34 @@
 //!   from a cgroup file ([`memory`]), and the eBPF run-queue wait ([`wait`]). Nothing is
 //!   done there on /proc.
 //! - [`Sampler::slow_tick`] (every `--interval`) scans /proc ([`processes`]): processes,
-//!   their containers ([`grouping`]), memory ([`memory`]), what held them back ([`held`]),
-//!   run-queue wait from `/proc` schedstat where there is no eBPF ([`wait`]), who held the
-//!   CPU while they waited ([`behind`]), network ([`network`]) and system figures
-//!   ([`system`]). With no cheap CPU counter it also derives container CPU from process tick
-//!   deltas.
+//!   their containers ([`grouping`]), memory ([`memory`]), throttling, pressure and block
+//!   I/O ([`starvation`]), run-queue wait from `/proc` schedstat where there is no eBPF
+//!   ([`wait`]), who held the CPU while they waited ([`behind`]), network ([`network`]) and
+//!   system figures ([`system`]). With no cheap CPU counter it also derives container CPU
+//!   from process tick deltas.
 //!
-//! [`container`] holds each container's state; [`report_of`] assembles the run summary
-//! (named so as not to shadow the `summary` crate);
-//! [`rates`] holds the pure delta maths; `tests.rs` and `memory_tests.rs` are its tests (on a
-//! fake `--proc-path`, and on temporary cgroup trees). Memory stays
-//! flat over a run: statistics go into fixed-size HDR histograms, processes that exited are
-//! kept only while they can still be among the top ones.
+//! [`container`] holds each container's state, one type per aspect (CPU, memory, network,
+//! starvation, wait, who held the CPU, ended commands, timeline), and [`process`] each live
+//! process as last seen. The files above implement this file's `Sampler` and read into
+//! those; `container/` and `process.rs` use neither them nor this file, so no two files here
+//! use each other. [`report_of`] assembles the run summary
+//! (named so as not to shadow the `summary` crate); [`rates`] holds the pure delta maths;
+//! `tests.rs` and `memory_tests.rs` are its tests (on a fake `--proc-path`, and on temporary
+//! cgroup trees). Memory stays flat over a run: statistics go into fixed-size HDR
+//! histograms, processes that exited are kept only while they can still be among the top
+//! ones.
 
 mod behind;
 mod container;
 mod cpu;
 pub mod grouping;
-mod held;
 mod memory;
 mod network;
+mod process;
 mod processes;
 pub mod rates;
 mod report_of;
+mod starvation;
 mod system;
 #[cfg(test)]
 mod tests;
@@ -45,8 +50,12 @@ use std::{
 
 use summary::{Accumulator, Execution, Limits, ProcessSummary, SCALE_BYTES, SCALE_PERCENT};
 
-pub use self::report_of::JobSystem;
-use self::{container::Container, grouping::ContainerName, grouping::Grouper, network::NetNs};
+use self::{
+    container::Container,
+    grouping::{ContainerName, Grouper},
+    process::Process,
+    rates::CounterRate,
+};
 use crate::{
     output::live::LiveMetrics,
     sources::{
@@ -105,7 +114,7 @@ pub struct Sampler {
     first_system: Option<SystemCpu>,
     last_slow: Option<Instant>,
     containers: BTreeMap<ContainerName, Container>,
-    processes: HashMap<i32, processes::Process>,
+    processes: HashMap<i32, Process>,
     /// Processes that ended, kept only while they can be among the top ones.
     exited: Vec<ProcessSummary>,
     netns: HashMap<u64, NetNs>,
@@ -145,6 +154,24 @@ pub struct Sampler {
     /// Processes whose exit record came since the last scan (run mode waits for its
     /// command's).
     exits_since_scan: HashSet<i32>,
+}
+
+/// A job's own system statistics and start, for [`Sampler::summary_of`].
+pub struct JobSystem<'a> {
+    pub start: SystemTime,
+    pub cpu: &'a Accumulator,
+    pub mem: &'a Accumulator,
+    pub samples: u64,
+    /// Add what each container's cgroups used before the collector measured them (node
+    /// mode, a job measured from its start; not for a job resumed from a checkpoint, whose
+    /// checkpoint holds that part already).
+    pub count_before_start: bool,
+}
+
+/// Counters of one network namespace (read by [`network`]).
+struct NetNs {
+    rx: CounterRate,
+    tx: CounterRate,
 }
 
 /// The latest figures, printed once per interval.
@@ -244,9 +271,9 @@ impl Sampler {
                 .filter(|(name, _)| live.contains(name))
                 .map(|(name, c)| ContainerNow {
                     name: name.to_string(),
-                    cpu_cores: c.last_cores,
-                    memory_bytes: c.last_memory,
-                    cpu_seconds: c.cpu_ns as f64 / 1e9,
+                    cpu_cores: c.cpu.last_cores,
+                    memory_bytes: c.memory.last,
+                    cpu_seconds: c.cpu.ns as f64 / 1e9,
                 })
                 .collect(),
         }
@@ -269,7 +296,7 @@ impl Sampler {
         self.scan_processes(window);
         let ended = self.mark_alive();
         self.sample_memory(&ended);
-        self.sample_held(now, &ended);
+        self.sample_starvation(now, &ended);
         self.sample_network(window);
         self.proc_cpu(now);
         self.proc_wait();
@@ -345,7 +372,7 @@ impl Sampler {
             let Some(c) = self.containers.get_mut(&name) else {
                 continue;
             };
-            c.cpu_before_start_ns = match (via_ebpf, &totals) {
+            c.cpu.before_start_ns = match (via_ebpf, &totals) {
                 (false, _) => counter_ns,
                 (true, Some(totals)) => {
                     let seen: u64 = c.cgroup_ids.iter().filter_map(|id| totals.get(id)).sum();
@@ -353,8 +380,8 @@ impl Sampler {
                 }
                 (true, None) => 0,
             };
-            if c.cpu_before_start_ns > 0 {
-                tracing::debug!(container = %name, ns = c.cpu_before_start_ns, "CPU used before the collector started");
+            if c.cpu.before_start_ns > 0 {
+                tracing::debug!(container = %name, ns = c.cpu.before_start_ns, "CPU used before the collector started");
             }
         }
     }
@@ -411,11 +438,11 @@ impl Sampler {
         };
         format!(
             "{name}: source {:?}, {} ns (+{} before the start, +{} lost by eBPF), cgroups' own counter at the last reading {:?} ns, cgroups {:?}, ids {:?}; eBPF health {ebpf}",
-            c.cpu_source,
-            c.cpu_ns,
-            c.cpu_before_start_ns,
-            c.cpu_lost_ns(),
-            c.last_smooth_ns(),
+            c.cpu.source,
+            c.cpu.ns,
+            c.cpu.before_start_ns,
+            c.cpu.lost_ns(),
+            c.cpu.last_smooth_ns(),
             c.cgroups,
             c.cgroup_ids
         )

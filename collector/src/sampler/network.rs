@@ -9,14 +9,8 @@ use std::{
 
 use summary::{Source, timeline::Series};
 
-use super::{Sampler, grouping::ContainerName, rates::CounterRate};
+use super::{NetNs, Sampler, grouping::ContainerName, rates::CounterRate};
 use crate::sources::procfs;
-
-/// Network namespace counters.
-pub(super) struct NetNs {
-    rx: CounterRate,
-    tx: CounterRate,
-}
 
 impl Sampler {
     pub(super) fn sample_network(&mut self, window: Option<Duration>) {
@@ -56,20 +50,18 @@ impl Sampler {
                 let Some(c) = self.containers.get_mut(&name) else {
                     continue;
                 };
-                c.rx_total += drx;
-                c.tx_total += dtx;
+                c.network.add(drx, dtx);
                 if let Some(live) = &self.cfg.live {
                     let id = self.identities.get(&name).unwrap_or(&self.cfg.identity);
                     let l = c.live_labels(&name, id, Source::Proc);
                     live.add_network(&l, drx, dtx);
                 }
                 if let (Some(r), Some(t)) = (rx_rate, tx_rate) {
-                    c.rx_rate.record(r);
-                    c.tx_rate.record(t);
+                    c.network.record_rates(r, t);
                     // The rates are over the window since the previous scan.
                     let now = std::time::Instant::now();
                     let from = now.checked_sub(period).unwrap_or(now);
-                    c.timeline_span(Series::Network, from, now, r + t);
+                    c.timeline.span(Series::Network, from, now, r + t);
                 }
             }
         }

@@ -9,75 +9,14 @@ use std::{
 
 use summary::ProcessSummary;
 
-use super::{Sampler, Scope, container::Container, grouping::ContainerName, rates};
+use super::{
+    Sampler, Scope, container::Container, grouping::ContainerName, process::Process, rates,
+};
 use crate::sources::{
     cgroupfs::{self, CgroupPath},
     cpu_totals::ExitedProcess,
     procfs,
 };
-
-/// A live process as last seen.
-pub(super) struct Process {
-    start_ticks: u64,
-    pub(super) comm: String,
-    pub(super) container: ContainerName,
-    /// cgroup v2 path, for scoping and for the container's cgroup set.
-    cgroup_v2: Option<String>,
-    cgroup_v1: Option<String>,
-    /// Its cgroup in the v1 memory controller, when not the root: where a hybrid host keeps
-    /// the memory counters of a process grouped by its v2 cgroup.
-    pub(super) memory_v1: Option<String>,
-    /// Its v1 `cpu` and `blkio` cgroups when twins of its v2 cgroup: where a hybrid host
-    /// keeps throttling and block I/O counters.
-    pub(super) cpu_v1: Option<String>,
-    pub(super) blkio_v1: Option<String>,
-    /// Network namespace inode.
-    pub(super) netns: Option<u64>,
-    ppid: i32,
-    pub(super) first_ticks: u64,
-    pub(super) last_ticks: u64,
-    /// Ticks used since the previous scan (for the /proc CPU fallback).
-    pub(super) window_ticks: u64,
-    pub(super) peak_cpu_percent: f64,
-    /// Threads at the last scan.
-    pub(super) threads: u64,
-    /// Resident memory at the last scan, and the most seen.
-    pub(super) rss: u64,
-    pub(super) peak_rss: u64,
-    seen_at_slow_tick: u64,
-    /// Scans it has been seen in.
-    scans: u32,
-    /// Exact CPU seconds and lifetime average from its eBPF exit record, once it arrived.
-    pub(super) exact_exit: Option<(f64, f64)>,
-    /// Its threads' summed `run_delay` at the last scan that read it (the /proc fallback for
-    /// run-queue wait).
-    pub(super) run_delay_ns: Option<u64>,
-}
-
-/// Seconds since boot (`CLOCK_BOOTTIME`, the clock of `/proc/PID/stat` start times).
-fn boot_seconds() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid pointer to a timespec; CLOCK_BOOTTIME exists on every supported kernel.
-    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
-        return 0.0;
-    }
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
-}
-
-impl Process {
-    /// How long it has lived (or lived, just after it ended).
-    pub(super) fn lifetime_seconds(&self, ticks_per_sec: u64) -> f64 {
-        (boot_seconds() - self.start_ticks as f64 / ticks_per_sec.max(1) as f64).max(0.0)
-    }
-
-    /// The cgroup it is grouped by (see [`CgroupPath::best`]).
-    fn group_cgroup(&self) -> Option<CgroupPath> {
-        CgroupPath::best(self.cgroup_v2.as_deref(), self.cgroup_v1.as_deref())
-    }
-}
 
 impl Sampler {
     pub(super) fn scan_processes(&mut self, window: Option<Duration>) {
@@ -188,7 +127,7 @@ impl Sampler {
                 }
             }
         }
-        // Held thread CPU of processes that are gone for good (their leader's record lost).
+        // Pending thread CPU of processes that are gone for good (their leader's record lost).
         let live: HashSet<i32> = self.processes.keys().copied().collect();
         self.pending_threads
             .retain(|tgid, (_, at)| live.contains(&(*tgid as i32)) || tick <= *at + 2);
@@ -284,7 +223,7 @@ impl Sampler {
                 .entry(name.clone())
                 .or_insert_with(|| Container::new(limits));
             if let Some(ns) = p.netns {
-                c.netns.insert(ns);
+                c.network.namespaces.insert(ns);
             }
             // The same cgroup in the other hierarchy is the same container, counted once. On
             // hybrid hosts runc joins the v1 controllers first and the unified hierarchy last,
@@ -299,7 +238,7 @@ impl Sampler {
                 if !c.cgroups.contains(&twin) {
                     return true;
                 }
-                let replace = matches!(cgroup, CgroupPath::V2(_)) && c.cpu_source.is_none();
+                let replace = matches!(cgroup, CgroupPath::V2(_)) && c.cpu.source.is_none();
                 if replace {
                     c.cgroups.remove(&twin);
                 }
@@ -328,7 +267,8 @@ impl Sampler {
         ));
         let lifetime = p.lifetime_seconds(self.ticks_per_sec);
         if let Some(c) = self.containers.get_mut(&p.container) {
-            c.count_command(&p.comm, 1, cpu_seconds, p.peak_rss, lifetime);
+            c.commands
+                .count(&p.comm, 1, cpu_seconds, p.peak_rss, lifetime);
         }
         // Its eBPF exit record may come after this: it must correct, not count again.
         self.retired_recently
@@ -392,7 +332,8 @@ impl Sampler {
             {
                 if let Some(c) = self.containers.get_mut(&container) {
                     let lifetime = e.lifetime_ns as f64 / 1e9;
-                    c.count_command(&e.comm, 0, cpu_seconds - p.cpu_seconds, peak_rss, lifetime);
+                    c.commands
+                        .count(&e.comm, 0, cpu_seconds - p.cpu_seconds, peak_rss, lifetime);
                 }
                 p.cpu_seconds = cpu_seconds;
                 p.peak_mem_rss_bytes = p.peak_mem_rss_bytes.max(peak_rss);
@@ -405,9 +346,12 @@ impl Sampler {
                 match self.retired_recently.remove(&(pid, e.comm.clone())) {
                     // Retired by a scan, its entry since pruned from the top lists.
                     Some((_, counted)) => {
-                        c.count_command(&e.comm, 0, cpu_seconds - counted, peak_rss, lifetime)
+                        c.commands
+                            .count(&e.comm, 0, cpu_seconds - counted, peak_rss, lifetime)
                     }
-                    None => c.count_command(&e.comm, 1, cpu_seconds, peak_rss, lifetime),
+                    None => c
+                        .commands
+                        .count(&e.comm, 1, cpu_seconds, peak_rss, lifetime),
                 }
             }
             self.push_exited(ProcessSummary {
@@ -441,7 +385,7 @@ impl Sampler {
 
     /// CPU nanoseconds of every container so far.
     pub fn cpu_ns_total(&self) -> u64 {
-        self.containers.values().map(|c| c.cpu_ns).sum()
+        self.containers.values().map(|c| c.cpu.ns).sum()
     }
 
     fn push_exited(&mut self, p: ProcessSummary) {

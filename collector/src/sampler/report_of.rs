@@ -7,27 +7,15 @@ use std::{
 };
 
 use summary::{
-    Accumulator, CollectorInfo, ContainerSummary, Histograms, NetworkSummary, ProcessSummary,
-    RunSummary, hist, starvation::CommandSummary,
+    Accumulator, CollectorInfo, ContainerSummary, Histograms, ProcessSummary, RunSummary, hist,
+    starvation::CommandSummary,
 };
 
 use super::{
-    Sampler,
+    JobSystem, Sampler,
     container::{CommandAgg, Container},
     grouping::ContainerName,
 };
-
-/// A job's own system statistics and start, for [`Sampler::summary_of`].
-pub struct JobSystem<'a> {
-    pub start: SystemTime,
-    pub cpu: &'a Accumulator,
-    pub mem: &'a Accumulator,
-    pub samples: u64,
-    /// Add what each container's cgroups used before the collector measured them (node
-    /// mode, a job measured from its start; not for a job resumed from a checkpoint, whose
-    /// checkpoint holds that part already).
-    pub count_before_start: bool,
-}
 
 impl Sampler {
     /// Builds the run summary (call after a final `cpu_tick` and `slow_tick`).
@@ -71,12 +59,8 @@ impl Sampler {
             .iter()
             .filter(|(name, _)| wanted(name.as_str()))
             .map(|(name, c)| {
-                let start = c
-                    .first_seen_wall
-                    .duration_since(system.start)
-                    .unwrap_or_default()
-                    .as_secs_f64();
-                (name, c.timeline_final(), start)
+                let start = c.timeline.offset_from(system.start);
+                (name, c.cpu.timeline_final(&c.timeline), start)
             })
             .collect();
         // Sorted by name: the map is ordered by name already.
@@ -165,7 +149,7 @@ impl Sampler {
             if !wanted(name.as_str()) {
                 continue;
             }
-            for (comm, agg) in &c.commands {
+            for (comm, agg) in c.commands.iter() {
                 let a = by_name.entry(comm).or_default();
                 a.add(
                     agg.processes,
@@ -218,57 +202,29 @@ fn container_summary(
 ) -> ContainerSummary {
     let opt = |a: &Accumulator| (a.sample_count() > 0).then(|| a.stats());
     let before = if before_start {
-        c.cpu_before_start_ns
+        c.cpu.before_start_ns
     } else {
         0
     };
-    // The true peak tops the samples' statistics, so the two never disagree; percentiles
-    // and the average stay the samples'. The histogram holds the peak too, as its largest
-    // value must be the statistics' peak.
-    let memory_peak = c.true_memory_peak();
-    let mut memory_bytes = c.memory.stats();
-    let mut memory_hist = c.memory.encode();
-    if let Some(peak) = memory_peak
-        .map(|p| p as f64)
-        .filter(|p| *p > memory_bytes.peak)
-    {
-        memory_bytes.peak = peak;
-        let mut with_peak = c.memory.clone();
-        with_peak.record(peak);
-        memory_hist = with_peak.encode();
-    }
+    let (memory_peak, memory_bytes, memory_hist) = c.memory.statistics();
     let mut histograms = Histograms::new();
-    histograms.insert(hist::CPU_CORES.into(), c.cpu_cores.encode());
+    histograms.insert(hist::CPU_CORES.into(), c.cpu.cores.encode());
     histograms.insert(hist::MEMORY_BYTES.into(), memory_hist);
-    let network = (c.rx_rate.sample_count() > 0 || c.rx_total > 0 || c.tx_total > 0).then(|| {
-        NetworkSummary {
-            namespace: c
-                .netns
-                .iter()
-                .map(|ns| format!("net:[{ns}]"))
-                .collect::<Vec<_>>()
-                .join(","),
-            rx_bytes: c.rx_total,
-            tx_bytes: c.tx_total,
-            rx_bytes_per_sec: c.rx_rate.stats(),
-            tx_bytes_per_sec: c.tx_rate.stats(),
-        }
-    });
-    let (cpu_throttling, pressure, disk_io, memory_detail) = super::held::figures(c, wall_seconds);
-    let cpu_seconds = (c.cpu_ns + c.cpu_lost_ns() + before) as f64 / 1e9;
+    let (cpu_throttling, pressure, disk_io) = c.starvation.figures(wall_seconds);
+    let cpu_seconds = (c.cpu.total_ns() + before) as f64 / 1e9;
     let mut out = ContainerSummary {
         name: name.to_string(),
-        cpu_cores: c.cpu_cores.stats(),
+        cpu_cores: c.cpu.cores.stats(),
         memory_bytes,
         cpu_seconds,
-        cpu_source: c.cpu_source.unwrap_or(summary::Source::Proc),
-        memory_source: c.memory_source,
+        cpu_source: c.cpu.source.unwrap_or(summary::Source::Proc),
+        memory_source: c.memory.source,
         memory_peak_bytes: memory_peak,
-        oom_kills: c.oom_kills,
-        network,
+        oom_kills: c.memory.oom_kills,
+        network: c.network.summary(),
         limits: c.limits,
-        cpu_to_limit: opt(&c.cpu_to_limit),
-        memory_to_limit: opt(&c.memory_to_limit),
+        cpu_to_limit: opt(&c.cpu.to_limit),
+        memory_to_limit: opt(&c.memory.to_limit),
         histograms: Some(histograms),
         cpu_throttling,
         pressure,
@@ -276,11 +232,11 @@ fn container_summary(
             let throttled = cpu_throttling
                 .filter(|t| t.quota_cores.is_some())
                 .map(|t| t.throttled_seconds);
-            w.behind = super::behind::summary_list(c, w.seconds, throttled, steal_share);
+            w.behind = c.behind.summary(w.seconds, throttled, steal_share);
             w
         }),
         disk_io,
-        memory_detail,
+        memory_detail: c.memory.detail(),
         verdict: None,
     };
     out.verdict = Some(summary::starvation::verdict(&out));

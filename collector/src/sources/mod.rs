@@ -9,7 +9,8 @@
 //! - [`btf`]: a minimal BTF reader that finds kernel struct member offsets for the program.
 //! - [`cpu_totals`]: pure bookkeeping over the eBPF maps (consistent reads, monotonic
 //!   totals, retiring removed cgroups, grouping exited threads into processes).
-//! - [`held`]: what held a cgroup back: throttling, pressure stall information, block I/O.
+//! - [`starvation`]: a cgroup's starvation counters: throttling, pressure stall information,
+//!   block I/O.
 //! - [`cpu_source`]: picks the CPU source (eBPF, cgroup counters, /proc) and says why.
 
 pub mod btf;
@@ -18,5 +19,5 @@ pub mod counter_files;
 pub mod cpu_source;
 pub mod cpu_totals;
 pub mod ebpf;
-pub mod held;
 pub mod procfs;
+pub mod starvation;

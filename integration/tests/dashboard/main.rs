@@ -1,6 +1,9 @@
 //! The observability rig under `deploy/observability` against the metrics that really exist.
 //!
 //! - The Grafana dashboard is valid JSON with the expected panels (by title) and unique ids.
+//! - Every expression parses as PromQL (the `promql-parser` crate), once Grafana's variables
+//!   are replaced ([`grafana_to_promql`]); template variable queries are Grafana's
+//!   `label_values(...)` around a series selector ([`scan`], with unit tests of its own).
 //! - Every metric name in every PromQL expression (panel targets, template variable queries)
 //!   is one the collector exports ([`collector::output::live::METRIC_NAMES`]), one the receiver
 //!   registers (read from `receiver/src/metrics.rs`, checked against what the receiver really
@@ -14,8 +17,6 @@
 //! - Where `promtool` is installed, the rendered Prometheus config and every dashboard
 //!   expression pass `promtool check` (PromQL syntax). Under `CI=true` a missing `promtool`
 //!   fails; elsewhere that part is skipped with the reason.
-//!
-//! PromQL is read by a small hand-written scanner ([`scan`]) with unit tests of its own.
 
 use std::{
     collections::{BTreeMap, BTreeSet},

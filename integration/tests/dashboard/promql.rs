@@ -1,568 +1,199 @@
-//! A small PromQL scanner: metric names, label matchers, groupings and `$variables` of an
-//! expression, enough to check a dashboard against what is exported.
+//! What one dashboard expression references: metric names, label matchers, groupings,
+//! Grafana's `label_values(...)` and `$variables`. The PromQL itself is parsed by the
+//! `promql-parser` crate; what is ours is the Grafana layer around it ([`grafana_to_promql`],
+//! the variable queries in [`scan`]) and the walk that collects what the checks need.
 
-/// Functions, aggregation operators and keywords of PromQL, plus Grafana's templating
-/// functions: identifiers that are never metric names.
-pub const NOT_METRICS: &[&str] = &[
-    // aggregation operators
-    "sum",
-    "min",
-    "max",
-    "avg",
-    "group",
-    "stddev",
-    "stdvar",
-    "count",
-    "count_values",
-    "bottomk",
-    "topk",
-    "quantile",
-    "limitk",
-    "limit_ratio",
-    // keywords
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "and",
-    "or",
-    "unless",
-    "bool",
-    "offset",
-    "atan2",
-    "inf",
-    "nan",
-    "start",
-    "end",
-    // functions
-    "abs",
-    "absent",
-    "absent_over_time",
-    "acos",
-    "acosh",
-    "asin",
-    "asinh",
-    "atan",
-    "atanh",
-    "avg_over_time",
-    "ceil",
-    "changes",
-    "clamp",
-    "clamp_max",
-    "clamp_min",
-    "cos",
-    "cosh",
-    "count_over_time",
-    "day_of_month",
-    "day_of_week",
-    "day_of_year",
-    "days_in_month",
-    "deg",
-    "delta",
-    "deriv",
-    "exp",
-    "floor",
-    "histogram_avg",
-    "histogram_count",
-    "histogram_fraction",
-    "histogram_quantile",
-    "histogram_stddev",
-    "histogram_stdvar",
-    "histogram_sum",
-    "holt_winters",
-    "double_exponential_smoothing",
-    "hour",
-    "idelta",
-    "increase",
-    "irate",
-    "label_join",
-    "label_replace",
-    "last_over_time",
-    "ln",
-    "log10",
-    "log2",
-    "mad_over_time",
-    "max_over_time",
-    "min_over_time",
-    "minute",
-    "month",
-    "pi",
-    "predict_linear",
-    "present_over_time",
-    "quantile_over_time",
-    "rad",
-    "rate",
-    "resets",
-    "round",
-    "scalar",
-    "sgn",
-    "sin",
-    "sinh",
-    "sort",
-    "sort_by_label",
-    "sort_by_label_desc",
-    "sort_desc",
-    "sqrt",
-    "stddev_over_time",
-    "stdvar_over_time",
-    "sum_over_time",
-    "tan",
-    "tanh",
-    "time",
-    "timestamp",
-    "vector",
-    "year",
-    // Grafana template variable queries
-    "label_values",
-    "label_names",
-    "metrics",
-    "query_result",
-];
-
-/// Keywords followed by a parenthesised list of label names.
-pub const GROUPING: &[&str] = &[
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-];
+use promql_parser::label::{METRIC_NAME, MatchOp, Matcher};
+use promql_parser::parser::{self, Expr, LabelModifier};
 
 /// One vector selector: a metric name and the label names of its `{...}` matchers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selector {
+    /// The name before `{`, or of a `__name__="x"` matcher or a quoted `{"x"}`.
     pub metric: Option<String>,
+    /// The labels matched on, in order, without `__name__` (the metric above).
     pub labels: Vec<String>,
 }
 
 /// What one PromQL expression references.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Scan {
-    /// Vector selectors, in order (a bare `{__name__="x"}` gives metric `x`; `{job="a"}` none).
+    /// Vector selectors (range vectors' too), in order.
     pub selectors: Vec<Selector>,
     /// Label names in `by (...)`, `without (...)`, `on (...)`, `ignoring (...)`,
     /// `group_left (...)`, `group_right (...)`.
     pub grouping: Vec<String>,
-    /// The label argument of Grafana's `label_values(metric, label)`.
+    /// The label argument of Grafana's `label_values(metric, label)` or `label_values(label)`.
     pub label_values: Vec<String>,
     /// Grafana variables (`$name`, `${name}`, `${name:fmt}`, `[[name]]`), without the `$`.
     pub variables: Vec<String>,
 }
 
-pub fn is_ident_start(c: char) -> bool {
-    c.is_ascii_alphabetic() || c == '_' || c == ':'
-}
-
-pub fn is_ident(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_' || c == ':'
-}
-
-pub struct Lexer<'a> {
-    chars: Vec<char>,
-    pos: usize,
-    expr: &'a str,
-}
-
-impl Lexer<'_> {
-    fn peek(&self) -> Option<char> {
-        self.chars.get(self.pos).copied()
-    }
-
-    fn skip_space(&mut self) {
-        while let Some(c) = self.peek() {
-            if c.is_whitespace() {
-                self.pos += 1;
-            } else if c == '#' {
-                // A comment runs to the end of the line.
-                while self.peek().is_some_and(|c| c != '\n') {
-                    self.pos += 1;
-                }
-            } else {
-                break;
-            }
-        }
-    }
-
-    fn ident(&mut self) -> String {
-        let start = self.pos;
-        while self.peek().is_some_and(is_ident) {
-            self.pos += 1;
-        }
-        self.chars[start..self.pos].iter().collect()
-    }
-
-    /// A quoted string starting at the current quote; returns its (unescaped) content.
-    fn string(&mut self) -> Result<String, String> {
-        let quote = self.chars[self.pos];
-        let start = self.pos;
-        self.pos += 1;
-        let mut out = String::new();
-        while let Some(c) = self.peek() {
-            self.pos += 1;
-            if c == quote {
-                return Ok(out);
-            }
-            if c == '\\' && quote != '`' {
-                if let Some(next) = self.peek() {
-                    out.push(next);
-                    self.pos += 1;
-                }
-                continue;
-            }
-            out.push(c);
-        }
-        Err(format!("unterminated string at {start} in `{}`", self.expr))
-    }
-
-    /// A Grafana variable after its `$`: `name`, `{name}` or `{name:format}`.
-    fn variable(&mut self) -> Result<String, String> {
-        if self.peek() == Some('{') {
-            self.pos += 1;
-            let start = self.pos;
-            while self
-                .peek()
-                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
-                self.pos += 1;
-            }
-            let name = self.chars[start..self.pos].iter().collect();
-            while self.peek().is_some_and(|c| c != '}') {
-                self.pos += 1;
-            }
-            if self.peek() != Some('}') {
-                return Err(format!("unterminated ${{...}} in `{}`", self.expr));
-            }
-            self.pos += 1;
-            Ok(name)
-        } else {
-            Ok(self.ident())
-        }
-    }
-
-    /// Skips `[...]` (a range, a subquery's `[5m:1m]`, or `[$__rate_interval]`), returning the
-    /// Grafana variables in it; `[[name]]` is Grafana's old variable syntax.
-    fn brackets(&mut self, vars: &mut Vec<String>) -> Result<(), String> {
-        let start = self.pos;
-        self.pos += 1;
-        let legacy = self.peek() == Some('[');
-        if legacy {
-            self.pos += 1;
-            vars.push(self.ident());
-        }
-        while let Some(c) = self.peek() {
-            self.pos += 1;
-            match c {
-                '$' => vars.push(self.variable()?),
-                ']' if legacy => {
-                    if self.peek() != Some(']') {
-                        return Err(format!(
-                            "unterminated [[...]] at {start} in `{}`",
-                            self.expr
-                        ));
-                    }
-                    self.pos += 1;
-                    return Ok(());
-                }
-                ']' => return Ok(()),
-                '[' | '(' | '{' | '"' | '\'' | '`' => {
-                    return Err(format!(
-                        "unexpected `{c}` in the range at {start} in `{}`",
-                        self.expr
-                    ));
-                }
-                _ => {}
-            }
-        }
-        Err(format!("unterminated `[` at {start} in `{}`", self.expr))
-    }
-
-    /// Label matchers after `{`: `name op "value"` separated by commas; returns the label names
-    /// and the metric named by a `__name__="..."` matcher, if any.
-    fn matchers(
-        &mut self,
-        vars: &mut Vec<String>,
-    ) -> Result<(Vec<String>, Option<String>), String> {
-        let start = self.pos;
-        self.pos += 1;
-        let mut labels = Vec::new();
-        let mut name = None;
-        loop {
-            self.skip_space();
-            match self.peek() {
-                Some('}') => {
-                    self.pos += 1;
-                    return Ok((labels, name));
-                }
-                Some(',') => {
-                    self.pos += 1;
-                    continue;
-                }
-                Some(c) if is_ident_start(c) => {}
-                // Prometheus 3 allows quoted (UTF-8) names: `{"metric.name", "label"="v"}`.
-                Some('"') => {
-                    let quoted = self.string()?;
-                    self.skip_space();
-                    if matches!(self.peek(), Some('=' | '!')) {
-                        labels.push(quoted);
-                    } else {
-                        name = Some(quoted);
-                        continue;
-                    }
-                    self.op_and_value(&mut labels, &mut name, vars, start)?;
-                    continue;
-                }
-                Some(c) => {
-                    return Err(format!(
-                        "unexpected `{c}` in the matchers at {start} in `{}`",
-                        self.expr
-                    ));
-                }
-                None => return Err(format!("unterminated `{{` at {start} in `{}`", self.expr)),
-            }
-            let label = self.ident();
-            labels.push(label);
-            self.op_and_value(&mut labels, &mut name, vars, start)?;
-        }
-    }
-
-    fn op_and_value(
-        &mut self,
-        labels: &mut [String],
-        name: &mut Option<String>,
-        vars: &mut Vec<String>,
-        start: usize,
-    ) -> Result<(), String> {
-        self.skip_space();
-        let op: String = match (self.peek(), self.chars.get(self.pos + 1).copied()) {
-            (Some('='), Some('~')) | (Some('!'), Some('=' | '~')) => {
-                self.pos += 2;
-                self.chars[self.pos - 2..self.pos].iter().collect()
-            }
-            (Some('='), _) => {
-                self.pos += 1;
-                "=".to_owned()
-            }
-            _ => {
-                return Err(format!(
-                    "expected a matcher operator after `{}` at {start} in `{}`",
-                    labels.last().map(String::as_str).unwrap_or_default(),
-                    self.expr
-                ));
-            }
-        };
-        self.skip_space();
-        if !matches!(self.peek(), Some('"' | '\'' | '`')) {
-            return Err(format!(
-                "expected a string after `{op}` at {start} in `{}`",
-                self.expr
-            ));
-        }
-        let value = self.string()?;
-        vars.extend(variables_in(&value));
-        if labels.last().map(String::as_str) == Some("__name__") && op == "=" {
-            *name = Some(value);
-        }
-        Ok(())
-    }
-
-    /// Whether the call whose `(` is at the current position has a comma at its own level.
-    fn comma_before_close(&self) -> bool {
-        let mut depth = 0usize;
-        let mut quote = None;
-        let mut i = self.pos;
-        while let Some(&c) = self.chars.get(i) {
-            i += 1;
-            match (quote, c) {
-                (Some(q), '\\') if q != '`' => i += 1,
-                (Some(q), c) if c == q => quote = None,
-                (Some(_), _) => {}
-                (None, '"' | '\'' | '`') => quote = Some(c),
-                (None, '(' | '[' | '{') => depth += 1,
-                (None, ')' | ']' | '}') => {
-                    depth = depth.saturating_sub(1);
-                    if depth == 0 {
-                        return false;
-                    }
-                }
-                (None, ',') if depth == 1 => return true,
-                _ => {}
-            }
-        }
-        false
-    }
-
-    /// A parenthesised list of label names after `by`, `on`, ... (already at `(`).
-    fn label_list(&mut self) -> Result<Vec<String>, String> {
-        let start = self.pos;
-        self.pos += 1;
-        let mut labels = Vec::new();
-        loop {
-            self.skip_space();
-            match self.peek() {
-                Some(')') => {
-                    self.pos += 1;
-                    return Ok(labels);
-                }
-                Some(',') => self.pos += 1,
-                Some(c) if is_ident_start(c) => labels.push(self.ident()),
-                Some('"') => labels.push(self.string()?),
-                _ => {
-                    return Err(format!("bad label list at {start} in `{}`", self.expr));
-                }
-            }
-        }
-    }
-}
-
-/// Grafana variables inside a string (label matcher values are strings: `=~"$container"`).
-pub fn variables_in(s: &str) -> Vec<String> {
-    let mut lexer = Lexer {
-        chars: s.chars().collect(),
-        pos: 0,
-        expr: s,
-    };
+/// Replaces Grafana's template variables (`$name`, `${name}`, `${name:format}`, `[[name]]`),
+/// which are not PromQL, by text that parses where they stand: `.*` inside a string (a label
+/// matcher's value or regex), `1m` inside `[...]` (a range such as `[$__rate_interval]`), `1`
+/// elsewhere. Returns that PromQL and the variables' names, in order. A `$` that starts no
+/// variable is kept inside a string (a regex's end anchor) and an error outside one, as is an
+/// unterminated `${`.
+pub fn grafana_to_promql(expr: &str) -> Result<(String, Vec<String>), String> {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(expr.len());
     let mut vars = Vec::new();
-    while let Some(c) = lexer.peek() {
-        lexer.pos += 1;
-        if c == '$' {
-            if let Ok(v) = lexer.variable() {
-                if !v.is_empty() {
-                    vars.push(v);
-                }
-            }
-        } else if c == '[' && lexer.peek() == Some('[') {
-            lexer.pos += 1;
-            vars.push(lexer.ident());
+    let mut quote = None;
+    let mut brackets = 0usize;
+    let mut rest = expr;
+    while let Some(c) = rest.chars().next() {
+        let placeholder = match (quote, brackets) {
+            (Some(_), _) => ".*",
+            (None, 0) => "1",
+            (None, _) => "1m",
+        };
+        // A variable: its name and the length of its text.
+        let var = if let Some(braced) = rest.strip_prefix("${") {
+            let end = braced
+                .find('}')
+                .ok_or_else(|| format!("unterminated ${{...}} in `{expr}`"))?;
+            // `${name:format}`, `${name.field}`: the name is what comes first.
+            let name = &braced[..braced.find(|c| !is_name(c)).unwrap_or(end)];
+            (!name.is_empty()).then_some((name, end + 3))
+        } else if let Some(after) = rest.strip_prefix('$') {
+            let name = &after[..after.find(|c| !is_name(c)).unwrap_or(after.len())];
+            (!name.is_empty()).then_some((name, name.len() + 1))
+        } else {
+            // Grafana's old `[[name]]`.
+            rest.strip_prefix("[[")
+                .and_then(|r| r.split_once("]]"))
+                .map(|(name, _)| name)
+                .filter(|name| !name.is_empty() && name.chars().all(is_name))
+                .map(|name| (name, name.len() + 4))
+        };
+        if let Some((name, len)) = var {
+            vars.push(name.to_owned());
+            out.push_str(placeholder);
+            rest = &rest[len..];
+            continue;
         }
+        if c == '$' && quote.is_none() {
+            return Err(format!("lone `$` in `{expr}`"));
+        }
+        let mut len = c.len_utf8();
+        match (quote, c) {
+            // An escaped character (backtick strings have no escapes).
+            (Some(q), '\\') if q != '`' => {
+                len += rest[len..].chars().next().map_or(0, char::len_utf8);
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'' | '`') => quote = Some(c),
+            (None, '[') => brackets += 1,
+            (None, ']') => brackets = brackets.saturating_sub(1),
+            (None, _) => {}
+        }
+        out.push_str(&rest[..len]);
+        rest = &rest[len..];
     }
-    vars
+    Ok((out, vars))
 }
 
-/// Reads one PromQL expression (or Grafana variable query) and returns what it references.
+/// Reads one PromQL expression, or Grafana variable query (`label_values(metric, label)`,
+/// `label_values(label)`, `query_result(expr)`), and returns what it references.
 pub fn scan(expr: &str) -> Result<Scan, String> {
-    let mut lx = Lexer {
-        chars: expr.chars().collect(),
-        pos: 0,
-        expr,
+    let (promql, variables) = grafana_to_promql(expr)?;
+    let mut out = Scan {
+        variables,
+        ..Scan::default()
     };
-    let mut out = Scan::default();
-    // One entry per open `(`: whether it is the argument list of `label_values`.
-    let mut parens: Vec<bool> = Vec::new();
-    // Set after `label_values(...,` at the depth of that call: the next identifier is a label.
-    let mut label_arg_depth: Option<usize> = None;
-    loop {
-        lx.skip_space();
-        let Some(c) = lx.peek() else { break };
-        match c {
-            '"' | '\'' | '`' => {
-                let s = lx.string()?;
-                out.variables.extend(variables_in(&s));
-            }
-            '[' => lx.brackets(&mut out.variables)?,
-            '{' => {
-                // A selector without a metric name before it (`{job="x"}`); one with a name
-                // is handled where the name is read.
-                let (labels, metric) = lx.matchers(&mut out.variables)?;
-                out.selectors.push(Selector { metric, labels });
-            }
-            '(' => {
-                parens.push(false);
-                lx.pos += 1;
-            }
-            ')' => {
-                if parens.pop().is_none() {
-                    return Err(format!("unbalanced `)` at {} in `{expr}`", lx.pos));
-                }
-                if label_arg_depth.is_some_and(|d| d > parens.len()) {
-                    label_arg_depth = None;
-                }
-                lx.pos += 1;
-            }
-            ',' => {
-                if parens.last() == Some(&true) {
-                    label_arg_depth = Some(parens.len());
-                }
-                lx.pos += 1;
-            }
-            '}' | ']' => return Err(format!("unbalanced `{c}` at {} in `{expr}`", lx.pos)),
-            '$' => {
-                lx.pos += 1;
-                let v = lx.variable()?;
-                if v.is_empty() {
-                    return Err(format!("lone `$` at {} in `{expr}`", lx.pos));
-                }
-                out.variables.push(v);
-            }
-            c if c.is_ascii_digit()
-                || (c == '.' && lx.chars.get(lx.pos + 1).is_some_and(char::is_ascii_digit)) =>
-            {
-                // Numbers (1, 0.99, 1e9, 0x1f, Inf handled as a keyword) and durations (5m,
-                // 1h30m, after `offset` or `@`).
-                while lx
-                    .peek()
-                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
-                {
-                    lx.pos += 1;
-                }
-            }
-            c if is_ident_start(c) => {
-                let word = lx.ident();
-                let lower = word.to_ascii_lowercase();
-                lx.skip_space();
-                if label_arg_depth == Some(parens.len()) {
-                    out.label_values.push(word);
-                    label_arg_depth = None;
-                } else if GROUPING.contains(&lower.as_str()) {
-                    if lx.peek() == Some('(') {
-                        out.grouping.extend(lx.label_list()?);
-                    }
-                } else if NOT_METRICS.contains(&lower.as_str()) {
-                    if lower == "label_values" && lx.peek() == Some('(') {
-                        // `label_values(metric, label)`, or `label_values(label)` alone.
-                        let single = !lx.comma_before_close();
-                        lx.pos += 1;
-                        parens.push(true);
-                        if single {
-                            label_arg_depth = Some(parens.len());
-                        }
-                    }
-                } else {
-                    let labels = if lx.peek() == Some('{') {
-                        lx.matchers(&mut out.variables)?.0
-                    } else {
-                        Vec::new()
-                    };
-                    out.selectors.push(Selector {
-                        metric: Some(word),
-                        labels,
-                    });
-                }
-            }
-            // Operators: + - * / % ^ == != <= >= < > @ and the `:` of subqueries.
-            '+' | '-' | '*' | '/' | '%' | '^' | '=' | '!' | '<' | '>' | '@' | ':' => lx.pos += 1,
-            c => return Err(format!("unexpected `{c}` at {} in `{expr}`", lx.pos)),
+    let call = |name: &str| {
+        let rest = promql.trim().strip_prefix(name)?.trim_start();
+        rest.strip_prefix('(')?.strip_suffix(')')
+    };
+    let promql = if let Some(args) = call("label_values") {
+        // The label is the last argument, a name: the last comma ends the series selector.
+        let (series, label) = match args.rsplit_once(',') {
+            Some((series, label)) => (Some(series), label.trim()),
+            None => (None, args.trim()),
+        };
+        if label.is_empty() || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("`{label}` is not a label name in `{expr}`"));
         }
-    }
-    if !parens.is_empty() {
-        return Err(format!("unbalanced `(` in `{expr}`"));
-    }
+        out.label_values.push(label.to_owned());
+        match series {
+            Some(series) => series,
+            None => return Ok(out),
+        }
+    } else {
+        call("query_result").unwrap_or(&promql)
+    };
+    let ast = parser::parse(promql).map_err(|e| format!("{} in `{expr}`", e.trim()))?;
+    out.walk(&ast);
     Ok(out)
 }
 
 impl Scan {
+    /// The metric names of the selectors, in order.
     pub fn metrics(&self) -> Vec<&str> {
         self.selectors
             .iter()
             .filter_map(|s| s.metric.as_deref())
             .collect()
     }
+
+    /// Collects the selectors and groupings of `expr` and its subexpressions, left to right
+    /// (an aggregation's grouping first, wherever it is written).
+    fn walk(&mut self, expr: &Expr) {
+        let names = |m: &LabelModifier| m.labels().labels.clone();
+        match expr {
+            Expr::Aggregate(a) => {
+                self.grouping
+                    .extend(a.modifier.as_ref().map(names).unwrap_or_default());
+                if let Some(param) = &a.param {
+                    self.walk(param);
+                }
+                self.walk(&a.expr);
+            }
+            Expr::Binary(b) => {
+                self.walk(&b.lhs);
+                if let Some(m) = &b.modifier {
+                    self.grouping
+                        .extend(m.matching.as_ref().map(names).unwrap_or_default());
+                    if let Some(card) = m.card.labels() {
+                        self.grouping.extend(card.labels.iter().cloned());
+                    }
+                }
+                self.walk(&b.rhs);
+            }
+            Expr::Unary(u) => self.walk(&u.expr),
+            Expr::Paren(p) => self.walk(&p.expr),
+            Expr::Subquery(s) => self.walk(&s.expr),
+            Expr::Call(c) => c.args.args.iter().for_each(|a| self.walk(a)),
+            Expr::VectorSelector(vs) => self.selector(vs),
+            Expr::MatrixSelector(ms) => self.selector(&ms.vs),
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+
+    fn selector(&mut self, vs: &parser::VectorSelector) {
+        let matchers = vs
+            .matchers
+            .matchers
+            .iter()
+            .chain(vs.matchers.or_matchers.iter().flatten());
+        let is_name = |m: &&Matcher| m.name == METRIC_NAME;
+        let named = matchers
+            .clone()
+            .find(|m| is_name(m) && m.op == MatchOp::Equal);
+        self.selectors.push(Selector {
+            metric: vs.name.clone().or(named.map(|m| m.value.clone())),
+            labels: matchers
+                .filter(|m| !is_name(m))
+                .map(|m| m.name.clone())
+                .collect(),
+        });
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
-// The scanner itself
+// Our part: the Grafana layer and what is collected (the parser has its own tests)
 // ---------------------------------------------------------------------------------------------
 
 pub fn metrics_of(expr: &str) -> Vec<String> {
@@ -575,7 +206,7 @@ pub fn metrics_of(expr: &str) -> Vec<String> {
 }
 
 #[test]
-pub fn scanner_skips_functions_groupings_durations_and_numbers() {
+pub fn promql_scan_collects_selectors_groupings_and_variables() {
     let s = scan(
         "sum by (container, ci_job) (rate(ci_collector_container_cpu_seconds_total\
          {repository=~\"$repository\", container!=\"x,y}\"}[$__rate_interval]))",
@@ -594,18 +225,19 @@ pub fn scanner_skips_functions_groupings_durations_and_numbers() {
         ["receiver_http_request_duration_seconds_bucket"]
     );
     // Aggregation after the expression, binary operators with matching, numbers, offset.
-    assert_eq!(
-        metrics_of(
-            "sum(a_total) without (instance) / on (job) group_left (x) b > 0.5 * 1e3 \
-             or c offset 5m unless d @ 1700000000 and e bool == 2"
-        ),
-        ["a_total", "b", "c", "d", "e"]
-    );
-    // Subqueries, nested brackets of a range vector, and comments.
+    let s = scan(
+        "sum(a_total) without (instance) / on (job) group_left (x) b > 0.5 * 1e3 \
+         or c offset 5m unless d @ 1700000000 and e == bool 2",
+    )
+    .unwrap();
+    assert_eq!(s.metrics(), ["a_total", "b", "c", "d", "e"]);
+    assert_eq!(s.grouping, ["instance", "job", "x"]);
+    // Subqueries, nested brackets of a range vector, comments, aggregation parameters.
     assert_eq!(
         metrics_of("max_over_time(rate(x_total[1m])[30m:1m]) # a comment: y_total\n + z"),
         ["x_total", "z"]
     );
+    assert_eq!(metrics_of("topk(scalar(k), m)"), ["k", "m"]);
     // Keywords are case-insensitive; names that contain keywords are names.
     assert_eq!(
         metrics_of("SUM BY (a) (rate_total) + by_route + sum_of_x"),
@@ -621,10 +253,10 @@ pub fn scanner_skips_functions_groupings_durations_and_numbers() {
 }
 
 #[test]
-pub fn scanner_reads_selectors_without_names_and_grafana_syntax() {
+pub fn promql_scan_reads_selectors_without_names_and_grafana_syntax() {
     let s = scan(r#"{__name__="up", job="collector"}"#).unwrap();
     assert_eq!(s.metrics(), ["up"]);
-    assert_eq!(s.selectors[0].labels, ["__name__", "job"]);
+    assert_eq!(s.selectors[0].labels, ["job"]);
     let s = scan(r#"{job="x"}"#).unwrap();
     assert!(s.metrics().is_empty());
 
@@ -643,6 +275,7 @@ pub fn scanner_reads_selectors_without_names_and_grafana_syntax() {
     let s = scan("label_values(m, ci_job)").unwrap();
     assert_eq!(s.metrics(), ["m"]);
     assert_eq!(s.label_values, ["ci_job"]);
+    assert_eq!(metrics_of("query_result(sum(m))"), ["m"]);
 
     let s = scan("rate(m[${__rate_interval}]) * ${factor:raw} + [[old]] - $x").unwrap();
     assert_eq!(s.metrics(), ["m"]);
@@ -655,7 +288,37 @@ pub fn scanner_reads_selectors_without_names_and_grafana_syntax() {
 }
 
 #[test]
-pub fn scanner_rejects_broken_expressions() {
+pub fn promql_grafana_variables_become_promql_where_they_stand() {
+    let to = |e: &str| grafana_to_promql(e).unwrap();
+    assert_eq!(
+        to(r#"rate(m{a=~"$a|${b:regex}", c="[[c]]-x"}[$__rate_interval]) * $k"#),
+        (
+            r#"rate(m{a=~".*|.*", c=".*-x"}[1m]) * 1"#.to_owned(),
+            vec![
+                "a".into(),
+                "b".into(),
+                "c".into(),
+                "__rate_interval".into(),
+                "k".into()
+            ]
+        )
+    );
+    // Subquery ranges; `$` ending a regex; quotes and escapes inside strings.
+    assert_eq!(
+        to("max_over_time(m[$__range:$__interval])").0,
+        "max_over_time(m[1m:1m])"
+    );
+    assert_eq!(
+        to(r#"m{a=~"x$", b="\"$v\"", c=`\`}"#).0,
+        r#"m{a=~"x$", b="\".*\"", c=`\`}"#
+    );
+    assert_eq!(to("m{a=\"é$v\"}").0, "m{a=\"é.*\"}");
+    assert!(grafana_to_promql("m * $").is_err());
+    assert!(grafana_to_promql("m{a=\"${v\"").is_err());
+}
+
+#[test]
+pub fn promql_scan_rejects_broken_expressions() {
     for bad in [
         "rate(m[5m]",
         "rate(m[5m)",
@@ -666,6 +329,10 @@ pub fn scanner_rejects_broken_expressions() {
         "m{a=\"unterminated}",
         "m}",
         "m ; n",
+        "no_such_function(m)",
+        "e bool == 2",
+        "label_values(m, a b)",
+        "label_values()",
     ] {
         assert!(scan(bad).is_err(), "accepted `{bad}`: {:?}", scan(bad));
     }

@@ -192,20 +192,14 @@ fn entrypoint_renders_the_targets_and_promtool_accepts_everything() {
     );
 
     // Every dashboard expression as a recording rule (JSON is YAML): PromQL syntax check,
-    // with Grafana's variables replaced as Grafana would.
+    // with Grafana's variables replaced by PromQL that parses where they stand.
     let dash = dashboard();
     let rules: Vec<Value> = expressions(&dash)
         .iter()
         .enumerate()
         .filter(|(_, (loc, _))| loc.starts_with("panel"))
         .map(|(i, (loc, expr))| {
-            let mut e = expr
-                .replace("$__rate_interval", "1m")
-                .replace("$__interval", "15s")
-                .replace("$__range", "1h");
-            for v in scan(expr).unwrap().variables {
-                e = e.replace(&format!("${v}"), ".*");
-            }
+            let (e, _) = grafana_to_promql(expr).unwrap();
             serde_json::json!({"record": format!("dashboard:expr_{i}"), "expr": e,
                                "labels": {"location": loc}})
         })

@@ -521,19 +521,11 @@ pub(crate) fn ulimits() -> Vec<String> {
 /// libc); returns busybox's path.
 pub(crate) fn find_tools() -> Result<PathBuf, String> {
     for tool in ["podman", "runc", "conmon"] {
-        which(tool).ok_or_else(|| format!("{tool} is not installed"))?;
+        testkit::which(tool).ok_or_else(|| format!("{tool} is not installed"))?;
     }
-    let busybox = which("busybox").ok_or("busybox is not installed")?;
+    let busybox = testkit::which("busybox").ok_or("busybox is not installed")?;
     static_elf(&busybox)?;
     Ok(busybox)
-}
-
-pub(crate) fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
 }
 
 /// `Ok` if `path` is a 64-bit little-endian ELF executable without a program interpreter.

@@ -126,18 +126,33 @@ pub fn percent_decode(segment: &str) -> Option<String> {
 
 /// The `key=value` pairs of a query string or form body, in order, decoded (`+` is a space
 /// in a value); empty pairs skipped, a pair without `=` has an empty value. `Err` names a
-/// malformed percent-escape. The one parser of every query and form.
+/// malformed percent-escape or text that is not UTF-8, which `form_urlencoded` would pass on
+/// as text. The one parser of every query and form.
 pub fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, &'static str> {
-    query
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |s: &str| {
-                percent_decode(&s.replace('+', " ")).ok_or("malformed percent-encoding in query")
-            };
-            Ok((decode(k)?, decode(v)?))
-        })
-        .collect()
+    let query = query.unwrap_or("");
+    percent_decode(query).ok_or("malformed percent-encoding in query")?;
+    Ok(form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_decode_in_order_and_refuse_malformed_escapes() {
+        let pairs = |q| query_pairs(Some(q));
+        assert_eq!(
+            pairs("a=1&&b=x+y%2Fz&c&d=%C3%A9").unwrap(),
+            [("a", "1"), ("b", "x y/z"), ("c", ""), ("d", "é")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+        assert_eq!(query_pairs(None).unwrap(), []);
+        assert!(pairs("a=%zz").is_err());
+        assert!(pairs("a=%4").is_err());
+        assert!(pairs("a=%FF").is_err(), "not UTF-8");
+        assert_eq!(percent_decode("a%20b").as_deref(), Some("a b"));
+        assert_eq!(percent_decode("100%"), None);
+    }
 }

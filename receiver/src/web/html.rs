@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use base64::Engine as _;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 
 /// Escapes text for HTML element content and double-quoted attribute values.
@@ -26,17 +27,18 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-/// Percent-encodes a path segment or query value (everything but unreserved characters).
+/// What [`url_part`] encodes: everything but RFC 3986's unreserved characters (ASCII letters
+/// and digits, `-`, `_`, `.`, `~`).
+const URL_PART: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes a path segment or query value (everything but unreserved characters;
+/// non-ASCII as its UTF-8 bytes).
 pub fn url_part(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    utf8_percent_encode(s, URL_PART).to_string()
 }
 
 /// The page's path of a job: `/job/{org}/{repo}/{workflow}/{job}`.
@@ -274,6 +276,12 @@ mod tests {
             "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;&amp;&#39;"
         );
         assert_eq!(url_part("a b/c?d"), "a%20b%2Fc%3Fd");
+        // Unreserved characters stay; `%` itself, non-ASCII (as UTF-8 bytes) and the rest do not.
+        assert_eq!(url_part("Az09-_.~"), "Az09-_.~");
+        assert_eq!(url_part("100%"), "100%25");
+        assert_eq!(url_part("ci/é ü"), "ci%2F%C3%A9%20%C3%BC");
+        assert_eq!(url_part("a+b&c=d#e"), "a%2Bb%26c%3Dd%23e");
+        assert_eq!(url_part(""), "");
         assert_eq!(
             job_href("o", "r", "ci.yml", "<x>"),
             "/job/o/r/ci.yml/%3Cx%3E"

@@ -231,7 +231,7 @@ pub fn run(r: &StoredRun) -> String {
 
 /// Who held the CPU while each container waited a second or more (eBPF attribution).
 fn held_back_by(b: &mut String, s: &summary::RunSummary) {
-    let waits = summary::behind::table_rows(s);
+    let waits = summary::starvation::held_back_rows(s);
     if waits.is_empty() {
         return;
     }

@@ -113,7 +113,7 @@ impl RunRow {
             held_back_by: verdict
                 .as_ref()
                 .filter(|v| v.starved)
-                .and_then(|_| crate::behind::held_back_by(c)),
+                .and_then(|_| crate::starvation::held_back_by(c)),
             starved: verdict.as_ref().is_some_and(|v| v.starved),
             starved_by: verdict.map(|v| v.by).unwrap_or_default(),
         }

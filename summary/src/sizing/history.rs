@@ -2,6 +2,7 @@
 //! heavier or lighter at some run), a trend (it grows run over run), or two clusters (two
 //! kinds of run under one job name, such as matrix legs). Pure maths over one figure per run.
 
+use crate::stats::mean;
 use serde::{Deserialize, Serialize};
 
 /// What a history looks like.
@@ -51,10 +52,6 @@ pub struct Shape {
     pub step: Option<Step>,
     pub trend: Option<Trend>,
     pub clusters: Option<Clusters>,
-}
-
-fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
 fn sse(v: &[f64]) -> f64 {

@@ -140,7 +140,7 @@ fn size_container(
             held_share: cpu::held_share(
                 c.run_queue_wait
                     .as_ref()
-                    .map(|w| crate::behind::self_inflicted_wait(w, c.cpu_throttling.as_ref()))
+                    .map(|w| crate::starvation::self_inflicted_wait(w, c.cpu_throttling.as_ref()))
                     .filter(|w| *w >= MIN_LOST_SECONDS)
                     .map(|w| w / (w + c.cpu_seconds.max(0.0))),
                 c.cpu_throttling

@@ -1,11 +1,11 @@
-//! What held a cgroup back, as the kernel counts it: CPU bandwidth throttling (`cpu.stat`,
-//! with the quota from `cpu.max` or `cpu.cfs_quota_us`), pressure stall information
-//! (`cpu.pressure`, `memory.pressure`, `io.pressure`) and block I/O (`io.stat`, or v1
-//! `blkio.throttle.io_service_bytes_recursive` / `_serviced_recursive`).
+//! A cgroup's starvation counters, as the kernel counts them: CPU bandwidth throttling
+//! (`cpu.stat`, with the quota from `cpu.max` or `cpu.cfs_quota_us`), pressure stall
+//! information (`cpu.pressure`, `memory.pressure`, `io.pressure`) and block I/O (`io.stat`,
+//! or v1 `blkio.throttle.io_service_bytes_recursive` / `_serviced_recursive`).
 //!
 //! Every counter is cumulative since the cgroup was made; the sampler keeps the first and
 //! last reading per cgroup and reports the growth. Parsers are pure; a malformed or missing
-//! file is `None`, never an error.
+//! file is `None` (an unknown [`Quota`]), never an error.
 
 use std::path::Path;
 
@@ -13,7 +13,7 @@ use super::cgroupfs::{CgroupPath, Mounts, parse_keyed};
 
 /// Cumulative counters of one cgroup, each where its file has it. Times in microseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HeldCounters {
+pub struct StarvationCounters {
     pub periods: Option<u64>,
     pub throttled_periods: Option<u64>,
     pub throttled_us: Option<u64>,
@@ -31,107 +31,80 @@ pub struct HeldCounters {
     pub write_ops: Option<u64>,
 }
 
-/// Number of counters in [`HeldCounters`], for element-wise maths.
-pub const COUNTERS: usize = 15;
-
-impl HeldCounters {
-    pub fn to_array(self) -> [Option<u64>; COUNTERS] {
-        [
-            self.periods,
-            self.throttled_periods,
-            self.throttled_us,
-            self.bursts,
-            self.burst_us,
-            self.cpu_some_us,
-            self.cpu_full_us,
-            self.memory_some_us,
-            self.memory_full_us,
-            self.io_some_us,
-            self.io_full_us,
-            self.read_bytes,
-            self.write_bytes,
-            self.read_ops,
-            self.write_ops,
-        ]
-    }
-
-    pub fn from_array(a: [Option<u64>; COUNTERS]) -> Self {
-        let [
-            periods,
-            throttled_periods,
-            throttled_us,
-            bursts,
-            burst_us,
-            cpu_some_us,
-            cpu_full_us,
-            memory_some_us,
-            memory_full_us,
-            io_some_us,
-            io_full_us,
-            read_bytes,
-            write_bytes,
-            read_ops,
-            write_ops,
-        ] = a;
-        Self {
-            periods,
-            throttled_periods,
-            throttled_us,
-            bursts,
-            burst_us,
-            cpu_some_us,
-            cpu_full_us,
-            memory_some_us,
-            memory_full_us,
-            io_some_us,
-            io_full_us,
-            read_bytes,
-            write_bytes,
-            read_ops,
-            write_ops,
-        }
-    }
-
+impl StarvationCounters {
     /// Fills the fields `other` has and `self` lacks (a v2 cgroup's PSI with its v1 twin's
     /// throttling on a hybrid host).
     pub fn fill_from(&mut self, other: &Self) {
-        let mut a = self.to_array();
-        for (mine, theirs) in a.iter_mut().zip(other.to_array()) {
-            if mine.is_none() {
-                *mine = theirs;
-            }
-        }
-        *self = Self::from_array(a);
+        *self = self.zip_with(other, |mine, theirs| mine.or(theirs));
     }
 
     /// Element-wise growth from `base` (a counter that went backwards, a cgroup made again
     /// under the same name, grows from zero).
     pub fn growth_since(&self, base: &Self) -> Self {
-        let mut a = self.to_array();
-        for (now, then) in a.iter_mut().zip(base.to_array()) {
-            if let (Some(n), Some(t)) = (now.as_mut(), then) {
-                *n = if *n >= t { *n - t } else { *n };
-            }
-        }
-        Self::from_array(a)
+        self.zip_with(base, |now, then| match (now, then) {
+            (Some(n), Some(t)) if n >= t => Some(n - t),
+            _ => now,
+        })
     }
 
     /// Element-wise sum (of a container's cgroups).
     pub fn add(&mut self, other: &Self) {
-        let mut a = self.to_array();
-        for (mine, theirs) in a.iter_mut().zip(other.to_array()) {
-            if let Some(t) = theirs {
-                *mine = Some(mine.unwrap_or(0).saturating_add(t));
-            }
+        *self = self.zip_with(other, |mine, theirs| match theirs {
+            Some(t) => Some(mine.unwrap_or(0).saturating_add(t)),
+            None => mine,
+        });
+    }
+
+    /// Each counter of `self` combined with the same counter of `other` by `f`: the one
+    /// place that lists them all.
+    fn zip_with(&self, other: &Self, f: impl Fn(Option<u64>, Option<u64>) -> Option<u64>) -> Self {
+        Self {
+            periods: f(self.periods, other.periods),
+            throttled_periods: f(self.throttled_periods, other.throttled_periods),
+            throttled_us: f(self.throttled_us, other.throttled_us),
+            bursts: f(self.bursts, other.bursts),
+            burst_us: f(self.burst_us, other.burst_us),
+            cpu_some_us: f(self.cpu_some_us, other.cpu_some_us),
+            cpu_full_us: f(self.cpu_full_us, other.cpu_full_us),
+            memory_some_us: f(self.memory_some_us, other.memory_some_us),
+            memory_full_us: f(self.memory_full_us, other.memory_full_us),
+            io_some_us: f(self.io_some_us, other.io_some_us),
+            io_full_us: f(self.io_full_us, other.io_full_us),
+            read_bytes: f(self.read_bytes, other.read_bytes),
+            write_bytes: f(self.write_bytes, other.write_bytes),
+            read_ops: f(self.read_ops, other.read_ops),
+            write_ops: f(self.write_ops, other.write_ops),
         }
-        *self = Self::from_array(a);
+    }
+}
+
+/// The CPU quota of a cgroup.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Quota {
+    /// No cpu controller says: none read yet, no `cpu.max` or `cpu.cfs_quota_us` file, or one
+    /// that could not be parsed.
+    #[default]
+    Unknown,
+    /// The controller sets no quota (`max`, or `-1` on v1).
+    Unlimited,
+    /// At most this many cores.
+    Cores(f64),
+}
+
+impl Quota {
+    /// The quota in cores, where there is one.
+    pub fn cores(self) -> Option<f64> {
+        match self {
+            Self::Cores(c) => Some(c),
+            Self::Unknown | Self::Unlimited => None,
+        }
     }
 }
 
 /// Throttling from a `cpu.stat` text: v2 (`throttled_usec`, `burst_usec`) or v1
 /// (`throttled_time`, `burst_time` in ns). Without `nr_periods` (a v2 cgroup without the
 /// cpu controller) there is none.
-pub fn parse_throttling(text: &str, into: &mut HeldCounters) {
+pub fn parse_throttling(text: &str, into: &mut StarvationCounters) {
     let Some(periods) = parse_keyed(text, "nr_periods") else {
         return;
     };
@@ -144,26 +117,35 @@ pub fn parse_throttling(text: &str, into: &mut HeldCounters) {
         .or_else(|| parse_keyed(text, "burst_time").map(|ns| ns / 1000));
 }
 
-/// The quota in cores from v2 `cpu.max` (`max 100000`, `50000 100000`): `Some(None)` for no
-/// quota, `None` when the text is not a `cpu.max`.
-pub fn parse_cpu_max(text: &str) -> Option<Option<f64>> {
+/// The quota from v2 `cpu.max` (`max 100000`, `50000 100000`); `Unknown` when the text is
+/// not a `cpu.max`.
+pub fn parse_cpu_max(text: &str) -> Quota {
     let mut f = text.split_whitespace();
-    let (quota, period) = (f.next()?, f.next()?.parse::<f64>().ok()?);
+    let (Some(quota), Some(Ok(period))) = (f.next(), f.next().map(str::parse::<f64>)) else {
+        return Quota::Unknown;
+    };
     if quota == "max" {
-        return Some(None);
+        return Quota::Unlimited;
     }
-    let quota: f64 = quota.parse().ok()?;
-    (period > 0.0 && quota > 0.0).then_some(Some(quota / period))
+    match quota.parse::<f64>() {
+        Ok(quota) if period > 0.0 && quota > 0.0 => Quota::Cores(quota / period),
+        _ => Quota::Unknown,
+    }
 }
 
-/// The quota in cores from v1 `cpu.cfs_quota_us` and `cpu.cfs_period_us` (-1: none).
-pub fn parse_cfs_quota(quota: &str, period: &str) -> Option<Option<f64>> {
-    let quota: i64 = quota.trim().parse().ok()?;
-    let period: f64 = period.trim().parse().ok()?;
+/// The quota from v1 `cpu.cfs_quota_us` and `cpu.cfs_period_us` (-1: none).
+pub fn parse_cfs_quota(quota: &str, period: &str) -> Quota {
+    let (Ok(quota), Ok(period)) = (quota.trim().parse::<i64>(), period.trim().parse::<f64>())
+    else {
+        return Quota::Unknown;
+    };
     if quota < 0 {
-        return Some(None);
+        Quota::Unlimited
+    } else if quota > 0 && period > 0.0 {
+        Quota::Cores(quota as f64 / period)
+    } else {
+        Quota::Unknown
     }
-    (quota > 0 && period > 0.0).then_some(Some(quota as f64 / period))
 }
 
 /// `total=` of the `some` and `full` lines of a PSI file, microseconds.
@@ -181,7 +163,7 @@ pub fn parse_psi(text: &str) -> (Option<u64>, Option<u64>) {
 
 /// Bytes and operations read and written, summed over devices, from v2 `io.stat`
 /// (`8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0`).
-pub fn parse_io_stat(text: &str, into: &mut HeldCounters) {
+pub fn parse_io_stat(text: &str, into: &mut StarvationCounters) {
     let mut sums = [None::<u64>; 4];
     for line in text.lines() {
         for field in line.split_whitespace().skip(1) {
@@ -238,8 +220,8 @@ fn read(path: &Path) -> Option<String> {
 /// The counters of one cgroup, from the hierarchy it is named in: throttling and I/O from
 /// whichever controller files it has, PSI from a v2 cgroup (also on hybrid hosts, whose v2
 /// hierarchy has PSI files but no controllers).
-pub fn read_held(mounts: &Mounts, cgroup: &CgroupPath) -> HeldCounters {
-    let mut c = HeldCounters::default();
+pub fn read_starvation(mounts: &Mounts, cgroup: &CgroupPath) -> StarvationCounters {
+    let mut c = StarvationCounters::default();
     match cgroup {
         CgroupPath::V2(path) => {
             let Some(dir) = mounts.v2_dir(path) else {
@@ -289,19 +271,21 @@ pub fn read_held(mounts: &Mounts, cgroup: &CgroupPath) -> HeldCounters {
     c
 }
 
-/// The CPU quota of a cgroup in cores: `Some(None)` for none, `None` where there is no
-/// cpu controller to say.
-pub fn read_quota(mounts: &Mounts, cgroup: &CgroupPath) -> Option<Option<f64>> {
-    match cgroup {
-        CgroupPath::V2(path) => parse_cpu_max(&read(&mounts.v2_dir(path)?.join("cpu.max"))?),
-        CgroupPath::V1(path) => {
-            let dir = mounts.v1_dir("cpu", path)?;
-            parse_cfs_quota(
+/// The CPU quota of a cgroup; `Unknown` where there is no cpu controller to say.
+pub fn read_quota(mounts: &Mounts, cgroup: &CgroupPath) -> Quota {
+    let quota = match cgroup {
+        CgroupPath::V2(path) => mounts
+            .v2_dir(path)
+            .and_then(|dir| read(&dir.join("cpu.max")))
+            .map(|text| parse_cpu_max(&text)),
+        CgroupPath::V1(path) => mounts.v1_dir("cpu", path).and_then(|dir| {
+            Some(parse_cfs_quota(
                 &read(&dir.join("cpu.cfs_quota_us"))?,
                 &read(&dir.join("cpu.cfs_period_us"))?,
-            )
-        }
-    }
+            ))
+        }),
+    };
+    quota.unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -310,7 +294,7 @@ mod tests {
 
     #[test]
     fn throttling_v2_and_v1() {
-        let mut c = HeldCounters::default();
+        let mut c = StarvationCounters::default();
         parse_throttling(
             "usage_usec 10\nuser_usec 5\nsystem_usec 5\nnr_periods 100\nnr_throttled 20\nthrottled_usec 1500\nnr_bursts 1\nburst_usec 7\n",
             &mut c,
@@ -325,26 +309,28 @@ mod tests {
             ),
             (Some(100), Some(20), Some(1500), Some(1), Some(7))
         );
-        let mut c = HeldCounters::default();
+        let mut c = StarvationCounters::default();
         parse_throttling(
             "nr_periods 10\nnr_throttled 3\nthrottled_time 2000000\n",
             &mut c,
         );
         assert_eq!((c.throttled_us, c.bursts), (Some(2000), None));
         // A v2 cgroup without the cpu controller: usage only, no throttling.
-        let mut c = HeldCounters::default();
+        let mut c = StarvationCounters::default();
         parse_throttling("usage_usec 10\nuser_usec 5\n", &mut c);
-        assert_eq!(c, HeldCounters::default());
+        assert_eq!(c, StarvationCounters::default());
     }
 
     #[test]
     fn quotas() {
-        assert_eq!(parse_cpu_max("max 100000\n"), Some(None));
-        assert_eq!(parse_cpu_max("50000 100000\n"), Some(Some(0.5)));
-        assert_eq!(parse_cpu_max("garbage"), None);
-        assert_eq!(parse_cfs_quota("-1\n", "100000\n"), Some(None));
-        assert_eq!(parse_cfs_quota("200000", "100000"), Some(Some(2.0)));
-        assert_eq!(parse_cfs_quota("x", "100000"), None);
+        assert_eq!(parse_cpu_max("max 100000\n"), Quota::Unlimited);
+        assert_eq!(parse_cpu_max("50000 100000\n"), Quota::Cores(0.5));
+        assert_eq!(parse_cpu_max("garbage"), Quota::Unknown);
+        assert_eq!(parse_cpu_max("max garbage"), Quota::Unknown);
+        assert_eq!(parse_cfs_quota("-1\n", "100000\n"), Quota::Unlimited);
+        assert_eq!(parse_cfs_quota("200000", "100000"), Quota::Cores(2.0));
+        assert_eq!(parse_cfs_quota("x", "100000"), Quota::Unknown);
+        assert_eq!(parse_cfs_quota("0", "100000"), Quota::Unknown);
     }
 
     #[test]
@@ -361,7 +347,7 @@ mod tests {
 
     #[test]
     fn io_v2_and_blkio() {
-        let mut c = HeldCounters::default();
+        let mut c = StarvationCounters::default();
         parse_io_stat(
             "8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n8:16 rbytes=1 wbytes=1 rios=1 wios=1 dbytes=0 dios=0\n",
             &mut c,
@@ -370,7 +356,7 @@ mod tests {
             (c.read_bytes, c.write_bytes, c.read_ops, c.write_ops),
             (Some(4097), Some(8193), Some(2), Some(3))
         );
-        let mut empty = HeldCounters::default();
+        let mut empty = StarvationCounters::default();
         parse_io_stat("", &mut empty);
         assert_eq!(empty.write_bytes, Some(0));
         assert_eq!(
@@ -384,12 +370,12 @@ mod tests {
 
     #[test]
     fn growth_fill_and_sum() {
-        let base = HeldCounters {
+        let base = StarvationCounters {
             periods: Some(10),
             cpu_some_us: Some(100),
             ..Default::default()
         };
-        let now = HeldCounters {
+        let now = StarvationCounters {
             periods: Some(15),
             cpu_some_us: Some(50), // went backwards: a new cgroup of the same name
             write_bytes: Some(7),
@@ -403,11 +389,11 @@ mod tests {
         let mut sum = g;
         sum.add(&g);
         assert_eq!(sum.periods, Some(10));
-        let mut psi_only = HeldCounters {
+        let mut psi_only = StarvationCounters {
             cpu_some_us: Some(1),
             ..Default::default()
         };
-        psi_only.fill_from(&HeldCounters {
+        psi_only.fill_from(&StarvationCounters {
             cpu_some_us: Some(9),
             periods: Some(3),
             ..Default::default()
@@ -421,7 +407,7 @@ mod tests {
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
         let lines = crate::sources::procfs::parse_pid_cgroup(&own);
         if let Some(v2) = crate::sources::procfs::cgroup_v2_path(&lines) {
-            let c = read_held(&mounts, &CgroupPath::V2(v2.to_owned()));
+            let c = read_starvation(&mounts, &CgroupPath::V2(v2.to_owned()));
             println!("v2 {v2}: {c:?}");
             // PSI is there on pure v2 and on hybrid hosts where the kernel has PSI on.
             if Path::new("/proc/pressure/cpu").exists() && mounts.v2.is_some() {
