@@ -4,10 +4,12 @@
 //! A stored value is either
 //! - **plain** (every row before schema 4 of redb and 2 of PostgreSQL): the run's JSON
 //!   itself (redb), or its `head` and `payload` pieces (PostgreSQL); JSON starts with `{`;
-//! - **packed**: `[FORMAT_ZSTD, dict, received_ms: u64 LE, head_len: u32 LE, json_len: u32 LE]`
+//! - **packed**: `[format, dict, received_ms: u64 LE, head_len: u32 LE, json_len: u32 LE]`
 //!   then one zstd frame (with its content checksum) of `head ‖ payload`, the pieces of
-//!   [`super::NewRun`]. `dict` names the zstd dictionary it was compressed with ([`DICTS`];
-//!   0: none). The id is the row's key, so it is not stored again.
+//!   [`super::NewRun`]: as they are ([`FORMAT_ZSTD`]) or with their histograms and
+//!   timelines as binary ([`FORMAT_SPLIT`], [`super::split`]; what new rows get). `dict`
+//!   names the zstd dictionary it was compressed with ([`DICTS`]; 0: none). The id is the
+//!   row's key, so it is not stored again.
 //!
 //! Dictionaries are trained on summaries (`receiver-bench --train-dict`), shipped in the
 //! binary under `receiver/dict/`, and never changed once released: a new one gets the next
@@ -18,8 +20,11 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-/// First byte of a packed value (never `{`, the first byte of a plain one).
+/// First byte of a packed value of the JSON as text (never `{`, the first byte of a plain
+/// one).
 pub const FORMAT_ZSTD: u8 = 0x01;
+/// First byte of a packed value of the JSON split ([`super::split`]): what new rows get.
+pub const FORMAT_SPLIT: u8 = 0x02;
 /// Bytes before the zstd frame.
 pub const HEADER_LEN: usize = 18;
 /// Largest JSON a packed value may claim to hold (a corrupt length is refused, not
@@ -27,9 +32,14 @@ pub const HEADER_LEN: usize = 18;
 const MAX_JSON: usize = 256 << 20;
 
 /// The shipped dictionaries, by id. Id 0 is "no dictionary" (plain zstd).
-pub const DICTS: &[(u8, &[u8])] = &[(1, include_bytes!("../../dict/runs-1.zdict"))];
+/// 1: trained on the JSON as text ([`FORMAT_ZSTD`] rows); 2: on its split
+/// ([`FORMAT_SPLIT`]).
+pub const DICTS: &[(u8, &[u8])] = &[
+    (1, include_bytes!("../../dict/runs-1.zdict")),
+    (2, include_bytes!("../../dict/runs-2.zdict")),
+];
 /// The dictionary new rows are compressed with.
-pub const CURRENT_DICT: u8 = 1;
+pub const CURRENT_DICT: u8 = 2;
 /// zstd's level for stored runs (chosen by `receiver-bench --storage`, see docs/storage.md).
 pub const LEVEL: i32 = 3;
 
@@ -136,17 +146,41 @@ fn new_decompressor(dict: u8) -> Result<zstd::bulk::Decompressor<'static>, Codec
     .map_err(|e| CodecError::Corrupt(e.to_string()))
 }
 
-/// Packs `head ‖ payload` with `compression` (`None` for [`Compression::Off`]). The
-/// receive time is left 0, for [`set_received_ms`] once the writer knows it.
+/// Packs `head ‖ payload` with `compression` (`None` for [`Compression::Off`]) in
+/// [`FORMAT_SPLIT`], or [`FORMAT_ZSTD`] for JSON the split would not give back exactly (or
+/// would make longer). The receive time is left 0, for [`set_received_ms`] once the writer
+/// knows it.
 pub fn pack(head: &[u8], payload: &[u8], compression: Compression) -> Option<Vec<u8>> {
+    pack_as(head, payload, compression, FORMAT_SPLIT)
+}
+
+/// [`pack`] in `format` ([`FORMAT_ZSTD`] or [`FORMAT_SPLIT`]; the older format is kept for
+/// tests and the benchmark's comparison).
+pub fn pack_as(
+    head: &[u8],
+    payload: &[u8],
+    compression: Compression,
+    format: u8,
+) -> Option<Vec<u8>> {
     let dict = compression.dict()?;
     let json_len = head.len() + payload.len();
     let mut joined = Vec::with_capacity(json_len);
     joined.extend_from_slice(head);
     joined.extend_from_slice(payload);
-    let bound = zstd::zstd_safe::compress_bound(json_len);
+    let mut format = format;
+    if format == FORMAT_SPLIT {
+        let split = super::split::split(&joined);
+        if split.len() <= json_len
+            && super::split::join(&split, json_len).is_ok_and(|back| back == joined)
+        {
+            joined = split;
+        } else {
+            format = FORMAT_ZSTD;
+        }
+    }
+    let bound = zstd::zstd_safe::compress_bound(joined.len());
     let mut out = vec![0u8; HEADER_LEN + bound];
-    out[0] = FORMAT_ZSTD;
+    out[0] = format;
     out[1] = dict;
     out[10..14].copy_from_slice(&(head.len() as u32).to_le_bytes());
     out[14..18].copy_from_slice(&(json_len as u32).to_le_bytes());
@@ -176,11 +210,11 @@ pub fn set_received_ms(packed: &mut [u8], received_ms: u64) {
 /// A packed value's pieces: its receive time, `head` and `payload` (one buffer, split at
 /// the returned length).
 pub fn unpack(value: &[u8]) -> Result<(u64, Vec<u8>, usize), CodecError> {
-    match value.first() {
-        Some(&FORMAT_ZSTD) => {}
+    let format = match value.first() {
+        Some(&b @ (FORMAT_ZSTD | FORMAT_SPLIT)) => b,
         Some(&b) => return Err(CodecError::UnknownFormat(b)),
         None => return Err(CodecError::Truncated(0)),
-    }
+    };
     if value.len() < HEADER_LEN {
         return Err(CodecError::Truncated(value.len()));
     }
@@ -211,6 +245,9 @@ pub fn unpack(value: &[u8]) -> Result<(u64, Vec<u8>, usize), CodecError> {
             .decompress_to_buffer(&value[HEADER_LEN..], &mut out)
             .map_err(|e| CodecError::Corrupt(e.to_string()))
     })?;
+    if format == FORMAT_SPLIT {
+        out = super::split::join(&out, json_len).map_err(|e| CodecError::Corrupt(e.to_string()))?;
+    }
     if out.len() != json_len {
         return Err(CodecError::Corrupt(format!(
             "{} bytes decompressed, {json_len} expected",
@@ -244,7 +281,7 @@ pub fn stored_json_pieces(
     head: &[u8],
     payload: &[u8],
 ) -> Result<Vec<u8>, CodecError> {
-    if payload.first() == Some(&FORMAT_ZSTD) {
+    if matches!(payload.first(), Some(&(FORMAT_ZSTD | FORMAT_SPLIT))) {
         let (_, joined, head_len) = unpack(payload)?;
         let (head, payload) = joined.split_at(head_len);
         return Ok(super::run::assemble(id, head, received_ms, payload));
@@ -280,6 +317,29 @@ mod tests {
             );
         }
         assert_eq!(pack(HEAD, PAYLOAD, Compression::Off), None);
+    }
+
+    #[test]
+    fn both_packed_formats_read_back_as_the_plain_json() {
+        let hist = "HISTfwAAAAMAAAAAAAAAAwAAAAAAAAABAAAAAAAAA+g/8AAAAAAAAAICAgIEBgg=";
+        let payload = format!(
+            r#"{{"schema_version":1,"h":{{"cpu":{{"scale":1000,"hdr_v2":"{hist}"}}}},"timeline":{{"cpu":[1,5,9,12,3],"max":[4,5,10,12,9]}},"containers":[]}}"#
+        );
+        for c in [Compression::Zstd, Compression::ZstdDict] {
+            for format in [FORMAT_ZSTD, FORMAT_SPLIT] {
+                let mut v = pack_as(HEAD, payload.as_bytes(), c, format).unwrap();
+                assert_eq!(v[0], format);
+                set_received_ms(&mut v, 9);
+                let expected = super::super::run::assemble(5, HEAD, 9, payload.as_bytes());
+                assert_eq!(stored_json(5, &v).unwrap().as_ref(), expected.as_slice());
+                assert_eq!(stored_json_pieces(5, 9, b"", &v).unwrap(), expected);
+            }
+        }
+        // Nothing to cut: the split would only be longer, so the text format is used.
+        assert_eq!(
+            pack(HEAD, PAYLOAD, Compression::Zstd).unwrap()[0],
+            FORMAT_ZSTD
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod codec;
 pub mod postgres;
 pub mod redb;
 mod run;
+pub mod split;
 
 use std::sync::Arc;
 use std::time::SystemTime;

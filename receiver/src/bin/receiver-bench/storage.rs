@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use receiver::config::Database;
-use receiver::store::{Compression, NewRun, Store, StoreOptions, codec};
+use receiver::store::{Compression, NewRun, Store, StoreOptions, codec, split};
 use summary::RunSummary;
 
 use super::server::{Backend, Server, admin_sql, scratch};
@@ -277,13 +277,14 @@ pub async fn bench(args: Args, rt: tokio::runtime::Handle) -> anyhow::Result<()>
     Ok(())
 }
 
-/// `--train-dict`: trains the dictionary and prints what it makes of the measured mix.
+/// `--train-dict`: trains the dictionary on the split encoding (what new rows compress)
+/// and prints what each format and compression makes of the measured mix.
 pub fn train(path: &std::path::Path, size: usize) -> anyhow::Result<()> {
     let pools = mix::pools(TRAIN_SEED);
     let mut samples: Vec<Vec<u8>> = (0..3000u64)
         .map(|i| {
             let push = mix::run(&pools, i * 7 + i / 10, 300);
-            NewRun::of_push(&push.execution, &push.summary).map(|r| r.packable())
+            NewRun::of_push(&push.execution, &push.summary).map(|r| split::split(&r.packable()))
         })
         .collect::<Result<_, _>>()?;
     // Recorded summaries, as `collector run` wrote them.
@@ -300,7 +301,8 @@ pub fn train(path: &std::path::Path, size: usize) -> anyhow::Result<()> {
                     execution: mix::run(&pools, recorded, 50).execution,
                     summary,
                 };
-                samples.push(NewRun::of_push(&push.execution, &push.summary)?.packable());
+                let run = NewRun::of_push(&push.execution, &push.summary)?;
+                samples.push(split::split(&run.packable()));
                 recorded += 1;
             }
         }
@@ -308,64 +310,76 @@ pub fn train(path: &std::path::Path, size: usize) -> anyhow::Result<()> {
     let dict = zstd::dict::from_samples(&samples, size)?;
     std::fs::write(path, &dict)?;
     println!(
-        "dictionary: {} bytes from {} samples ({recorded} recorded) -> {}",
+        "dictionary: {} bytes from {} split samples ({recorded} recorded) -> {}",
         dict.len(),
         samples.len(),
         path.display()
     );
-    // What each compression makes of the measured mix (the dictionary as built into this
-    // binary: rebuild after training to see the new one).
+    // What each format makes of the measured mix (the built-in dictionary as built into
+    // this binary: rebuild after training to see the new one as `pack` uses it).
     let pools = mix::pools(MEASURE_SEED);
-    let mut sums = [0usize; 4];
     let n = 2000u64;
-    let started = Instant::now();
+    let mut new_dict = zstd::bulk::Compressor::with_dictionary(codec::LEVEL, &dict)?;
     let mut times = Vec::new();
-    for i in 0..n {
-        let push = mix::run(&pools, i, 300);
-        let run = NewRun::of_push(&push.execution, &push.summary)?;
-        let plain = run.packable();
-        sums[0] += plain.len();
-        sums[1] += codec::pack(&plain, &[], Compression::Zstd).map_or(0, |v| v.len());
-        let t = Instant::now();
-        let packed = codec::pack(&plain, &[], Compression::ZstdDict).map_or(0, |v| v.len());
-        times.push(t.elapsed());
-        sums[2] += packed;
-        let with_new = zstd::bulk::Compressor::with_dictionary(codec::LEVEL, &dict)?
-            .compress(&plain)?
-            .len();
-        sums[3] += with_new + codec::HEADER_LEN;
-    }
+    let started = Instant::now();
+    println!(
+        "{:<12} {:>5} | {:>7} {:>9} {:>9} {:>9} {:>9}",
+        "kind", "runs", "plain", "text+d", "split", "split+d", "split+new"
+    );
+    let mut all = [0usize; 5];
     for (kind, name) in [
         (mix::Kind::Short, "short"),
         (mix::Kind::Long, "two-hour"),
         (mix::Kind::Seed, "seed-format"),
     ] {
-        let (mut plain, mut packed, mut k) = (0, 0, 0);
+        let (mut sums, mut k) = ([0usize; 5], 0);
         for i in (0..n).filter(|i| mix::kind_of(*i) == kind) {
             let push = mix::run(&pools, i, 300);
-            let bytes = NewRun::of_push(&push.execution, &push.summary)?.packable();
-            plain += bytes.len();
-            packed += zstd::bulk::Compressor::with_dictionary(codec::LEVEL, &dict)?
-                .compress(&bytes)?
-                .len();
+            let run = NewRun::of_push(&push.execution, &push.summary)?;
+            let plain = run.packable();
+            let size = |v: Option<Vec<u8>>| v.map_or(0, |v| v.len());
+            sums[0] += plain.len();
+            sums[1] += size(codec::pack_as(
+                &plain,
+                &[],
+                Compression::ZstdDict,
+                codec::FORMAT_ZSTD,
+            ));
+            sums[2] += size(codec::pack(&plain, &[], Compression::Zstd));
+            let t = Instant::now();
+            sums[3] += size(codec::pack(&plain, &[], Compression::ZstdDict));
+            times.push(t.elapsed());
+            sums[4] += new_dict.compress(&split::split(&plain))?.len() + codec::HEADER_LEN;
             k += 1;
         }
         println!(
-            "  {name}: {} runs, mean plain {} bytes, with the new dictionary {}",
-            k,
-            plain / k.max(1),
-            packed / k.max(1)
+            "{name:<12} {k:>5} | {:>7} {:>9} {:>9} {:>9} {:>9}",
+            sums[0] / k,
+            sums[1] / k,
+            sums[2] / k,
+            sums[3] / k,
+            sums[4] / k
         );
+        for (a, s) in all.iter_mut().zip(sums) {
+            *a += s;
+        }
     }
+    let n = n as usize;
+    println!(
+        "{:<12} {n:>5} | {:>7} {:>9} {:>9} {:>9} {:>9}",
+        "mix",
+        all[0] / n,
+        all[1] / n,
+        all[2] / n,
+        all[3] / n,
+        all[4] / n
+    );
     times.sort_unstable();
     println!(
-        "mean stored bytes over {n} runs of the measured mix: plain {}, zstd {}, zstd with the \
-         built-in dictionary {}, with the new one {} (compression p50 {:.3} ms, p99 {:.3} ms; \
+        "  (mean stored bytes with the 18-byte row header; text+d: format 1 with the built-in \
+         dictionary; split: format 2, plain zstd; split+d: format 2 as `pack` stores it; \
+         split+new: with the dictionary just trained. `pack` p50 {:.3} ms, p99 {:.3} ms; \
          {:.1} s in all)",
-        sums[0] / n as usize,
-        sums[1] / n as usize,
-        sums[2] / n as usize,
-        sums[3] / n as usize,
         percentile_ms(&times, 0.5),
         percentile_ms(&times, 0.99),
         started.elapsed().as_secs_f64()
