@@ -157,6 +157,15 @@ pub(crate) fn decode_aggregate(bytes: &[u8]) -> Option<JobAggregate> {
     }
 }
 
+/// Bytes on disk of a redb store ([`Store::space`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    /// The file's length.
+    pub file_bytes: u64,
+    /// The bytes of the pages redb has allocated in it; the rest is free for reuse.
+    pub allocated_bytes: u64,
+}
+
 /// How the store commits.
 #[derive(Debug, Clone, Copy)]
 pub struct StoreOptions {
@@ -291,6 +300,16 @@ impl Store {
         match self {
             Self::Redb(db) => blocking(db, |db| db.count()).await,
             Self::Postgres(db) => db.count().await,
+        }
+    }
+
+    /// The redb file's size and allocated bytes (`None` on PostgreSQL, whose space
+    /// autovacuum manages). It holds the writer while it walks the file: after retention
+    /// rounds, not per request.
+    pub async fn space(&self) -> Result<Option<Space>, StoreError> {
+        match self {
+            Self::Redb(db) => blocking(db, |db| db.space().map(Some)).await,
+            Self::Postgres(_) => Ok(None),
         }
     }
 

@@ -208,7 +208,7 @@ fn cuts(json: &[u8]) -> Vec<Cut> {
                 let content = &json[i + 1..end];
                 if !escaped
                     && content.len() >= MIN_BASE64
-                    && content.len() % 4 == 0
+                    && content.len().is_multiple_of(4)
                     && content.iter().all(|b| is_base64_char(*b))
                     && let Ok(data) = BASE64.decode(content)
                     && BASE64.encode(&data).as_bytes() == content
@@ -371,13 +371,16 @@ pub fn join(value: &[u8], max_len: usize) -> Result<Vec<u8>, SplitError> {
         }
         let mut values = Vec::with_capacity(count);
         let mut prev = 0i64;
+        // Same length as this array when it is used (checked above).
+        let mut against = previous.iter();
         for k in 0..count {
             let d = unzigzag(ints.varint()?);
-            let v = if kind == KIND_DELTA {
-                prev.wrapping_add(d)
+            let base = if kind == KIND_DELTA {
+                prev
             } else {
-                previous[k].wrapping_add(d)
+                against.next().copied().unwrap_or(0)
             };
+            let v = base.wrapping_add(d);
             prev = v;
             if k > 0 {
                 room(&out, 1)?;

@@ -5,6 +5,7 @@
 //! - `jobs`: the job list's per-run rows and per-job aggregates, and their reads;
 //! - `records`: the stored value of a run ([`NewRun`]), encoded before the writer sees it;
 //! - `writer`: the writer thread and its group commit;
+//! - `space`: the file's size and the bytes redb has allocated in it (`/metrics`);
 //! - `recovery`: opening the database (quick repair), and reopening it after an I/O error
 //!   (a full disk) without a restart;
 //! - this file: [`RedbStore`] and its queries.
@@ -27,6 +28,7 @@ mod reads;
 mod records;
 mod recovery;
 pub mod schema;
+mod space;
 mod writer;
 
 use std::path::Path;
