@@ -85,6 +85,7 @@ pub async fn open(config: Config) -> anyhow::Result<Server> {
         db_pool_size: config.db_pool_size,
         db_timeout: config.db_timeout,
         compression: config.compression,
+        compress_in_writer: config.compress_in_writer,
     };
     let started = Instant::now();
     let store = Store::open(&config.db, options, metrics.clone())

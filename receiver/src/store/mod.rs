@@ -164,6 +164,10 @@ pub struct Space {
     pub file_bytes: u64,
     /// The bytes of the pages redb has allocated in it; the rest is free for reuse.
     pub allocated_bytes: u64,
+    /// Of those, the keys and values in leaf pages (redb's `stored_leaf_bytes`).
+    pub stored_bytes: u64,
+    /// And what is lost to page rounding and free pages (redb's `fragmented_bytes`).
+    pub fragmented_bytes: u64,
 }
 
 /// How the store commits.
@@ -183,6 +187,9 @@ pub struct StoreOptions {
     /// How new runs are stored (compressed with zstd and the shipped dictionary unless a
     /// benchmark compares); rows of every format are read.
     pub compression: Compression,
+    /// Compress in the writer (thread or task) instead of the request's task: the
+    /// benchmark's comparison (`--store-compress-in-writer`); off by default.
+    pub compress_in_writer: bool,
 }
 
 impl Default for StoreOptions {
@@ -194,6 +201,7 @@ impl Default for StoreOptions {
             db_pool_size: 16,
             db_timeout: std::time::Duration::from_secs(5),
             compression: Compression::default(),
+            compress_in_writer: false,
         }
     }
 }

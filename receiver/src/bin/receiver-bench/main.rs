@@ -94,6 +94,10 @@ struct Args {
     /// Jobs they are spread over.
     #[arg(long, default_value_t = 1_000)]
     storage_jobs: u64,
+    /// Measure only the compressed variants of the storage benchmark (zstd with the
+    /// dictionary, compressed by the request or by the writer), not the baselines.
+    #[arg(long)]
+    storage_compressed_only: bool,
     /// Runs and jobs of the storage benchmark's fleet-scale job list (0 runs: skip it).
     #[arg(long, default_value_t = 1_000_000)]
     storage_fleet_runs: u64,

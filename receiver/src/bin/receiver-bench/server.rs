@@ -134,7 +134,7 @@ impl Server {
         group_commit: bool,
     ) -> anyhow::Result<Self> {
         let (db, scratch) = scratch(backend).await?;
-        Self::start_on(rt, db, scratch, group_commit, Compression::default()).await
+        Self::start_on(rt, db, scratch, group_commit, Compression::default(), false).await
     }
 
     /// A receiver on `db` (which may hold runs already), removing `scratch` when stopped.
@@ -144,10 +144,12 @@ impl Server {
         scratch: Scratch,
         group_commit: bool,
         compression: Compression,
+        compress_in_writer: bool,
     ) -> anyhow::Result<Self> {
         let mut config = Config::new(db, READ_TOKEN, HMAC_KEY);
         config.group_commit = group_commit;
         config.compression = compression;
+        config.compress_in_writer = compress_in_writer;
         // Enough connections for the readers while the writer holds one.
         config.db_pool_size = 32;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -90,6 +90,8 @@ struct Measured {
     label: String,
     fill_s: f64,
     size: (u64, u64),
+    /// redb's own account after the fill: allocated, stored in leaves, fragmented.
+    space: Option<receiver::store::Space>,
     push: super::PushResult,
     query_p99: f64,
     sizing_p99: f64,
@@ -104,21 +106,24 @@ async fn variant(
     backend: &Backend,
     compression: Compression,
     toast_lz4: bool,
+    in_writer: bool,
     pools: &Arc<[Vec<RunSummary>; 3]>,
 ) -> anyhow::Result<Measured> {
     let label = format!(
-        "{} {}",
+        "{} {}{}",
         backend.name(),
         match (compression, toast_lz4) {
             (Compression::Off, true) => "TOAST lz4",
             (Compression::Off, false) => "plain",
             (Compression::Zstd, _) => "zstd",
             (Compression::ZstdDict, _) => "zstd+dict",
-        }
+        },
+        if in_writer { " (writer)" } else { "" }
     );
     let (db, scratch) = scratch(backend).await?;
     let options = StoreOptions {
         compression,
+        compress_in_writer: in_writer,
         db_pool_size: 32,
         ..StoreOptions::default()
     };
@@ -138,6 +143,7 @@ async fn variant(
     // Measured on the mix alone; then the job the query and sizing read gets runs of its
     // own (the query reads a page 5,000 runs deep).
     let size = size_of(&db).await?;
+    let space = store.space().await?;
     let template = super::realistic_push("");
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -162,7 +168,7 @@ async fn variant(
     }
     store.close().await;
     drop(store);
-    let server = Server::start_on(rt, db, scratch, true, compression).await?;
+    let server = Server::start_on(rt, db, scratch, true, compression, in_writer).await?;
     let token = super::push_token(server.addr).await?;
     let push = super::push_load(server.addr, &token, 64, args.seconds).await?;
     let (_, p99, _, deep99) =
@@ -173,6 +179,7 @@ async fn variant(
         label,
         fill_s,
         size,
+        space,
         push,
         query_p99: p99.max(deep99),
         sizing_p99,
@@ -193,22 +200,28 @@ pub async fn bench(args: Args, rt: tokio::runtime::Handle) -> anyhow::Result<()>
          JSON {mean_json} bytes",
         args.storage_jobs
     );
+    // (backend, compression, PostgreSQL's lz4 TOAST, compressed by the writer)
     let mut variants = vec![
-        (Backend::Redb, Compression::Off, false),
-        (Backend::Redb, Compression::Zstd, false),
-        (Backend::Redb, Compression::ZstdDict, false),
+        (Backend::Redb, Compression::Off, false, false),
+        (Backend::Redb, Compression::Zstd, false, false),
+        (Backend::Redb, Compression::ZstdDict, false, false),
+        (Backend::Redb, Compression::ZstdDict, false, true),
     ];
     if let Some(pg) = &args.postgres {
         let pg = Backend::Postgres(pg.clone());
         variants.extend([
-            (pg.clone(), Compression::Off, false),
-            (pg.clone(), Compression::Off, true),
-            (pg, Compression::ZstdDict, false),
+            (pg.clone(), Compression::Off, false, false),
+            (pg.clone(), Compression::Off, true, false),
+            (pg.clone(), Compression::ZstdDict, false, false),
+            (pg, Compression::ZstdDict, false, true),
         ]);
     }
+    if args.storage_compressed_only {
+        variants.retain(|v| v.1 == Compression::ZstdDict);
+    }
     let mut results = Vec::new();
-    for (backend, compression, lz4) in &variants {
-        let m = variant(&args, &rt, backend, *compression, *lz4, &pools).await?;
+    for (backend, compression, lz4, in_writer) in &variants {
+        let m = variant(&args, &rt, backend, *compression, *lz4, *in_writer, &pools).await?;
         println!("  {} done (filled in {:.1} s)", m.label, m.fill_s);
         results.push(m);
     }
@@ -239,6 +252,19 @@ pub async fn bench(args: Args, rt: tokio::runtime::Handle) -> anyhow::Result<()>
             m.query_p99,
             m.sizing_p99
         );
+    }
+    for m in &results {
+        if let Some(s) = m.space {
+            let per = |b: u64| b as f64 / runs as f64;
+            println!(
+                "{:<18} | redb's account per run: pages allocated {:.0} B, keys and values \
+                 {:.0} B, fragmented (page rounding, free pages) {:.0} B",
+                m.label,
+                per(s.allocated_bytes),
+                per(s.stored_bytes),
+                per(s.fragmented_bytes)
+            );
+        }
     }
     println!(
         "  (pushes: 64 clients over HTTP, {:.0} s, durable; query: p99 of the newest page and \

@@ -42,7 +42,7 @@ pub async fn bench(
         meta.len(),
         std::os::unix::fs::MetadataExt::blocks(&meta) * 512,
     );
-    let server = Server::start_on(rt, db, scratch, true, Compression::default()).await?;
+    let server = Server::start_on(rt, db, scratch, true, Compression::default(), false).await?;
     // The background sizer sizes every job once after the start: let it finish (or two
     // minutes pass) so the timed reads do not share the CPU with it.
     let auth = format!("Bearer {READ_TOKEN}");

@@ -88,6 +88,8 @@ pub struct PgStore {
     probe: tokio::task::JoinHandle<()>,
     /// How new runs are stored (packed by the request task in [`PgStore::insert`]).
     compression: super::Compression,
+    /// Whether the writer task compresses instead ([`StoreOptions::compress_in_writer`]).
+    compress_in_writer: bool,
 }
 
 impl PgStore {
@@ -136,7 +138,7 @@ impl PgStore {
             "PostgreSQL store open"
         );
         let (tx, rx) = mpsc::channel(8 * writer::MAX_BATCH);
-        let compression = options.compression;
+        let (compression, compress_in_writer) = (options.compression, options.compress_in_writer);
         let writer = tokio::spawn(writer::run(shared.clone(), rx, options, metrics));
         let probe = tokio::spawn(probe(Arc::downgrade(&shared)));
         Ok(Self {
@@ -145,6 +147,7 @@ impl PgStore {
             writer: Mutex::new(Some(writer)),
             probe,
             compression,
+            compress_in_writer,
         })
     }
 
@@ -168,8 +171,10 @@ impl PgStore {
 
     /// Stores a run; returns once it is durably committed.
     pub async fn insert(&self, mut run: NewRun) -> Result<Inserted, StoreError> {
-        // Compressed here, on the request's task, not by the writer.
-        run.pack(self.compression);
+        // Compressed here, on the request's task, unless the writer is to.
+        if !self.compress_in_writer {
+            run.pack(self.compression);
+        }
         self.send(|reply| WriteOp::Insert(Box::new(run), reply))
             .await
     }

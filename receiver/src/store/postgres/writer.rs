@@ -65,6 +65,11 @@ pub(super) async fn run(
         if batch.is_empty() {
             continue;
         }
+        if options.compress_in_writer {
+            for (run, _) in &mut batch {
+                run.pack(options.compression);
+            }
+        }
         let started = Instant::now();
         let received_ms = crate::store::unix_ms(options.clock);
         let runs: Vec<&NewRun> = batch.iter().map(|(r, _)| r.as_ref()).collect();

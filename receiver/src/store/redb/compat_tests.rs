@@ -1,7 +1,8 @@
 //! Files of every row format: a version-3 file (plain rows, as receivers before
 //! compression wrote them) opens as version 4 without a rewrite, reads every run byte for
 //! byte as before, and takes new, packed runs; a corrupt packed row is an error that names
-//! the run, not a panic.
+//! the run, not a panic; runs packed in either format, by the request or by the writer,
+//! read as the plain ones.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use summary::Execution;
 
 use super::schema::{META, META_SCHEMA, RUNS, SCHEMA_VERSION, run_key};
 use super::{NewRun, RedbStore as Store, StoreError, StoreOptions};
-use crate::store::codec::FORMAT_ZSTD;
+use crate::store::codec::{FORMAT_SPLIT, FORMAT_ZSTD};
 use crate::store::{Compression, job_key};
 
 fn run(n: u32) -> NewRun {
@@ -30,6 +31,30 @@ fn run(n: u32) -> NewRun {
         ..Default::default()
     };
     NewRun::of_push(&execution, &summary).unwrap()
+}
+
+/// A run with what format 2 cuts out: a histogram (base64) and timeline series.
+fn rich(n: u32) -> NewRun {
+    let execution = Execution {
+        organization: "o".into(),
+        repository: "o/r".into(),
+        workflow: "w".into(),
+        job: "j".into(),
+        run_id: format!("rich-{n}"),
+        run_attempt: String::new(),
+    };
+    let mut acc = summary::Accumulator::new(summary::SCALE_CORES);
+    for i in 0..500 {
+        acc.record(f64::from((i * 37 + n) % 400) / 100.0);
+    }
+    let cpu: Vec<u32> = (0..90).map(|i| 500 + (i * 7919 + n) % 300).collect();
+    let max: Vec<u32> = cpu.iter().map(|v| v + 4).collect();
+    let summary = serde_json::json!({
+        "schema_version": 1,
+        "histograms": { "cpu_cores": acc.encode() },
+        "timeline": { "bucket_seconds": 10.0, "cpu": cpu, "cpu_max": max, "neg": [-3, 0, 5, -70] },
+    });
+    NewRun::new(&execution, &summary).unwrap()
 }
 
 fn options(compression: Compression) -> StoreOptions {
@@ -122,25 +147,47 @@ async fn a_version_3_file_reads_byte_for_byte_and_takes_packed_runs() {
 async fn packed_and_plain_runs_read_the_same_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let mut answers = Vec::new();
-    for (i, c) in [Compression::Off, Compression::Zstd, Compression::ZstdDict]
-        .into_iter()
-        .enumerate()
+    let mut stored_formats = Vec::new();
+    for (i, (c, in_writer)) in [
+        (Compression::Off, false),
+        (Compression::Zstd, false),
+        (Compression::ZstdDict, false),
+        (Compression::ZstdDict, true),
+    ]
+    .into_iter()
+    .enumerate()
     {
         // The same runs received at the same instant, so only the format differs.
         let options = StoreOptions {
             clock: || std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_770_388_223_056),
+            compress_in_writer: in_writer,
             ..options(c)
         };
         let path = dir.path().join(format!("{i}.redb"));
         let store = Store::open(&path, options, Arc::default()).unwrap();
         for n in 1..=3 {
             store.insert(run(n)).await.unwrap();
+            store.insert(rich(n)).await.unwrap();
         }
         answers.push(all(&store));
         store.close().await;
+        drop(store);
+        stored_formats.push(formats(&path));
     }
-    assert_eq!(answers[0], answers[1]);
-    assert_eq!(answers[0], answers[2]);
+    for a in &answers[1..] {
+        assert_eq!(&answers[0], a);
+    }
+    assert!(
+        answers[0]
+            .iter()
+            .any(|r| r.windows(7).any(|w| w == b"hdr_v2\""))
+    );
+    // Plain; then the rich runs split (format 2), the others as text (format 1).
+    assert_eq!(stored_formats[0], vec![b'{'; 6]);
+    let packed = [FORMAT_SPLIT, FORMAT_ZSTD].repeat(3);
+    for f in &stored_formats[1..] {
+        assert_eq!(f, &packed);
+    }
 }
 
 #[tokio::test]

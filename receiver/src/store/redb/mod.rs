@@ -61,6 +61,8 @@ pub struct RedbStore {
     writer: Mutex<Option<JoinHandle<()>>>,
     /// How new runs are stored (packed by the request task in [`RedbStore::insert`]).
     compression: super::Compression,
+    /// Whether the writer thread compresses instead ([`StoreOptions::compress_in_writer`]).
+    compress_in_writer: bool,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -90,6 +92,7 @@ impl RedbStore {
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             compression: options.compression,
+            compress_in_writer: options.compress_in_writer,
         })
     }
 
@@ -104,7 +107,9 @@ impl RedbStore {
     /// Stores a run; returns once it is durably committed.
     pub async fn insert(&self, mut run: NewRun) -> Result<Inserted, StoreError> {
         // Compressed here, on the request's task: the writer thread only copies bytes.
-        run.pack(self.compression);
+        if !self.compress_in_writer {
+            run.pack(self.compression);
+        }
         let (reply, rx) = oneshot::channel();
         self.sender()?
             .send(WriteOp::Insert(run, reply))

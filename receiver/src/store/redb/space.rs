@@ -22,6 +22,8 @@ impl RedbStore {
             Ok(Space {
                 file_bytes,
                 allocated_bytes: stats.allocated_pages() * stats.page_size() as u64,
+                stored_bytes: stats.stored_bytes(),
+                fragmented_bytes: stats.fragmented_bytes(),
             })
         })();
         self.check_io(opened.generation, result)

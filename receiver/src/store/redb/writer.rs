@@ -89,6 +89,13 @@ pub(super) fn writer_loop(
             }
         }
         batch.retain(|op| !matches!(op, WriteOp::Recover));
+        if options.compress_in_writer {
+            for op in &mut batch {
+                if let WriteOp::Insert(run, _) = op {
+                    run.pack(options.compression);
+                }
+            }
+        }
         if batch.is_empty() {
             continue;
         }
