@@ -105,6 +105,14 @@ pub struct Cli {
     /// baseline, much slower under concurrency).
     #[arg(long)]
     pub no_group_commit: bool,
+    /// How new runs are stored: `zstd-dict` (zstd with the dictionary shipped in the
+    /// binary), `zstd`, or `off` (plain JSON, as before). Rows of every format are read.
+    #[arg(long, value_enum, default_value = "zstd-dict")]
+    pub store_compression: crate::store::Compression,
+    /// Compress new runs in the store's writer instead of each request's task (the storage
+    /// benchmark compares both; off by default).
+    #[arg(long)]
+    pub store_compress_in_writer: bool,
     /// Runner classes the sizing endpoint picks from, `NAME=CPU/MEMORY` separated by commas
     /// (`small=2c/4Gi,medium=4c/8Gi,large=8c/16Gi`): its answer names the smallest that fits.
     #[arg(long, env = "RECEIVER_RUNNER_CLASSES", value_name = "CLASSES")]
@@ -281,6 +289,10 @@ pub struct Config {
     pub body_timeout: Duration,
     /// Whether concurrent pushes share write transactions.
     pub group_commit: bool,
+    /// How new runs are stored (`--store-compression`).
+    pub compression: crate::store::Compression,
+    /// Whether the writer compresses (`--store-compress-in-writer`).
+    pub compress_in_writer: bool,
     /// Runner classes for sizing answers (`--runner-classes`), smallest first.
     pub runner_classes: Vec<summary::sizing::RunnerClass>,
     /// The wall clock: receive times, retention cutoffs, token expiry. Always
@@ -341,6 +353,8 @@ impl Config {
             header_timeout: cli.header_timeout,
             body_timeout: cli.body_timeout,
             group_commit: !cli.no_group_commit,
+            compression: cli.store_compression,
+            compress_in_writer: cli.store_compress_in_writer,
             runner_classes: match &cli.runner_classes {
                 Some(text) => summary::sizing::quantity::parse_classes(text)
                     .map_err(|e| format!("--runner-classes: {e}"))?,
@@ -368,6 +382,8 @@ impl Config {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             group_commit: true,
+            compression: crate::store::Compression::default(),
+            compress_in_writer: false,
             runner_classes: Vec::new(),
             clock: SystemTime::now,
         }

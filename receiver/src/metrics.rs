@@ -55,6 +55,10 @@ pub struct Metrics {
     pub store_available: Gauge,
     /// Times the database was reopened after an I/O error.
     pub store_reopens: Counter,
+    /// redb: the file's size, bytes (at start and after each retention round).
+    pub store_file_bytes: Gauge,
+    /// redb: the bytes of the pages allocated in the file (the rest is free and reused).
+    pub store_allocated_bytes: Gauge,
     /// Connections being served now.
     pub connections_open: Gauge,
     /// Connections refused because `--max-connections` were open.
@@ -81,6 +85,8 @@ impl Default for Metrics {
         let runs_pruned = Counter::default();
         let store_available = Gauge::default();
         let store_reopens = Counter::default();
+        let store_file_bytes = Gauge::default();
+        let store_allocated_bytes = Gauge::default();
         let connections_open = Gauge::default();
         let connections_refused = Counter::default();
         let accept_errors = Counter::default();
@@ -126,6 +132,16 @@ impl Default for Metrics {
             store_reopens.clone(),
         );
         registry.register(
+            "store_file_bytes",
+            "redb file size in bytes, at start and after each retention round",
+            store_file_bytes.clone(),
+        );
+        registry.register(
+            "store_allocated_bytes",
+            "Bytes of the pages redb has allocated in its file (the rest is free for reuse)",
+            store_allocated_bytes.clone(),
+        );
+        registry.register(
             "connections_open",
             "Connections being served",
             connections_open.clone(),
@@ -151,6 +167,8 @@ impl Default for Metrics {
             runs_pruned,
             store_available,
             store_reopens,
+            store_file_bytes,
+            store_allocated_bytes,
             connections_open,
             connections_refused,
             accept_errors,
@@ -215,6 +233,8 @@ mod tests {
             "receiver_accept_errors_total 0",
             "receiver_store_available 0",
             "receiver_store_reopens_total 0",
+            "receiver_store_file_bytes 0",
+            "receiver_store_allocated_bytes 0",
         ] {
             assert!(text.contains(series), "{series}: {text}");
         }

@@ -84,6 +84,8 @@ pub async fn open(config: Config) -> anyhow::Result<Server> {
         headroom_bytes: config.max_body_bytes as u64,
         db_pool_size: config.db_pool_size,
         db_timeout: config.db_timeout,
+        compression: config.compression,
+        compress_in_writer: config.compress_in_writer,
     };
     let started = Instant::now();
     let store = Store::open(&config.db, options, metrics.clone())
@@ -409,6 +411,23 @@ async fn prune(store: &Store, metrics: &Metrics, keep: Duration, clock: fn() -> 
     }
     if total > 0 {
         tracing::info!(pruned = total, "retention pruned old runs");
+    }
+    measure_space(store, metrics).await;
+}
+
+/// Sets `receiver_store_file_bytes` and `receiver_store_allocated_bytes` (redb only).
+async fn measure_space(store: &Store, metrics: &Metrics) {
+    match store.space().await {
+        Ok(Some(space)) => {
+            metrics
+                .store_file_bytes
+                .set(i64::try_from(space.file_bytes).unwrap_or(i64::MAX));
+            metrics
+                .store_allocated_bytes
+                .set(i64::try_from(space.allocated_bytes).unwrap_or(i64::MAX));
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "measuring the store's space failed"),
     }
 }
 

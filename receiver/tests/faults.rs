@@ -274,7 +274,12 @@ fn generate(db: &Path, mb: usize) {
         .build()
         .unwrap();
     rt.block_on(async {
-        let store = Arc::new(Store::open(db, StoreOptions::default(), Arc::default()).unwrap());
+        // Stored plain: a compressed blob of `x`s would make a file of a few MB.
+        let options = StoreOptions {
+            compression: receiver::store::Compression::Off,
+            ..StoreOptions::default()
+        };
+        let store = Arc::new(Store::open(db, options, Arc::default()).unwrap());
         // Pre-encoded, so encoding a run is a copy.
         let blob = format!(r#"{{"blob":"{}"}}"#, "x".repeat(1 << 20));
         let payload: Arc<Box<serde_json::value::RawValue>> =

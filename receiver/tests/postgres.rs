@@ -298,3 +298,74 @@ fn a_database_newer_than_the_receiver_is_refused() {
         "{err}"
     );
 }
+
+/// A database of schema version 1 (every row plain, as receivers before compression wrote
+/// them) opens as version 2 without a rewrite, answers every run byte for byte as before,
+/// and stores new runs packed (`payload` compressed, `head` empty).
+#[test]
+fn a_database_of_plain_rows_reads_the_same_and_takes_packed_runs() {
+    if !have_postgres() {
+        return;
+    }
+    fn fixed() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_770_388_223)
+    }
+    let cluster = shared().expect("a PostgreSQL cluster");
+    let name = unique_name("plain");
+    let url = cluster.create_database(&name).unwrap();
+    let server = |compression| {
+        let mut config = Config::new(
+            Database::Postgres(PgUrl::parse(&url).unwrap()),
+            READ_TOKEN,
+            HMAC_KEY,
+        );
+        config.clock = fixed;
+        config.compression = compression;
+        TestServer::start(config)
+    };
+    let scope =
+        serde_json::json!({"organization":"pg-org","repository":"*","workflow":"*","job":"*"});
+    let path = "/api/v1/metrics/repo/pg-org/pg-repo/ci.yml/build?limit=50";
+    let before = {
+        let old = server(receiver::store::Compression::Off);
+        let token = old.token(&scope);
+        for i in 0..4 {
+            let body = push_body("pg-org", "pg-repo", "ci.yml", "build", &format!("p{i}"));
+            assert_eq!(old.push(&token, &body).status, 201);
+        }
+        old.get(path).text()
+    };
+    // What a receiver of before compression leaves: version 1, its storage settings.
+    cluster
+        .psql(
+            &name,
+            "UPDATE receiver_schema SET version = 1; ALTER TABLE runs RESET (
+                autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold,
+                toast.autovacuum_vacuum_scale_factor, toast.autovacuum_vacuum_threshold)",
+        )
+        .unwrap();
+    let new = server(receiver::store::Compression::ZstdDict);
+    assert_eq!(new.get(path).text(), before, "old rows answer as before");
+    let token = new.token(&scope);
+    let body = push_body("pg-org", "pg-repo", "ci.yml", "build", "packed");
+    assert_eq!(new.push(&token, &body).status, 201);
+    let answer = new.get(path).json();
+    assert_eq!(answer.as_array().unwrap().len(), 5);
+    assert_eq!(answer[0]["run_id"], "packed");
+    let rows = cluster
+        .psql(
+            &name,
+            "SELECT string_agg(get_byte(payload, 0) || ':' || length(head), ',' ORDER BY id)
+             FROM runs; SELECT version FROM receiver_schema",
+        )
+        .unwrap();
+    let rows: Vec<&str> = rows.split_whitespace().collect();
+    let formats: Vec<&str> = rows[0].split(',').collect();
+    assert_eq!(formats.len(), 5, "{rows:?}");
+    assert!(
+        formats[..4].iter().all(|f| f.starts_with("123:")),
+        "{rows:?}"
+    );
+    assert_eq!(formats[4], "1:0", "{rows:?}");
+    assert_eq!(rows[1], "2", "{rows:?}");
+}

@@ -142,6 +142,14 @@ enum Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Bytes on disk per run after 100,000 runs of a realistic mix, redb and PostgreSQL (a
+    /// throw-away cluster) side by side, plain and compressed, with pushes, query and
+    /// sizing latency beside them; the job list at 10,000 jobs and 1,000,000 runs. Extra
+    /// arguments go to `receiver-bench --storage`.
+    Storage {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// The right-sizing backtest: ours against CI Sizer, krr and a VPA-like recommender on
     /// replayed job histories (synthetic families and recorded ones). Extra arguments go to
     /// the backtest (`--small`, `--seed N`).
@@ -359,35 +367,40 @@ fn bench(which: Bench) -> Result<()> {
             let object = build_ebpf(Route::Auto)?;
             bench_collector::run(seconds, idle, &object)
         }
-        Bench::Receiver { args } => {
-            // redb and PostgreSQL side by side: a throw-away cluster unless one is given.
-            util::ensure_debs(&["postgresql"])?;
-            let given = args.iter().any(|a| a.starts_with("--postgres"))
-                || std::env::var_os("RECEIVER_BENCH_POSTGRES").is_some();
-            let cluster = if given {
-                None
-            } else {
-                step("starting a throw-away PostgreSQL cluster for the benchmark");
-                Some(testkit::postgres::Cluster::start().map_err(anyhow::Error::msg)?)
-            };
-            let mut cmd = util::cargo();
-            cmd.args([
-                "run",
-                "--release",
-                "-p",
-                "receiver",
-                "--bin",
-                "receiver-bench",
-                "--",
-            ])
-            .args(args);
-            if let Some(c) = &cluster {
-                cmd.arg(format!("--postgres={}", c.url("postgres")));
-            }
-            run(&mut cmd)
-        }
+        Bench::Receiver { args } => receiver_bench(&["--"], args),
+        Bench::Storage { args } => receiver_bench(&["--", "--storage"], args),
         Bench::Sizing { args } => run(util::cargo()
             .args(["run", "--release", "-p", "backtest", "--"])
             .args(args)),
     }
+}
+
+/// `receiver-bench` (release) with `first` then `args`, and a throw-away PostgreSQL cluster
+/// unless one is given.
+fn receiver_bench(first: &[&str], args: Vec<String>) -> Result<()> {
+    // redb and PostgreSQL side by side: a throw-away cluster unless one is given.
+    util::ensure_debs(&["postgresql"])?;
+    let given = args.iter().any(|a| a.starts_with("--postgres"))
+        || std::env::var_os("RECEIVER_BENCH_POSTGRES").is_some();
+    let cluster = if given {
+        None
+    } else {
+        step("starting a throw-away PostgreSQL cluster for the benchmark");
+        Some(testkit::postgres::Cluster::start().map_err(anyhow::Error::msg)?)
+    };
+    let mut cmd = util::cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "-p",
+        "receiver",
+        "--bin",
+        "receiver-bench",
+    ])
+    .args(first)
+    .args(args);
+    if let Some(c) = &cluster {
+        cmd.arg(format!("--postgres={}", c.url("postgres")));
+    }
+    run(&mut cmd)
 }

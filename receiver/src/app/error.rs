@@ -89,6 +89,11 @@ impl From<StoreError> for ApiError {
             e @ StoreError::Unavailable(_) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).retry_after(1)
             }
+            // A row that does not decode names its run and why: an operator's lead.
+            e @ StoreError::Corrupt { .. } => {
+                tracing::error!(error = %e, "store failure");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "storage failure")

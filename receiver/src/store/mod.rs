@@ -9,9 +9,11 @@
 //!
 //! Every method is async; the redb backend's blocking reads run on tokio's blocking pool.
 
+pub mod codec;
 pub mod postgres;
 pub mod redb;
 mod run;
+pub mod split;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -21,6 +23,7 @@ use summary::fleet::{JobAggregate, RunRow, SizingShort};
 use crate::config::Database;
 use crate::metrics::Metrics;
 
+pub use codec::{CodecError, Compression};
 pub use run::{NewRun, dedup_key, job_key};
 
 /// Store failures.
@@ -51,6 +54,13 @@ pub enum StoreError {
     /// A stored value could not be encoded.
     #[error("encoding error: {0}")]
     Encode(#[from] serde_json::Error),
+    /// A stored run that cannot be read back (a corrupt or unknown row format).
+    #[error("stored run {id}: {source}")]
+    Corrupt {
+        /// The run's id.
+        id: u64,
+        source: CodecError,
+    },
     /// The writer thread could not be started or stopped.
     #[error("writer thread: {0}")]
     Thread(String),
@@ -147,6 +157,19 @@ pub(crate) fn decode_aggregate(bytes: &[u8]) -> Option<JobAggregate> {
     }
 }
 
+/// Bytes on disk of a redb store ([`Store::space`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    /// The file's length.
+    pub file_bytes: u64,
+    /// The bytes of the pages redb has allocated in it; the rest is free for reuse.
+    pub allocated_bytes: u64,
+    /// Of those, the keys and values in leaf pages (redb's `stored_leaf_bytes`).
+    pub stored_bytes: u64,
+    /// And what is lost to page rounding and free pages (redb's `fragmented_bytes`).
+    pub fragmented_bytes: u64,
+}
+
 /// How the store commits.
 #[derive(Debug, Clone, Copy)]
 pub struct StoreOptions {
@@ -161,6 +184,12 @@ pub struct StoreOptions {
     /// PostgreSQL only: most connections, and how long to wait for one.
     pub db_pool_size: usize,
     pub db_timeout: std::time::Duration,
+    /// How new runs are stored (compressed with zstd and the shipped dictionary unless a
+    /// benchmark compares); rows of every format are read.
+    pub compression: Compression,
+    /// Compress in the writer (thread or task) instead of the request's task: the
+    /// benchmark's comparison (`--store-compress-in-writer`); off by default.
+    pub compress_in_writer: bool,
 }
 
 impl Default for StoreOptions {
@@ -171,6 +200,8 @@ impl Default for StoreOptions {
             headroom_bytes: 1024 * 1024,
             db_pool_size: 16,
             db_timeout: std::time::Duration::from_secs(5),
+            compression: Compression::default(),
+            compress_in_writer: false,
         }
     }
 }
@@ -277,6 +308,16 @@ impl Store {
         match self {
             Self::Redb(db) => blocking(db, |db| db.count()).await,
             Self::Postgres(db) => db.count().await,
+        }
+    }
+
+    /// The redb file's size and allocated bytes (`None` on PostgreSQL, whose space
+    /// autovacuum manages). It holds the writer while it walks the file: after retention
+    /// rounds, not per request.
+    pub async fn space(&self) -> Result<Option<Space>, StoreError> {
+        match self {
+            Self::Redb(db) => blocking(db, |db| db.space().map(Some)).await,
+            Self::Postgres(_) => Ok(None),
         }
     }
 

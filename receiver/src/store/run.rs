@@ -29,6 +29,9 @@ pub struct NewRun {
     /// The run's row for the job list and history ([`NewRun::with_row`]); without one
     /// (a payload that is not a summary, in tests) the run counts with zero figures.
     pub(super) row: Box<summary::fleet::RunRow>,
+    /// `head ‖ payload` compressed ([`super::codec::pack`]), once [`NewRun::pack`] ran with
+    /// compression on: the backend stores this instead of the plain pieces.
+    pub(super) packed: Option<Vec<u8>>,
 }
 
 /// The identity fields of a stored run, in [`summary::StoredRun`]'s order.
@@ -88,7 +91,28 @@ impl NewRun {
                 run_attempt: e.run_attempt.clone(),
                 ..Default::default()
             }),
+            packed: None,
         })
+    }
+
+    /// Compresses the stored value (by the request task, before the writer sees the run,
+    /// so the writer only copies bytes); `Off` leaves it plain.
+    pub fn pack(&mut self, compression: super::Compression) {
+        if self.packed.is_none() {
+            self.packed = super::codec::pack(&self.head, &self.payload, compression);
+        }
+    }
+
+    /// What [`NewRun::pack`] compresses: `head ‖ payload` (dictionary training samples).
+    pub fn packable(&self) -> Vec<u8> {
+        [self.head.as_slice(), &self.payload].concat()
+    }
+
+    /// The stored value's size in bytes: packed, or plain JSON without id and time.
+    pub fn stored_len(&self) -> usize {
+        self.packed
+            .as_ref()
+            .map_or(self.head.len() + self.payload.len(), Vec::len)
     }
 
     /// Encodes a pushed run with its row ([`summary::fleet::RunRow::of`] its summary).

@@ -40,7 +40,7 @@ async fn token_for_every_job(client: &mut Client) -> anyhow::Result<String> {
 }
 
 /// p50 and p99 (ms) of `n` GETs of `path` with `headers`; the last body's size.
-async fn time_get(
+pub async fn time_get(
     client: &mut Client,
     path: &str,
     headers: &[(&str, &str)],

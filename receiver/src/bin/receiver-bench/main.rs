@@ -11,8 +11,11 @@
 
 mod backends;
 mod fleet;
+mod mix;
 mod server;
 mod sizing;
+mod storage;
+mod storage_fleet;
 
 use server::{Backend, Client, Server};
 use std::sync::Arc;
@@ -81,6 +84,32 @@ struct Args {
     /// Tracing filter of the receivers (as `--log-level`); log lines are discarded.
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Run the storage benchmark instead (`cargo xtask bench storage`): bytes on disk per
+    /// run, plain and compressed, on both backends, with pushes and queries beside them.
+    #[arg(long)]
+    storage: bool,
+    /// Runs of the mix stored per storage variant.
+    #[arg(long, default_value_t = 100_000)]
+    storage_runs: u64,
+    /// Jobs they are spread over.
+    #[arg(long, default_value_t = 1_000)]
+    storage_jobs: u64,
+    /// Measure only the compressed variants of the storage benchmark (zstd with the
+    /// dictionary, compressed by the request or by the writer), not the baselines.
+    #[arg(long)]
+    storage_compressed_only: bool,
+    /// Runs and jobs of the storage benchmark's fleet-scale job list (0 runs: skip it).
+    #[arg(long, default_value_t = 1_000_000)]
+    storage_fleet_runs: u64,
+    #[arg(long, default_value_t = 10_000)]
+    storage_fleet_jobs: u64,
+    /// Write a zstd dictionary trained on summaries to this file (`receiver/dict/`), print
+    /// what it makes of the mix, and exit.
+    #[arg(long)]
+    train_dict: Option<std::path::PathBuf>,
+    /// Size of the trained dictionary, bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    dict_size: usize,
 }
 
 /// A realistic summary: 3 containers with serialized histograms, 10 top processes each.
@@ -415,6 +444,9 @@ fn hex_u64(v: u64) -> String {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(path) = &args.train_dict {
+        return storage::train(path, args.dict_size);
+    }
     // The receiver binary always runs with a subscriber at `--log-level info`: pay the
     // same per-request tracing cost here (formatted, then discarded instead of printed).
     tracing_subscriber::fmt()
@@ -439,6 +471,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn bench(args: Args, rt: tokio::runtime::Handle) -> anyhow::Result<()> {
+    if args.storage {
+        return storage::bench(args, rt).await;
+    }
     let size = serde_json::to_vec(&realistic_push("bench"))?.len();
     println!(
         "receiver benchmark: loopback, {} CPU(s), summary body {size} bytes, {:.1} s per scenario",

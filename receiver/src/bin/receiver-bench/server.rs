@@ -10,6 +10,7 @@ use anyhow::{Context as _, bail};
 use hyper::StatusCode;
 use hyper::body::Bytes;
 use receiver::config::{Config, Database, PgUrl};
+use receiver::store::Compression;
 
 use super::{HMAC_KEY, READ_TOKEN};
 
@@ -31,7 +32,7 @@ impl Backend {
 }
 
 /// What to remove when the scenario ends.
-enum Scratch {
+pub enum Scratch {
     File(PathBuf),
     Database { admin: String, name: String },
 }
@@ -45,7 +46,7 @@ pub struct Server {
 }
 
 /// Runs one SQL statement on `url` (the benchmark's own admin work, not the receiver's).
-async fn admin_sql(url: &str, sql: &str) -> anyhow::Result<()> {
+pub async fn admin_sql(url: &str, sql: &str) -> anyhow::Result<()> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .with_context(|| {
@@ -80,37 +81,75 @@ fn with_database(url: &str, db: &str) -> String {
     }
 }
 
+/// A fresh database for a scenario on `backend`, and what to remove after it.
+pub async fn scratch(backend: &Backend) -> anyhow::Result<(Database, Scratch)> {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
+    Ok(match backend {
+        Backend::Redb => {
+            let path = std::env::temp_dir().join(format!(
+                "receiver-bench-{}-{nanos}.redb",
+                std::process::id()
+            ));
+            (Database::File(path.clone()), Scratch::File(path))
+        }
+        Backend::Postgres(admin) => {
+            let name = format!("receiver_bench_{}_{nanos}", std::process::id());
+            admin_sql(admin, &format!("CREATE DATABASE {name}")).await?;
+            let url = with_database(admin, &name);
+            let db = Database::Postgres(PgUrl::parse(&url).map_err(anyhow::Error::msg)?);
+            (
+                db,
+                Scratch::Database {
+                    admin: admin.clone(),
+                    name,
+                },
+            )
+        }
+    })
+}
+
+impl Scratch {
+    /// Removes the file or drops the database.
+    pub async fn remove(&self) -> anyhow::Result<()> {
+        match self {
+            Scratch::File(path) => {
+                let _ = std::fs::remove_file(path);
+            }
+            Scratch::Database { admin, name } => {
+                admin_sql(
+                    admin,
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Server {
     pub async fn start(
         rt: &tokio::runtime::Handle,
         backend: &Backend,
         group_commit: bool,
     ) -> anyhow::Result<Self> {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
-        let (db, scratch) = match backend {
-            Backend::Redb => {
-                let path = std::env::temp_dir().join(format!(
-                    "receiver-bench-{}-{nanos}.redb",
-                    std::process::id()
-                ));
-                (Database::File(path.clone()), Scratch::File(path))
-            }
-            Backend::Postgres(admin) => {
-                let name = format!("receiver_bench_{}_{nanos}", std::process::id());
-                admin_sql(admin, &format!("CREATE DATABASE {name}")).await?;
-                let url = with_database(admin, &name);
-                let db = Database::Postgres(PgUrl::parse(&url).map_err(anyhow::Error::msg)?);
-                (
-                    db,
-                    Scratch::Database {
-                        admin: admin.clone(),
-                        name,
-                    },
-                )
-            }
-        };
+        let (db, scratch) = scratch(backend).await?;
+        Self::start_on(rt, db, scratch, group_commit, Compression::default(), false).await
+    }
+
+    /// A receiver on `db` (which may hold runs already), removing `scratch` when stopped.
+    pub async fn start_on(
+        rt: &tokio::runtime::Handle,
+        db: Database,
+        scratch: Scratch,
+        group_commit: bool,
+        compression: Compression,
+        compress_in_writer: bool,
+    ) -> anyhow::Result<Self> {
         let mut config = Config::new(db, READ_TOKEN, HMAC_KEY);
         config.group_commit = group_commit;
+        config.compression = compression;
+        config.compress_in_writer = compress_in_writer;
         // Enough connections for the readers while the writer holds one.
         config.db_pool_size = 32;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -142,19 +181,7 @@ impl Server {
             let _ = tx.send(());
         }
         (&mut self.task).await??;
-        match &self.scratch {
-            Scratch::File(path) => {
-                let _ = std::fs::remove_file(path);
-            }
-            Scratch::Database { admin, name } => {
-                admin_sql(
-                    admin,
-                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                )
-                .await?;
-            }
-        }
-        Ok(())
+        self.scratch.remove().await
     }
 }
 

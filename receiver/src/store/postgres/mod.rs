@@ -86,6 +86,10 @@ pub struct PgStore {
     tx: Mutex<Option<mpsc::Sender<WriteOp>>>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     probe: tokio::task::JoinHandle<()>,
+    /// How new runs are stored (packed by the request task in [`PgStore::insert`]).
+    compression: super::Compression,
+    /// Whether the writer task compresses instead ([`StoreOptions::compress_in_writer`]).
+    compress_in_writer: bool,
 }
 
 impl PgStore {
@@ -134,6 +138,7 @@ impl PgStore {
             "PostgreSQL store open"
         );
         let (tx, rx) = mpsc::channel(8 * writer::MAX_BATCH);
+        let (compression, compress_in_writer) = (options.compression, options.compress_in_writer);
         let writer = tokio::spawn(writer::run(shared.clone(), rx, options, metrics));
         let probe = tokio::spawn(probe(Arc::downgrade(&shared)));
         Ok(Self {
@@ -141,6 +146,8 @@ impl PgStore {
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             probe,
+            compression,
+            compress_in_writer,
         })
     }
 
@@ -163,7 +170,11 @@ impl PgStore {
     }
 
     /// Stores a run; returns once it is durably committed.
-    pub async fn insert(&self, run: NewRun) -> Result<Inserted, StoreError> {
+    pub async fn insert(&self, mut run: NewRun) -> Result<Inserted, StoreError> {
+        // Compressed here, on the request's task, unless the writer is to.
+        if !self.compress_in_writer {
+            run.pack(self.compression);
+        }
         self.send(|reply| WriteOp::Insert(Box::new(run), reply))
             .await
     }
@@ -213,7 +224,7 @@ impl PgStore {
             for row in &rows {
                 if !page.offer(
                     row.get::<_, i64>(0) as u64,
-                    &stored_value(row),
+                    &stored_value(row)?,
                     limit,
                     max_bytes,
                 ) {
@@ -323,7 +334,7 @@ impl PgStore {
                 )
                 .await
                 .map_err(pg_error)?;
-            Ok(row.as_ref().map(stored_value))
+            row.as_ref().map(stored_value).transpose()
         }
         .await;
         self.shared.observe(result)
@@ -347,13 +358,19 @@ impl PgStore {
     }
 }
 
-/// The stored run's JSON, exactly as the redb backend stores it.
-fn stored_value(row: &tokio_postgres::Row) -> Vec<u8> {
+/// The stored run's JSON, exactly as the redb backend answers it: from plain pieces, or
+/// a packed payload ([`super::codec`]).
+fn stored_value(row: &tokio_postgres::Row) -> Result<Vec<u8>, StoreError> {
     let id: i64 = row.get(0);
     let received_ms: i64 = row.get(1);
     let head: &[u8] = row.get(2);
     let payload: &[u8] = row.get(3);
-    super::run::assemble(id as u64, head, received_ms, payload)
+    super::codec::stored_json_pieces(id as u64, received_ms, head, payload).map_err(|source| {
+        StoreError::Corrupt {
+            id: id as u64,
+            source,
+        }
+    })
 }
 
 /// Checks the database every [`PROBE_EVERY`] while the store lives, so `/healthz` says it

@@ -7,6 +7,8 @@
 //!   answer the same bytes) and the idempotency key, unique.
 //!   With them, the run's row for the job list and history (`row_json`), written once its
 //!   id is known.
+//!   Since version 2 a run may be packed: `payload` then holds the zstd-compressed
+//!   `head ‖ payload` ([`crate::store::codec`]) and `head` is empty.
 //! - `jobs`: each job's aggregate (JSON); an empty value is a job whose first run is being
 //!   stored by a transaction that has not committed yet.
 
@@ -37,6 +39,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE jobs (
         job_key bytea PRIMARY KEY,
         aggregate bytea NOT NULL
+    );",
+    // 2: `payload` may be packed (zstd, `store/codec.rs`; `head` then empty): new rows
+    // only, nothing rewritten. Retention's deletes are vacuumed by autovacuum soon after
+    // each prune (1 % of the table dead, not the default 20 %), so their space is reused
+    // by new runs instead of the table growing by a fifth first.
+    "ALTER TABLE runs SET (
+        autovacuum_vacuum_scale_factor = 0.01,
+        autovacuum_vacuum_threshold = 1000,
+        toast.autovacuum_vacuum_scale_factor = 0.01,
+        toast.autovacuum_vacuum_threshold = 1000
     );",
 ];
 

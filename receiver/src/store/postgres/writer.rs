@@ -65,6 +65,11 @@ pub(super) async fn run(
         if batch.is_empty() {
             continue;
         }
+        if options.compress_in_writer {
+            for (run, _) in &mut batch {
+                run.pack(options.compression);
+            }
+        }
         let started = Instant::now();
         let received_ms = crate::store::unix_ms(options.clock);
         let runs: Vec<&NewRun> = batch.iter().map(|(r, _)| r.as_ref()).collect();
@@ -124,8 +129,19 @@ async fn commit_runs(
     let received_at = summary::time::format_unix_millis(received);
     let job_keys: Vec<&[u8]> = runs.iter().map(|r| r.job_key.as_slice()).collect();
     let times: Vec<i64> = vec![received; runs.len()];
-    let heads: Vec<&[u8]> = runs.iter().map(|r| r.head.as_slice()).collect();
-    let payloads: Vec<&[u8]> = runs.iter().map(|r| r.payload.as_slice()).collect();
+    // A packed run: its payload holds head and payload (the receive time in it stays 0:
+    // the column is the one read).
+    let heads: Vec<&[u8]> = runs
+        .iter()
+        .map(|r| match r.packed {
+            Some(_) => &[][..],
+            None => r.head.as_slice(),
+        })
+        .collect();
+    let payloads: Vec<&[u8]> = runs
+        .iter()
+        .map(|r| r.packed.as_deref().unwrap_or(&r.payload))
+        .collect();
     let rows: Vec<Vec<u8>> = runs
         .iter()
         .map(|r| serde_json::to_vec(r.row.as_ref()))

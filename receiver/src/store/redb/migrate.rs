@@ -43,6 +43,11 @@ pub(super) fn create_or_check(db: &Database) -> Result<(), StoreError> {
         txn.open_table(JOBS)?;
         found
     };
+    if found == Some(3) {
+        // Packed rows are new rows only: nothing to rewrite.
+        txn.open_table(META)?.insert(META_SCHEMA, SCHEMA_VERSION)?;
+        tracing::info!("database schema version 3 opens as 4: new runs are stored compressed");
+    }
     txn.commit()?;
     if found == Some(1) {
         let indexed = migrate_from_v1(db)?;
@@ -156,10 +161,11 @@ fn migrate_from_v2(db: &Database) -> Result<u64, StoreError> {
                 let key = k.value();
                 seen += 1;
                 after = Some(key.to_vec());
-                let (Some(id), Ok(run)) = (
-                    id_of_run_key(key),
-                    serde_json::from_slice::<StoredRun>(v.value()),
-                ) else {
+                let id = id_of_run_key(key);
+                let json = id.and_then(|id| crate::store::codec::stored_json(id, v.value()).ok());
+                let (Some(id), Some(Ok(run))) =
+                    (id, json.map(|j| serde_json::from_slice::<StoredRun>(&j)))
+                else {
                     tracing::warn!("stored run left out of the job list: unreadable value");
                     continue;
                 };

@@ -5,6 +5,7 @@
 //! - `jobs`: the job list's per-run rows and per-job aggregates, and their reads;
 //! - `records`: the stored value of a run ([`NewRun`]), encoded before the writer sees it;
 //! - `writer`: the writer thread and its group commit;
+//! - `space`: the file's size and the bytes redb has allocated in it (`/metrics`);
 //! - `recovery`: opening the database (quick repair), and reopening it after an I/O error
 //!   (a full disk) without a restart;
 //! - this file: [`RedbStore`] and its queries.
@@ -19,12 +20,15 @@
 //!
 //! Reads use redb's MVCC read transactions and never wait for the writer.
 
+#[cfg(test)]
+mod compat_tests;
 mod jobs;
 mod migrate;
 mod reads;
 mod records;
 mod recovery;
 pub mod schema;
+mod space;
 mod writer;
 
 use std::path::Path;
@@ -55,6 +59,10 @@ pub struct RedbStore {
     tx: Mutex<Option<mpsc::Sender<WriteOp>>>,
     /// The writer thread, joined by [`Store::close`].
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// How new runs are stored (packed by the request task in [`RedbStore::insert`]).
+    compression: super::Compression,
+    /// Whether the writer thread compresses instead ([`StoreOptions::compress_in_writer`]).
+    compress_in_writer: bool,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -83,6 +91,8 @@ impl RedbStore {
             db,
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
+            compression: options.compression,
+            compress_in_writer: options.compress_in_writer,
         })
     }
 
@@ -95,7 +105,11 @@ impl RedbStore {
     }
 
     /// Stores a run; returns once it is durably committed.
-    pub async fn insert(&self, run: NewRun) -> Result<Inserted, StoreError> {
+    pub async fn insert(&self, mut run: NewRun) -> Result<Inserted, StoreError> {
+        // Compressed here, on the request's task: the writer thread only copies bytes.
+        if !self.compress_in_writer {
+            run.pack(self.compression);
+        }
         let (reply, rx) = oneshot::channel();
         self.sender()?
             .send(WriteOp::Insert(run, reply))
@@ -160,7 +174,9 @@ impl RedbStore {
                 let mut inv = [0u8; 8];
                 inv.copy_from_slice(&key[key.len().saturating_sub(8)..]);
                 let id = u64::MAX - u64::from_be_bytes(inv);
-                if !page.offer(id, v.value(), limit, max_bytes) {
+                let json = super::codec::stored_json(id, v.value())
+                    .map_err(|source| StoreError::Corrupt { id, source })?;
+                if !page.offer(id, &json, limit, max_bytes) {
                     break;
                 }
             }
@@ -579,8 +595,8 @@ mod tests {
             .to_string();
         assert_eq!(
             msg,
-            "database schema version 4 cannot be opened by this receiver (schema version 3; \
-             it opens and migrates versions 1 to 3): use a receiver of a matching or newer \
+            "database schema version 5 cannot be opened by this receiver (schema version 4; \
+             it opens and migrates versions 1 to 4): use a receiver of a matching or newer \
              version, or a new --db file"
         );
     }

@@ -49,9 +49,12 @@ impl super::RedbStore {
     pub fn run(&self, job_key: &[u8], id: u64) -> Result<Option<Vec<u8>>, StoreError> {
         self.read(|txn| {
             let table = txn.open_table(RUNS)?;
-            Ok(table
-                .get(run_key(job_key, id).as_slice())?
-                .map(|v| v.value().to_vec()))
+            let Some(v) = table.get(run_key(job_key, id).as_slice())? else {
+                return Ok(None);
+            };
+            let json = crate::store::codec::stored_json(id, v.value())
+                .map_err(|source| StoreError::Corrupt { id, source })?;
+            Ok(Some(json.into_owned()))
         })
     }
 

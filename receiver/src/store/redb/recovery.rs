@@ -142,6 +142,11 @@ impl Handle {
         })
     }
 
+    /// The database file.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Why writes are refused, if they are.
     pub(super) fn unavailable(&self) -> Option<String> {
         self.unavailable

@@ -12,8 +12,13 @@ use redb::TableDefinition;
 /// - 3: plus [`RUN_ROWS`] and [`JOBS`] (the job list and history). A version-2 file is
 ///   migrated at open: rows and aggregates are built from the runs it holds.
 ///
+/// - 4: [`RUNS`] values may be packed (zstd, see `store/codec.rs`) as well as plain JSON.
+///   A version-3 file opens as 4 without a rewrite: its plain rows read as they are, and
+///   new rows are packed. (The version keeps an older receiver from misreading a packed
+///   row.)
+///
 /// A file of a newer version is refused (a newer receiver wrote it).
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// Bookkeeping. Key: a name. Value: a number.
 /// - `"schema_version"`: the layout version ([`SCHEMA_VERSION`]) the file was created with.
@@ -27,7 +32,10 @@ pub const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta
 /// order of receipt, so ascending keys within one job prefix are "this job's runs, newest
 /// first", answered by one range scan.
 ///
-/// Value: the UTF-8 JSON of the [`summary::StoredRun`] exactly as the query API returns it.
+/// Value: the UTF-8 JSON of the [`summary::StoredRun`] exactly as the query API returns it
+/// (plain, starting with `{`), or since version 4 that JSON packed: a header with the
+/// receive time and the zstd dictionary, then a zstd frame of its pieces
+/// ([`crate::store::codec`]).
 pub const RUNS: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("runs_v1");
 
 /// Retention index. Key: `(received_at_unix_ms, id)`. Value: the run's key in [`RUNS`].

@@ -21,6 +21,7 @@ use super::schema::{
 };
 use super::{Inserted, StoreError, StoreOptions};
 use crate::metrics::Metrics;
+use crate::store::codec::set_received_ms;
 use crate::store::unix_ms;
 
 /// Most operations committed in one write transaction.
@@ -88,6 +89,13 @@ pub(super) fn writer_loop(
             }
         }
         batch.retain(|op| !matches!(op, WriteOp::Recover));
+        if options.compress_in_writer {
+            for op in &mut batch {
+                if let WriteOp::Insert(run, _) = op {
+                    run.pack(options.compression);
+                }
+            }
+        }
         if batch.is_empty() {
             continue;
         }
@@ -232,14 +240,27 @@ fn commit_batch(
                     key.clear();
                     key.extend_from_slice(&run.job_key);
                     key.extend_from_slice(&(u64::MAX - id).to_be_bytes());
-                    // The value goes straight into the page redb reserves for it.
+                    // The value goes straight into the page redb reserves for it: the
+                    // packed one with its receive time, or the plain JSON.
                     let id_text = id.to_string();
                     let parts = run.value_parts(id_text.as_bytes(), &received_at);
-                    let len = parts.iter().map(|p| p.len()).sum::<usize>() + 1;
+                    let len = match &run.packed {
+                        Some(p) => p.len(),
+                        None => parts.iter().map(|p| p.len()).sum::<usize>() + 1,
+                    };
                     let len = u32::try_from(len).map_err(|_| {
                         StoreError::Db(Box::new(redb::StorageError::ValueTooLarge(len).into()))
                     })?;
-                    write_value(&parts, runs.insert_reserve(key.as_slice(), len)?.as_mut());
+                    let mut slot = runs.insert_reserve(key.as_slice(), len)?;
+                    match &run.packed {
+                        Some(p) => {
+                            let out = slot.as_mut();
+                            out.copy_from_slice(p);
+                            set_received_ms(out, received_ms);
+                        }
+                        None => write_value(&parts, slot.as_mut()),
+                    }
+                    drop(slot);
                     by_time.insert((received_ms, id), key.as_slice())?;
                     remember(
                         &mut dedup,
