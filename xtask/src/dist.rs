@@ -45,10 +45,11 @@ pub struct Arch {
     pub triple: &'static str,
     /// How `file` names the machine.
     pub file_machine: &'static str,
-    /// The C compiler (and its Debian package) for dependencies that compile C, as zstd's
-    /// bindings do. aarch64 has no musl cross compiler in Debian: the glibc one builds such
-    /// freestanding libraries (memory and string functions, no I/O) for a musl link.
-    pub c_compiler: (&'static str, &'static str),
+    /// The C compiler (and the Debian packages it needs) for dependencies that compile C,
+    /// as zstd's bindings do. aarch64 has no musl cross compiler in Debian: the glibc one
+    /// (with its headers, only recommended by the package) builds such freestanding
+    /// libraries (memory and string functions, no I/O) for a musl link.
+    pub c_compiler: (&'static str, &'static [&'static str]),
     /// Its archiver.
     pub c_archiver: &'static str,
 }
@@ -58,14 +59,17 @@ pub const ARCHES: [Arch; 2] = [
         name: "x86_64",
         triple: "x86_64-unknown-linux-musl",
         file_machine: "x86-64",
-        c_compiler: ("musl-gcc", "musl-tools"),
+        c_compiler: ("musl-gcc", &["musl-tools"]),
         c_archiver: "ar",
     },
     Arch {
         name: "aarch64",
         triple: "aarch64-unknown-linux-musl",
         file_machine: "ARM aarch64",
-        c_compiler: ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"),
+        c_compiler: (
+            "aarch64-linux-gnu-gcc",
+            &["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"],
+        ),
         c_archiver: "aarch64-linux-gnu-ar",
     },
 ];
@@ -216,7 +220,7 @@ pub fn build(object: &Path) -> Result<Vec<Artifact>> {
     let mut needs_c = Vec::new();
     for arch in &ARCHES {
         if compiles_c(&dependency_tree(arch.triple)?) {
-            util::ensure_debs(&[arch.c_compiler.1])?;
+            util::ensure_debs(arch.c_compiler.1)?;
             needs_c.push(arch.triple);
         }
     }
