@@ -18,26 +18,6 @@ use common::{CgroupTree, Proc, cgroup_v1_mount, cgroup2_mount, collector};
 const SHORT_CHILDREN: &str =
     "for i in $(seq 150); do (i=0; while ((i<3000)); do ((i++)); done); done; times >&2";
 
-/// Seconds from bash's `times` output: two lines like `0m0.010s 0m0.002s` (the shell's
-/// user and system time, then its children's).
-fn rusage_from_times(stderr: &str) -> f64 {
-    let secs = |field: &str| -> Option<f64> {
-        let (m, s) = field.strip_suffix('s')?.split_once('m')?;
-        Some(m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
-    };
-    let rows: Vec<f64> = stderr
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() == 2)
-                .then(|| Some(secs(f[0])? + secs(f[1])?))
-                .flatten()
-        })
-        .collect();
-    assert!(rows.len() >= 2, "no `times` output in: {stderr}");
-    rows[rows.len() - 2..].iter().sum()
-}
-
 fn run_collector(args: &[&str], envs: &[(&str, &str)]) -> Output {
     collector()
         .args(args)
@@ -66,7 +46,8 @@ fn run_agrees_with_getrusage_for_many_short_children() {
             serde_json::from_slice(&out.stdout)
                 .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout))),
         );
-        let truth = rusage_from_times(&stderr);
+        let truth = testkit::shell_times_seconds(&stderr)
+            .unwrap_or_else(|| panic!("no `times` output in: {stderr}"));
         let measured = summary.containers[0].cpu_seconds;
         println!(
             "{:?}: collector {measured:.4} s, rusage {truth:.4} s, ratio {:.4}",

@@ -10,6 +10,7 @@
 //!   requirement fails the test; elsewhere the test prints `SKIP <test>: <why>` and returns.
 //!   Beside them, what a machine has: [`is_root`] and [`which`] (a program on the `PATH` or
 //!   in the sbin directories), also used by `cargo xtask`.
+//! - [`times`]: [`shell_times_seconds`], a shell's own account of its CPU (`times`).
 //! - [`receiver`]: [`Receiver`], the real receiver binary on `127.0.0.1:0` with a real redb
 //!   file: requests, push tokens, restart on the same database and port, SIGKILL; and
 //!   [`JsonResponse`] for reading JSON answers.
@@ -21,11 +22,13 @@
 pub mod postgres;
 pub mod receiver;
 pub mod require;
+pub mod times;
 pub mod wait;
 pub mod webdriver;
 
 pub use receiver::{JsonResponse, Receiver, ReceiverBuilder};
 pub use require::{is_root, require, require_ebpf, require_root, requirements_enforced, which};
+pub use times::shell_times_seconds;
 pub use wait::{wait_for, wait_until};
 
 /// The read (admin) token of every test receiver.

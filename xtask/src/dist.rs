@@ -384,25 +384,6 @@ pub fn expected_version(binary: &str, version: &str, commit: Option<&str>) -> St
     }
 }
 
-/// Seconds of CPU from a POSIX shell's `times`: two lines `<user> <system>` (the shell's,
-/// then its children's), each like `0m1.250000s`; their sum.
-pub fn seconds_from_times(text: &str) -> Option<f64> {
-    let secs = |f: &str| -> Option<f64> {
-        let (m, s) = f.strip_suffix('s')?.split_once('m')?;
-        Some(m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
-    };
-    let rows: Vec<f64> = text
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() == 2)
-                .then(|| Some(secs(f[0])? + secs(f[1])?))
-                .flatten()
-        })
-        .collect();
-    (rows.len() >= 2).then(|| rows[rows.len() - 2..].iter().sum())
-}
-
 /// Judges `collector run --json` over the busy loop: CPU from eBPF, and the command's CPU
 /// seconds within 10 % (or 50 ms) of what the shell itself counted.
 pub fn judge_workload(summary: &serde_json::Value, truth: f64) -> Result<String, String> {
@@ -633,7 +614,7 @@ fn workload_check(a: &Artifact, root: bool) -> Outcome {
         Ok(v) => v,
         Err(e) => return Outcome::Fail(format!("its output is not a JSON summary: {e}")),
     };
-    let Some(truth) = seconds_from_times(&stderr) else {
+    let Some(truth) = testkit::shell_times_seconds(&stderr) else {
         return Outcome::Fail(format!("no `times` output in: {stderr}"));
     };
     match judge_workload(&summary, truth) {
@@ -726,15 +707,6 @@ mod tests {
             expected_version("receiver", "0.1.0", None),
             "receiver 0.1.0 (commit unknown)"
         );
-    }
-
-    #[test]
-    fn adds_up_shell_times() {
-        // dash prints microseconds, bash milliseconds; the last two lines count.
-        let dash = "noise\n0m0.950000s 0m0.010000s\n0m0.040000s 0m0.000000s\n";
-        assert!((seconds_from_times(dash).unwrap() - 1.0).abs() < 1e-9);
-        assert!((seconds_from_times("1m0.5s 0m0.5s\n0m0s 0m0s").unwrap() - 61.0).abs() < 1e-9);
-        assert_eq!(seconds_from_times("0m0.1s 0m0.1s\n"), None);
     }
 
     #[test]
